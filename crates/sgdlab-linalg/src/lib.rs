@@ -1,0 +1,17 @@
+//! Linear algebra for sgdlab: the [`Scalar`] trait (f32 and f64), matrix products and
+//! decompositions backed by [faer](https://docs.rs/faer) on [`ndarray`] containers, and seeded
+//! random streams derived by name ([`RngStream`]).
+//!
+//! Products run sequentially below a measured size threshold and on `threads()` threads above it
+//! (see [`set_threads`] and [`PARALLEL_MIN_FLOPS`]).
+
+mod decomp;
+mod matmul;
+mod rng;
+mod scalar;
+
+pub use decomp::{orthonormal_rows, singular_values, symmetric_eigen, DecompError, SymmetricEigen};
+pub use matmul::{matmul_into, set_threads, threads, PARALLEL_MIN_FLOPS};
+pub use ndarray;
+pub use rng::{standard_normal, RngStream, StreamRng};
+pub use scalar::Scalar;

@@ -1,0 +1,139 @@
+//! General matrix products on ndarray views, computed by faer.
+
+use crate::Scalar;
+use faer::{Accum, MatMut, MatRef, Par};
+use ndarray::{ArrayView2, ArrayViewMut2};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Products with fewer multiply-adds than this (m * k * n) run on one thread.
+///
+/// Measured with `cargo bench -p sgdlab-linalg --bench matmul` on the 2-core development machine
+/// (see the bench's doc): a second thread slows 64x64x64 down several-fold and pays off from about
+/// 128x256x256 upward, so the threshold sits at 128 * 256 * 256 multiply-adds.
+pub const PARALLEL_MIN_FLOPS: usize = 128 * 256 * 256;
+
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// Set how many threads large products may use (1 = always sequential; 0 = all cores).
+///
+/// Studies run several runs at once, each single-threaded; a single large job may use all cores.
+pub fn set_threads(n: usize) {
+    let n = if n == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        n
+    };
+    THREADS.store(n, Ordering::Relaxed);
+    faer::set_global_parallelism(if n > 1 { Par::rayon(n) } else { Par::Seq });
+}
+
+/// The thread count set by [`set_threads`] (1 unless set).
+pub fn threads() -> usize {
+    THREADS.load(Ordering::Relaxed)
+}
+
+fn as_faer<'a, T: Scalar>(a: &ArrayView2<'a, T>) -> MatRef<'a, T> {
+    let (m, n) = a.dim();
+    let s = a.strides();
+    // SAFETY: the pointer, shape and (element) strides come from a live ndarray view, which
+    // guarantees every addressed element is in bounds for the view's lifetime.
+    unsafe { MatRef::from_raw_parts(a.as_ptr(), m, n, s[0], s[1]) }
+}
+
+fn as_faer_mut<'a, T: Scalar>(c: &'a mut ArrayViewMut2<'_, T>) -> MatMut<'a, T> {
+    let (m, n) = c.dim();
+    let s = c.strides().to_vec();
+    // SAFETY: as above; the mutable view is uniquely borrowed for 'a and ndarray forbids
+    // overlapping elements in a mutable view.
+    unsafe { MatMut::from_raw_parts_mut(c.as_mut_ptr(), m, n, s[0], s[1]) }
+}
+
+/// `c = beta * c + alpha * a b` (`beta` is 0 or 1), with any strides (pass `a.t()` for a
+/// transpose; it costs nothing).
+///
+/// With `beta == 0`, `c` is overwritten and its previous contents (even NaN) are ignored.
+///
+/// # Panics
+/// If the shapes do not conform (a programming error, not an input error).
+pub fn matmul_into<T: Scalar>(
+    mut c: ArrayViewMut2<'_, T>,
+    beta_one: bool,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    alpha: T,
+) {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    assert_eq!(k, k2, "matmul: inner dimensions differ ({m}x{k} times {k2}x{n})");
+    assert_eq!(c.dim(), (m, n), "matmul: output shape");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !beta_one {
+            c.fill(T::zero());
+        }
+        return;
+    }
+    let t = threads();
+    let par = if t > 1 && m.saturating_mul(k).saturating_mul(n) >= PARALLEL_MIN_FLOPS {
+        Par::rayon(t)
+    } else {
+        Par::Seq
+    };
+    let accum = if beta_one { Accum::Add } else { Accum::Replace };
+    faer::linalg::matmul::matmul(as_faer_mut(&mut c), accum, as_faer(&a), as_faer(&b), alpha, par);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, ShapeBuilder};
+
+    fn naive(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
+        let mut c = Array2::zeros((a.nrows(), b.ncols()));
+        for i in 0..a.nrows() {
+            for j in 0..b.ncols() {
+                c[(i, j)] = (0..a.ncols()).map(|l| a[(i, l)] * b[(l, j)]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn products_match_naive_for_all_layouts() {
+        let a = Array2::from_shape_fn((5, 7), |(i, j)| (i as f64 + 1.0) * 0.3 - j as f64 * 0.7);
+        let b = Array2::from_shape_fn((7, 3), |(i, j)| (i * j) as f64 * 0.1 - 1.0);
+        let bf = Array2::from_shape_vec((7, 3).f(), b.t().iter().copied().collect()).unwrap();
+        assert_eq!(bf, b);
+        let expect = naive(&a, &b);
+        for bb in [b.view(), bf.view()] {
+            let mut c = Array2::from_elem((5, 3), f64::NAN);
+            matmul_into(c.view_mut(), false, a.view(), bb, 1.0);
+            for (x, y) in c.iter().zip(expect.iter()) {
+                assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{x} vs {y}");
+            }
+        }
+        // Transposed operand, accumulate, scale.
+        let at = a.t().to_owned();
+        let mut c = expect.clone();
+        matmul_into(c.view_mut(), true, at.t(), b.view(), 2.0);
+        for (x, y) in c.iter().zip(expect.iter()) {
+            assert!((x - 3.0 * y).abs() <= 1e-12 * (1.0 + y.abs()));
+        }
+    }
+
+    #[test]
+    fn threaded_products_equal_sequential_ones() {
+        let a = Array2::from_shape_fn((160, 300), |(i, j)| ((i * 31 + j * 17) % 13) as f32 - 6.0);
+        let b = Array2::from_shape_fn((300, 400), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
+        let mut c1 = Array2::zeros((160, 400));
+        let mut c2 = Array2::zeros((160, 400));
+        matmul_into(c1.view_mut(), false, a.view(), b.view(), 1.0);
+        set_threads(2);
+        matmul_into(c2.view_mut(), false, a.view(), b.view(), 1.0);
+        set_threads(1);
+        // Integer-valued inputs: every partial sum is exact in f32, so any order agrees.
+        assert_eq!(c1, c2);
+    }
+}
