@@ -1,0 +1,26 @@
+//! Errors of the model layer: bad architecture strings, shape mismatches, bad checkpoints.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong with an input given to sgdlab-nn. Each message is one line that
+/// names the offending thing (the architecture string, the tensor, the file).
+#[derive(Debug, thiserror::Error)]
+pub enum NnError {
+    /// An architecture string or table that does not parse.
+    #[error("architecture '{spec}': {message}")]
+    Arch { spec: String, message: String },
+    /// Inputs, targets or parameters whose shape does not fit the model.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// Targets that do not fit the loss (label out of range, wrong kind).
+    #[error("targets: {0}")]
+    Targets(String),
+    /// A checkpoint that cannot be read or does not fit the model.
+    #[error("{path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    /// An I/O error on a named file.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+pub type Result<T, E = NnError> = std::result::Result<T, E>;

@@ -1,0 +1,323 @@
+//! Model-level passes, written once over the layer rules: forward, loss and gradient, exact
+//! Hessian-vector products (forward-over-reverse), Gauss-Newton-vector products, output jvps,
+//! per-example gradients, input Jacobians and per-layer activations.
+//!
+//! All passes take the flat parameter vector `p` (layout of [`Model::layout`]) and a batch, never
+//! mutate anything, and return an error (not a panic) when shapes do not fit.
+
+use crate::error::NnError;
+use crate::layer::{TangentTrace, Trace};
+use crate::loss::{Loss, Reduction, Targets};
+use crate::model::Model;
+use ndarray::{Array2, Array3, ArrayView2, Axis};
+use sgdlab_linalg::Scalar;
+
+/// Inputs `[batch, in_dim]` with their targets.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a, T> {
+    pub x: ArrayView2<'a, T>,
+    pub targets: Targets<'a, T>,
+}
+
+/// The loss a pass differentiates: which loss, and how per-example losses combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Objective {
+    pub loss: Loss,
+    pub reduction: Reduction,
+}
+
+impl Objective {
+    /// `loss` with `Reduction::Mean`.
+    pub fn mean(loss: Loss) -> Self {
+        Objective { loss, reduction: Reduction::Mean }
+    }
+}
+
+/// Loss and gradient of a batch.
+#[derive(Debug, Clone)]
+pub struct LossGradient<T> {
+    pub loss: T,
+    pub gradient: Vec<T>,
+}
+
+/// Loss, gradient and Hessian-vector products of a batch.
+#[derive(Debug, Clone)]
+pub struct HvpResult<T> {
+    pub loss: T,
+    pub gradient: Vec<T>,
+    /// One row per direction: `H v_j`.
+    pub hvps: Array2<T>,
+}
+
+struct Forward<T> {
+    logits: Array2<T>,
+    traces: Vec<Trace<T>>,
+}
+
+impl Model {
+    fn check_params<T>(&self, p: &[T]) -> Result<(), NnError> {
+        if p.len() != self.num_params() {
+            return Err(NnError::Shape(format!("parameter vector has {} entries, model {} has {}", p.len(), self.describe(), self.num_params())));
+        }
+        Ok(())
+    }
+
+    fn check_input<T: Scalar>(&self, p: &[T], x: &ArrayView2<'_, T>) -> Result<(), NnError> {
+        self.check_params(p)?;
+        if x.ncols() != self.in_dim() {
+            return Err(NnError::Shape(format!("inputs have {} features, model {} expects {}", x.ncols(), self.describe(), self.in_dim())));
+        }
+        Ok(())
+    }
+
+    fn check_batch<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective) -> Result<(), NnError> {
+        self.check_input(p, &batch.x)?;
+        obj.loss.check(batch.x.nrows(), self.out_dim(), &batch.targets)
+    }
+
+    fn check_direction<T>(&self, v: &[T], what: &str) -> Result<(), NnError> {
+        if v.len() != self.num_params() {
+            return Err(NnError::Shape(format!("{what} has {} entries, the model has {} parameters", v.len(), self.num_params())));
+        }
+        Ok(())
+    }
+
+    fn forward_traced<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>) -> Forward<T> {
+        let mut h = x.to_owned();
+        let mut traces = Vec::with_capacity(self.layers().len());
+        for (i, l) in self.layers().iter().enumerate() {
+            let (y, t) = l.forward_traced(self.layer_params(i, p), h);
+            traces.push(t);
+            h = y;
+        }
+        Forward { logits: h, traces }
+    }
+
+    fn jvp_pass<T: Scalar>(&self, p: &[T], dp: Option<&[T]>, traces: &[Trace<T>], dx: Option<Array2<T>>) -> (Array2<T>, Vec<TangentTrace<T>>) {
+        let mut h = dx;
+        let mut tts = Vec::with_capacity(traces.len());
+        for (i, (l, t)) in self.layers().iter().zip(traces).enumerate() {
+            let r = self.offset(i)..self.offset(i) + l.num_params();
+            let (y, tt) = l.jvp(&p[r.clone()], dp.map(|d| &d[r]), t, h);
+            tts.push(tt);
+            h = Some(y);
+        }
+        let dz = h.unwrap_or_else(|| Array2::zeros((traces.first().map_or(0, |t| t.input.nrows()), self.out_dim())));
+        (dz, tts)
+    }
+
+    fn backward<T: Scalar>(&self, p: &[T], traces: &[Trace<T>], gz: Array2<T>, mut gp: Option<&mut [T]>, need_gx: bool) -> Option<Array2<T>> {
+        let mut g = gz;
+        for (i, (l, t)) in self.layers().iter().zip(traces).enumerate().rev() {
+            let r = self.offset(i)..self.offset(i) + l.num_params();
+            let need = i > 0 || need_gx;
+            let gpl = gp.as_deref_mut().map(|s| &mut s[r.clone()]);
+            match l.vjp(&p[r], t, g.view(), gpl, need) {
+                Some(gx) => g = gx,
+                None => return None,
+            }
+        }
+        Some(g)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn backward_tangent<T: Scalar>(
+        &self,
+        p: &[T],
+        dp: &[T],
+        traces: &[Trace<T>],
+        tts: &[TangentTrace<T>],
+        gz: Array2<T>,
+        dgz: Array2<T>,
+        mut gp: Option<&mut [T]>,
+        dgp: &mut [T],
+    ) {
+        let (mut g, mut dg) = (gz, dgz);
+        for (i, ((l, t), tt)) in self.layers().iter().zip(traces).zip(tts).enumerate().rev() {
+            let r = self.offset(i)..self.offset(i) + l.num_params();
+            let gpl = gp.as_deref_mut().map(|s| &mut s[r.clone()]);
+            match l.vjp_tangent(&p[r.clone()], &dp[r.clone()], t, tt, g.view(), dg.view(), gpl, &mut dgp[r], i > 0) {
+                Some((a, b)) => {
+                    g = a;
+                    dg = b;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// The logits `[batch, out_dim]`.
+    pub fn forward<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>) -> Result<Array2<T>, NnError> {
+        self.check_input(p, &x)?;
+        let mut h = x.to_owned();
+        for (i, l) in self.layers().iter().enumerate() {
+            h = l.forward(self.layer_params(i, p), h.view());
+        }
+        Ok(h)
+    }
+
+    /// The output of every top-level layer, in order (the last is the logits): the embeddings
+    /// that representation probes read. `activations(..)[i]` is the output of layer `i` (PyTorch
+    /// index `i`).
+    pub fn activations<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>) -> Result<Vec<Array2<T>>, NnError> {
+        self.check_input(p, &x)?;
+        let mut out: Vec<Array2<T>> = Vec::with_capacity(self.layers().len());
+        for (i, l) in self.layers().iter().enumerate() {
+            let y = l.forward(self.layer_params(i, p), out.last().map_or(x.view(), |h| h.view()));
+            out.push(y);
+        }
+        Ok(out)
+    }
+
+    /// The reduced loss of a batch.
+    pub fn loss<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective) -> Result<T, NnError> {
+        self.check_batch(p, batch, obj)?;
+        let z = self.forward(p, batch.x)?;
+        Ok(obj.loss.value(z.view(), &batch.targets, obj.reduction))
+    }
+
+    /// The reduced loss and the logits of a batch.
+    pub fn loss_and_logits<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective) -> Result<(T, Array2<T>), NnError> {
+        self.check_batch(p, batch, obj)?;
+        let z = self.forward(p, batch.x)?;
+        Ok((obj.loss.value(z.view(), &batch.targets, obj.reduction), z))
+    }
+
+    /// Loss and gradient, the gradient written into `grad` (overwritten); returns the loss.
+    pub fn gradient_into<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective, grad: &mut [T]) -> Result<T, NnError> {
+        self.check_batch(p, batch, obj)?;
+        self.check_direction(grad, "gradient buffer")?;
+        let f = self.forward_traced(p, batch.x);
+        let (loss, gz) = obj.loss.value_and_grad(f.logits.view(), &batch.targets, obj.reduction);
+        grad.iter_mut().for_each(|g| *g = T::zero());
+        self.backward(p, &f.traces, gz, Some(grad), false);
+        Ok(loss)
+    }
+
+    /// Loss and gradient of a batch.
+    pub fn loss_and_gradient<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective) -> Result<LossGradient<T>, NnError> {
+        let mut gradient = vec![T::zero(); self.num_params()];
+        let loss = self.gradient_into(p, batch, obj, &mut gradient)?;
+        Ok(LossGradient { loss, gradient })
+    }
+
+    /// Exact Hessian-vector products `H v_j` for each row `v_j` of `vs` (`[k, num_params]`), by
+    /// forward-over-reverse (Pearlmutter 1994): one forward pass, then per direction a jvp and the
+    /// tangent of the backward pass. Also returns the loss and gradient.
+    pub fn hvp_block<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective, vs: ArrayView2<'_, T>) -> Result<HvpResult<T>, NnError> {
+        self.check_batch(p, batch, obj)?;
+        if vs.ncols() != self.num_params() {
+            return Err(NnError::Shape(format!("directions have {} entries, the model has {} parameters", vs.ncols(), self.num_params())));
+        }
+        let f = self.forward_traced(p, batch.x);
+        let (loss, gz) = obj.loss.value_and_grad(f.logits.view(), &batch.targets, obj.reduction);
+        let mut gradient = vec![T::zero(); self.num_params()];
+        let mut hvps = Array2::zeros((vs.nrows(), self.num_params()));
+        if vs.nrows() == 0 {
+            self.backward(p, &f.traces, gz.clone(), Some(&mut gradient), false);
+        }
+        for (j, (v, mut out)) in vs.rows().into_iter().zip(hvps.rows_mut()).enumerate() {
+            let v = v.as_standard_layout();
+            let v = v.as_slice().expect("standard layout");
+            let (dz, tts) = self.jvp_pass(p, Some(v), &f.traces, None);
+            let dgz = obj.loss.hessian_vp(f.logits.view(), dz.view(), obj.reduction);
+            let out = out.as_slice_mut().expect("rows of a fresh array are contiguous");
+            let gp = (j == 0).then_some(&mut gradient[..]);
+            self.backward_tangent(p, v, &f.traces, &tts, gz.clone(), dgz, gp, out);
+        }
+        Ok(HvpResult { loss, gradient, hvps })
+    }
+
+    /// Exact Hessian-vector product `H v`.
+    pub fn hvp<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective, v: &[T]) -> Result<Vec<T>, NnError> {
+        self.check_direction(v, "direction")?;
+        let vs = ArrayView2::from_shape((1, v.len()), v).expect("one row");
+        Ok(self.hvp_block(p, batch, obj, vs)?.hvps.into_raw_vec_and_offset().0)
+    }
+
+    /// Generalised Gauss-Newton-vector products `G v_j = J^T H_z J v_j` for each row of `vs`
+    /// (Schraudolph 2002), `J` the Jacobian of the logits with respect to the parameters and `H_z`
+    /// the Hessian of the reduced loss with respect to the logits.
+    pub fn ggn_vp_block<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective, vs: ArrayView2<'_, T>) -> Result<Array2<T>, NnError> {
+        self.check_batch(p, batch, obj)?;
+        if vs.ncols() != self.num_params() {
+            return Err(NnError::Shape(format!("directions have {} entries, the model has {} parameters", vs.ncols(), self.num_params())));
+        }
+        let f = self.forward_traced(p, batch.x);
+        let mut out = Array2::zeros((vs.nrows(), self.num_params()));
+        for (v, mut o) in vs.rows().into_iter().zip(out.rows_mut()) {
+            let v = v.as_standard_layout();
+            let (dz, _) = self.jvp_pass(p, Some(v.as_slice().expect("standard layout")), &f.traces, None);
+            let q = obj.loss.hessian_vp(f.logits.view(), dz.view(), obj.reduction);
+            self.backward(p, &f.traces, q, Some(o.as_slice_mut().expect("contiguous")), false);
+        }
+        Ok(out)
+    }
+
+    /// Generalised Gauss-Newton-vector product `G v`.
+    pub fn ggn_vp<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective, v: &[T]) -> Result<Vec<T>, NnError> {
+        self.check_direction(v, "direction")?;
+        let vs = ArrayView2::from_shape((1, v.len()), v).expect("one row");
+        Ok(self.ggn_vp_block(p, batch, obj, vs)?.into_raw_vec_and_offset().0)
+    }
+
+    /// The logits and their tangent `J_p dp + J_x dx` (either tangent may be absent = zero).
+    pub fn output_jvp<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>, dp: Option<&[T]>, dx: Option<ArrayView2<'_, T>>) -> Result<(Array2<T>, Array2<T>), NnError> {
+        self.check_input(p, &x)?;
+        if let Some(dp) = dp {
+            self.check_direction(dp, "parameter tangent")?;
+        }
+        if let Some(dx) = &dx {
+            if dx.dim() != x.dim() {
+                return Err(NnError::Shape(format!("input tangent has shape {:?}, inputs {:?}", dx.dim(), x.dim())));
+            }
+        }
+        let f = self.forward_traced(p, x);
+        let (dz, _) = self.jvp_pass(p, dp, &f.traces, dx.map(|d| d.to_owned()));
+        Ok((f.logits, dz))
+    }
+
+    /// Per-example gradients `[batch, num_params]`: row `i` is example `i`'s contribution to the
+    /// batch gradient, so the rows sum to the gradient for either reduction (BackPACK's
+    /// convention: with `Reduction::Mean` each row is the per-example loss gradient divided by the
+    /// normaliser).
+    pub fn per_example_gradients<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective) -> Result<Array2<T>, NnError> {
+        self.check_batch(p, batch, obj)?;
+        let f = self.forward_traced(p, batch.x);
+        let (_, gz) = obj.loss.value_and_grad(f.logits.view(), &batch.targets, obj.reduction);
+        let mut rows = Array2::zeros((batch.x.nrows(), self.num_params()));
+        let mut g = gz;
+        for (i, (l, t)) in self.layers().iter().zip(&f.traces).enumerate().rev() {
+            let r = self.offset(i)..self.offset(i) + l.num_params();
+            let sub = rows.slice_mut(ndarray::s![.., r.clone()]);
+            match l.vjp_per_example(&p[r], t, g.view(), sub, i > 0) {
+                Some(gx) => g = gx,
+                None => break,
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The Jacobian of each example's logits with respect to its own input, `[batch, K, in_dim]`
+    /// (K backward passes with one-hot cotangents).
+    pub fn input_jacobian<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>) -> Result<Array3<T>, NnError> {
+        self.check_input(p, &x)?;
+        let f = self.forward_traced(p, x);
+        let (b, k) = f.logits.dim();
+        let mut jac = Array3::zeros((b, k, self.in_dim()));
+        for c in 0..k {
+            let mut gz = Array2::zeros((b, k));
+            gz.column_mut(c).fill(T::one());
+            let gx = self.backward(p, &f.traces, gz, None, true).expect("need_gx was set");
+            jac.index_axis_mut(Axis(1), c).assign(&gx);
+        }
+        Ok(jac)
+    }
+
+    /// `||d z_i / d x_i||_F^2` for each example: the summand of geometric complexity (Dherin et
+    /// al. 2022), exact.
+    pub fn input_jacobian_sq_frobenius<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>) -> Result<Vec<T>, NnError> {
+        let j = self.input_jacobian(p, x)?;
+        Ok(j.outer_iter().map(|m| m.iter().map(|&v| v * v).sum()).collect())
+    }
+}

@@ -1,0 +1,135 @@
+//! Golden values from an independent framework (JAX, float64; PyTorch for the checkpoint), made
+//! by the scripts in `tests/golden/` at the repository root. Never regenerate them from sgdlab.
+
+use ndarray::{Array2, ArrayView2};
+use serde_json::Value;
+use sgdlab_nn::{load_checkpoint, ArchSpec, Batch, Loss, Model, Objective, Reduction, Targets};
+use std::path::PathBuf;
+
+/// Golden values must match to 1e-9 relative, element by element; entries whose magnitude is
+/// below 1e-4 of the vector's largest are compared against that scale instead (an absolute
+/// floor, so that near-zero entries do not demand more digits than the computation has).
+const GOLDEN_REL: f64 = 1e-9;
+const FLOOR_FRACTION: f64 = 1e-4;
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden")
+}
+
+fn read_json(name: &str) -> Value {
+    let path = golden_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn flat(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(a) => a.iter().flat_map(flat).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap()],
+        other => panic!("not a number array: {other}"),
+    }
+}
+
+fn matrix(v: &Value) -> Array2<f64> {
+    let rows = v.as_array().unwrap();
+    let cols = rows[0].as_array().unwrap().len();
+    Array2::from_shape_vec((rows.len(), cols), flat(v)).unwrap()
+}
+
+fn assert_close(what: &str, actual: &[f64], expected: &[f64]) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    let scale = expected.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let mut worst = (0.0, 0usize);
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        let err = (a - e).abs() / e.abs().max(FLOOR_FRACTION * scale).max(f64::MIN_POSITIVE);
+        if err > worst.0 {
+            worst = (err, i);
+        }
+    }
+    let i = worst.1;
+    assert!(worst.0 <= GOLDEN_REL, "{what}: worst relative error {:.3e} at index {i}: expected {}, got {}", worst.0, expected[i], actual[i]);
+}
+
+#[test]
+fn jax_golden_values_match() {
+    let g = read_json("golden_mlp.json");
+    let cases = g["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 5);
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let arch: ArchSpec = c["arch"].as_str().unwrap().parse().unwrap();
+        let model = Model::new(&arch);
+        let names: Vec<&str> = c["param_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let layout_names: Vec<&str> = model.layout().entries().iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, layout_names, "{name}: parameter order");
+        let p: Vec<f64> = names.iter().flat_map(|n| flat(&c["params"][*n])).collect();
+        assert_eq!(p.len(), model.num_params());
+        let x = matrix(&c["x"]);
+        let loss: Loss = c["loss"].as_str().unwrap().parse().unwrap();
+        let reduction = match c["reduction"].as_str().unwrap() {
+            "mean" => Reduction::Mean,
+            "sum" => Reduction::Sum,
+            r => panic!("{r}"),
+        };
+        let obj = Objective { loss, reduction };
+        let classes: Vec<u32>;
+        let values: Array2<f64>;
+        let targets = match loss {
+            Loss::CrossEntropy => {
+                classes = c["y"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+                Targets::Classes(&classes)
+            }
+            Loss::Logistic => {
+                classes = flat(&c["y"]).into_iter().map(|v| v as u32).collect();
+                Targets::Classes(&classes)
+            }
+            Loss::Mse => {
+                values = matrix(&c["y"]);
+                Targets::Values(values.view())
+            }
+        };
+        let batch = Batch { x: x.view(), targets };
+        let v = flat(&c["v"]);
+
+        let logits = model.forward(&p, x.view()).unwrap();
+        assert_close(&format!("{name} logits"), logits.as_slice().unwrap(), &flat(&c["logits"]));
+        let lg = model.loss_and_gradient(&p, &batch, &obj).unwrap();
+        assert_close(&format!("{name} loss"), &[lg.loss], &[c["loss_value"].as_f64().unwrap()]);
+        assert_close(&format!("{name} gradient"), &lg.gradient, &flat(&c["gradient"]));
+        let hv = model.hvp(&p, &batch, &obj, &v).unwrap();
+        assert_close(&format!("{name} hvp"), &hv, &flat(&c["hvp"]));
+        let gv = model.ggn_vp(&p, &batch, &obj, &v).unwrap();
+        assert_close(&format!("{name} ggn_vp"), &gv, &flat(&c["ggn_vp"]));
+        let pe = model.per_example_gradients(&p, &batch, &obj).unwrap();
+        assert_close(&format!("{name} per-example gradients"), pe.as_slice().unwrap(), &flat(&c["per_example_gradients"]));
+        let jac = model.input_jacobian(&p, x.view()).unwrap();
+        assert_close(&format!("{name} input Jacobian"), jac.as_slice().unwrap(), &flat(&c["input_jacobian"]));
+        let fro = model.input_jacobian_sq_frobenius(&p, x.view()).unwrap();
+        assert_close(&format!("{name} input-Jacobian norms"), &fro, &flat(&c["input_jacobian_sq_frobenius"]));
+    }
+}
+
+#[test]
+fn pytorch_checkpoint_loads_with_arch_and_reproduces_logits() {
+    let g = read_json("torch_sequential.json");
+    let arch: ArchSpec = g["arch"].as_str().unwrap().parse().unwrap();
+    let ck = load_checkpoint::<f32>(&golden_dir().join("torch_sequential.safetensors"), Some(&arch)).unwrap();
+    let x64 = matrix(&g["x"]);
+    let x: Array2<f32> = x64.mapv(|v| v as f32);
+    let z = ck.model.forward(ck.params.as_slice(), x.view()).unwrap();
+    let expected = flat(&g["logits"]);
+    // f32 against PyTorch's f32: a few ulps of the largest logit (different summation order).
+    for (a, e) in z.iter().zip(&expected) {
+        assert!((*a as f64 - e).abs() <= 8.0 * f32::EPSILON as f64 * 1.0, "{a} vs {e}");
+    }
+    // Without the architecture the file cannot be interpreted, and that is said.
+    let e = load_checkpoint::<f32>(&golden_dir().join("torch_sequential.safetensors"), None).unwrap_err().to_string();
+    assert!(e.contains("sgdlab.arch") && e.contains("--arch"), "{e}");
+    // The deliberately mis-shaped file names the tensor.
+    let e = load_checkpoint::<f32>(&golden_dir().join("torch_sequential_bad_shape.safetensors"), Some(&arch)).unwrap_err().to_string();
+    assert!(e.contains("'2.weight'") && e.contains("[5, 4]") && e.contains("torch_sequential_bad_shape.safetensors"), "{e}");
+    // f64 evaluation of the same weights matches PyTorch's f64 evaluation closely.
+    let ck64 = load_checkpoint::<f64>(&golden_dir().join("torch_sequential.safetensors"), Some(&arch)).unwrap();
+    let z64 = ck64.model.forward(ck64.params.as_slice(), ArrayView2::from(&x64)).unwrap();
+    assert_close("torch f64 logits", z64.as_slice().unwrap(), &flat(&g["logits_f64"]));
+}
