@@ -1,0 +1,504 @@
+//! The conformance suite (DESIGN.md section 3, STYLE.md "Testing numerical code"), in f64:
+//!
+//! * every layer: jvp against central differences; vjp by the dot-product test against the jvp;
+//!   the R-operator (tangent of the vjp) against central differences of the vjp; per-example
+//!   parameter cotangents summing to the batch ones and equal to the single-example ones;
+//! * every loss and reduction, over several architectures (each activation, layer norm, no bias,
+//!   residual blocks): gradient against central differences of the loss; HVP against
+//!   differences of the gradient; HVP symmetry; GGN products against an explicit J^T H_z J built
+//!   from finite differences of the logits; output jvp (parameters and inputs) against
+//!   differences of the logits; per-example gradients summing to the gradient and equal to the
+//!   single-example gradients; the input Jacobian against differences; activations ending in
+//!   the logits;
+//! * tiny nets (< 100 parameters, batches of 3 and 4): the explicit Hessian built from HVP columns
+//!   equals the one from second differences of the loss, and is symmetric.
+//!
+//! Inputs are drawn with fixed seeds; kinked activations (ReLU, leaky ReLU, Hat) are evaluated away
+//! from their kinks (the harness checks the margin before differencing).
+
+use ndarray::{Array1, Array2, ArrayView2};
+use sgdlab_linalg::{standard_normal, RngStream, StreamRng};
+use sgdlab_nn::layer::Trace;
+use sgdlab_nn::{Activation, ArchSpec, Batch, Layer, LayerNorm, Linear, Loss, Model, Objective, Reduction, Targets};
+
+/// Central-difference step (STYLE.md: about 6e-6 * max(1, |x|); directions have unit-scale
+/// entries).
+const H: f64 = 6e-6;
+/// First derivatives by central differences: truncation O(h^2) ~ 1e-10, rounding O(eps/h) ~ 4e-11.
+const TOL_FIRST: f64 = 2e-7;
+/// Second derivatives from differences of exact gradients: same orders as above.
+const TOL_SECOND: f64 = 2e-7;
+/// Identities that hold exactly up to rounding (dot-product test, symmetry, sums).
+const TOL_EXACT: f64 = 1e-11;
+/// Hessian from Richardson-extrapolated second differences of the loss (steps 1e-3 and 5e-4):
+/// truncation O(h^4) ~ 1e-10 of the scale, rounding eps * |L| / h^2 ~ 1e-9.
+const TOL_HESSIAN_FD: f64 = 1e-7;
+/// Minimum distance of any kinked pre-activation from its kink for differences to be valid.
+const KINK_MARGIN: f64 = 1e-3;
+
+fn randn(rng: &mut StreamRng, shape: (usize, usize)) -> Array2<f64> {
+    Array2::from_shape_fn(shape, |_| standard_normal::<f64, _>(rng))
+}
+
+fn randv(rng: &mut StreamRng, n: usize) -> Vec<f64> {
+    (0..n).map(|_| standard_normal::<f64, _>(rng)).collect()
+}
+
+/// Asserts |a - e| <= tol * max(1, |e|_inf) element-wise (scale-relative), printing the worst.
+fn assert_close(what: &str, actual: &[f64], expected: &[f64], tol: f64) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    let scale = expected.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+    let mut worst = (0.0f64, 0usize);
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        let err = (a - e).abs() / scale;
+        if !(err <= worst.0) {
+            worst = (err, i);
+        }
+    }
+    let i = worst.1;
+    assert!(
+        worst.0 <= tol,
+        "{what}: worst error {:.3e} (tolerance {tol:.1e}, scale {scale:.3e}) at index {i}: expected {}, got {}",
+        worst.0,
+        expected.get(i).copied().unwrap_or(f64::NAN),
+        actual.get(i).copied().unwrap_or(f64::NAN)
+    );
+}
+
+fn axpy(a: &[f64], t: f64, b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x + t * y).collect()
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Smallest distance of any value entering a kinked activation from a kink, over the whole
+/// (possibly nested) trace.
+fn kink_margin(layers: &[Layer], traces: &[Trace<f64>]) -> f64 {
+    let mut m = f64::INFINITY;
+    for (l, t) in layers.iter().zip(traces) {
+        match l {
+            Layer::Activation(a) => {
+                for &k in a.kinks() {
+                    for &v in t.input.iter() {
+                        m = m.min((v - k).abs());
+                    }
+                }
+            }
+            Layer::Residual(inner) => m = m.min(kink_margin(inner, &t.inner)),
+            _ => {}
+        }
+    }
+    m
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer rules.
+
+fn all_layers() -> Vec<(String, Layer, usize)> {
+    let mut v: Vec<(String, Layer, usize)> = vec![
+        ("linear".into(), Layer::Linear(Linear { in_dim: 5, out_dim: 4, bias: true }), 5),
+        ("linear-nobias".into(), Layer::Linear(Linear { in_dim: 3, out_dim: 6, bias: false }), 3),
+        ("layernorm".into(), Layer::LayerNorm(LayerNorm { dim: 6, affine: true, eps: 1e-5 }), 6),
+        ("layernorm-plain".into(), Layer::LayerNorm(LayerNorm { dim: 4, affine: false, eps: 1e-5 }), 4),
+    ];
+    for a in Activation::ALL {
+        v.push((format!("activation-{a}"), Layer::Activation(a), 5));
+    }
+    v.push((
+        "residual-ln-gelu".into(),
+        Layer::Residual(vec![
+            Layer::LayerNorm(LayerNorm { dim: 4, affine: true, eps: 1e-5 }),
+            Layer::Linear(Linear { in_dim: 4, out_dim: 3, bias: true }),
+            Layer::Activation(Activation::Gelu),
+            Layer::Linear(Linear { in_dim: 3, out_dim: 4, bias: true }),
+        ]),
+        4,
+    ));
+    v.push((
+        "residual-relu".into(),
+        Layer::Residual(vec![
+            Layer::Linear(Linear { in_dim: 4, out_dim: 5, bias: true }),
+            Layer::Activation(Activation::Relu),
+            Layer::Linear(Linear { in_dim: 5, out_dim: 4, bias: false }),
+        ]),
+        4,
+    ));
+    v.push((
+        "residual-nested-tanh".into(),
+        Layer::Residual(vec![Layer::Residual(vec![Layer::Linear(Linear { in_dim: 3, out_dim: 3, bias: true }), Layer::Activation(Activation::Tanh)])]),
+        3,
+    ));
+    v
+}
+
+fn traced(layer: &Layer, p: &[f64], x: &Array2<f64>) -> (Array2<f64>, Trace<f64>) {
+    layer.forward_traced(p, x.clone())
+}
+
+/// Draws inputs, resampling until kinked pre-activations are at least KINK_MARGIN away.
+fn layer_inputs(layer: &Layer, p: &[f64], rng: &mut StreamRng, batch: usize, in_dim: usize) -> Array2<f64> {
+    for _ in 0..100 {
+        let x = randn(rng, (batch, in_dim));
+        let (_, t) = traced(layer, p, &x);
+        if kink_margin(std::slice::from_ref(layer), std::slice::from_ref(&t)) > KINK_MARGIN {
+            return x;
+        }
+    }
+    panic!("could not draw inputs away from the kinks");
+}
+
+#[test]
+fn every_layer_passes_jvp_vjp_and_r_operator_checks() {
+    for (name, layer, in_dim) in all_layers() {
+        for batch in [3usize, 4] {
+            let mut rng = RngStream::new(11).child(&name).child(&batch.to_string()).rng();
+            let np = layer.num_params();
+            let out = layer.out_dim(in_dim);
+            let mut p = randv(&mut rng, np);
+            // Keep layer-norm gains away from zero and weights moderate.
+            p.iter_mut().for_each(|v| *v *= 0.7);
+            let x = layer_inputs(&layer, &p, &mut rng, batch, in_dim);
+            let dx = randn(&mut rng, (batch, in_dim));
+            let dp = randv(&mut rng, np);
+            let u = randn(&mut rng, (batch, out));
+            let du = randn(&mut rng, (batch, out));
+
+            // jvp against central differences.
+            let (y, trace) = traced(&layer, &p, &x);
+            assert_close(&format!("{name}: traced forward"), y.as_slice().unwrap(), layer.forward(&p, x.view()).as_slice().unwrap(), 0.0);
+            let (dy, tt) = layer.jvp(&p, Some(&dp), &trace, Some(dx.clone()));
+            let yp = layer.forward(&axpy(&p, H, &dp), (&x + &(&dx * H)).view());
+            let ym = layer.forward(&axpy(&p, -H, &dp), (&x - &(&dx * H)).view());
+            let fd = (&yp - &ym) / (2.0 * H);
+            assert_close(&format!("{name} b{batch}: jvp vs differences"), dy.as_slice().unwrap(), fd.as_slice().unwrap(), TOL_FIRST);
+            // Each tangent alone (None = zero tangent) is consistent with the joint one.
+            let (dy_x, _) = layer.jvp(&p, None, &trace, Some(dx.clone()));
+            let (dy_p, _) = layer.jvp(&p, Some(&dp), &trace, None);
+            let sum = &dy_x + &dy_p;
+            assert_close(&format!("{name}: jvp linear in (dx, dp)"), sum.as_slice().unwrap(), dy.as_slice().unwrap(), TOL_EXACT);
+
+            // Dot-product test: u . (J_x dx + J_p dp) = (J_x^T u) . dx + (J_p^T u) . dp.
+            let mut gp = vec![0.0; np];
+            let gx = layer.vjp(&p, &trace, u.view(), Some(&mut gp), true).unwrap();
+            let lhs = (&u * &dy).sum();
+            let rhs = (&gx * &dx).sum() + dot(&gp, &dp);
+            assert!((lhs - rhs).abs() <= TOL_EXACT * (1.0 + lhs.abs()), "{name}: dot-product test {lhs} vs {rhs}");
+            // need_gx = false still accumulates the parameter cotangent.
+            let mut gp2 = vec![0.0; np];
+            assert!(layer.vjp(&p, &trace, u.view(), Some(&mut gp2), false).is_none());
+            assert_close(&format!("{name}: vjp without gx"), &gp2, &gp, 0.0);
+
+            // R-operator against central differences of the vjp along (dx, dp, du).
+            let mut gp_t = vec![0.0; np];
+            let mut dgp = vec![0.0; np];
+            let (gx_t, dgx) = layer.vjp_tangent(&p, &dp, &trace, &tt, u.view(), du.view(), Some(&mut gp_t), &mut dgp, true).unwrap();
+            assert_close(&format!("{name}: R-op gx equals vjp gx"), gx_t.as_slice().unwrap(), gx.as_slice().unwrap(), TOL_EXACT);
+            assert_close(&format!("{name}: R-op gp equals vjp gp"), &gp_t, &gp, TOL_EXACT);
+            let vjp_at = |s: f64| {
+                let ps = axpy(&p, s, &dp);
+                let xs = &x + &(&dx * s);
+                let us = &u + &(&du * s);
+                let (_, t) = traced(&layer, &ps, &xs);
+                let mut g = vec![0.0; np];
+                let gx = layer.vjp(&ps, &t, us.view(), Some(&mut g), true).unwrap();
+                (gx, g)
+            };
+            let (gxp, gpp) = vjp_at(H);
+            let (gxm, gpm) = vjp_at(-H);
+            let fd_gx = (&gxp - &gxm) / (2.0 * H);
+            let fd_gp: Vec<f64> = gpp.iter().zip(&gpm).map(|(a, b)| (a - b) / (2.0 * H)).collect();
+            assert_close(&format!("{name} b{batch}: R-op dgx vs differences"), dgx.as_slice().unwrap(), fd_gx.as_slice().unwrap(), TOL_SECOND);
+            assert_close(&format!("{name} b{batch}: R-op dgp vs differences"), &dgp, &fd_gp, TOL_SECOND);
+
+            // Per-example parameter cotangents: rows sum to the batch cotangent and each row is
+            // the single-example cotangent.
+            let mut rows = Array2::zeros((batch, np));
+            let gx_pe = layer.vjp_per_example(&p, &trace, u.view(), rows.view_mut(), true).unwrap();
+            assert_close(&format!("{name}: per-example gx"), gx_pe.as_slice().unwrap(), gx.as_slice().unwrap(), TOL_EXACT);
+            let summed = rows.sum_axis(ndarray::Axis(0));
+            assert_close(&format!("{name}: per-example rows sum"), summed.as_slice().unwrap(), &gp, TOL_EXACT);
+            for i in 0..batch {
+                let xi = x.slice(ndarray::s![i..i + 1, ..]).to_owned();
+                let (_, ti) = traced(&layer, &p, &xi);
+                let mut gi = vec![0.0; np];
+                layer.vjp(&p, &ti, u.slice(ndarray::s![i..i + 1, ..]), Some(&mut gi), false);
+                assert_close(&format!("{name}: per-example row {i}"), rows.row(i).as_slice().unwrap(), &gi, TOL_EXACT);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model passes.
+
+struct Case {
+    arch: &'static str,
+    loss: Loss,
+    /// Regression targets instead of classes (MSE only).
+    values: bool,
+}
+
+fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for act in ["relu", "leaky_relu(0.1)", "tanh", "sigmoid", "erf", "gelu", "softplus", "hat", "identity"] {
+        let arch: &'static str = Box::leak(format!("mlp:4-6-5-3:{act}").into_boxed_str());
+        v.push(Case { arch, loss: Loss::CrossEntropy, values: false });
+    }
+    v.push(Case { arch: "mlp:4-6-5-3:tanh:layernorm", loss: Loss::Mse, values: true });
+    v.push(Case { arch: "mlp:4-6-5-3:gelu:nobias", loss: Loss::Mse, values: false });
+    v.push(Case { arch: "mlp:4-6-1:softplus", loss: Loss::Logistic, values: false });
+    v.push(Case { arch: "mlp:4-6-1:relu:layernorm", loss: Loss::Logistic, values: false });
+    v.push(Case { arch: "resmlp:4-5x2-3:tanh:layernorm", loss: Loss::CrossEntropy, values: false });
+    v.push(Case { arch: "resmlp:4-5x2-3:relu", loss: Loss::Mse, values: true });
+    v.push(Case { arch: "resmlp:4-5x1-3:hat:nobias,layernorm", loss: Loss::CrossEntropy, values: false });
+    v
+}
+
+struct Setup {
+    model: Model,
+    p: Vec<f64>,
+    x: Array2<f64>,
+    classes: Vec<u32>,
+    values: Array2<f64>,
+    use_values: bool,
+}
+
+impl Setup {
+    fn batch(&self) -> Batch<'_, f64> {
+        self.batch_of(self.x.view())
+    }
+    fn batch_of<'a>(&'a self, x: ArrayView2<'a, f64>) -> Batch<'a, f64> {
+        let targets = if self.use_values { Targets::Values(self.values.view()) } else { Targets::Classes(&self.classes) };
+        Batch { x, targets }
+    }
+}
+
+fn setup(case: &Case, batch: usize, seed: u64) -> Setup {
+    let arch: ArchSpec = case.arch.parse().unwrap();
+    let model = Model::new(&arch);
+    let mut rng = RngStream::new(seed).child(case.arch).child(&batch.to_string()).rng();
+    let k = model.out_dim();
+    for _ in 0..200 {
+        let p: Vec<f64> = randv(&mut rng, model.num_params()).iter().map(|v| 0.6 * v).collect();
+        // Hat nets need pre-activations inside (0, 2) to be alive: shift inputs.
+        let x = randn(&mut rng, (batch, model.in_dim()));
+        let classes: Vec<u32> = (0..batch).map(|i| if case.loss == Loss::Logistic { (i % 2) as u32 } else { (i % k) as u32 }).collect();
+        let values = randn(&mut rng, (batch, k));
+        let s = Setup { model: model.clone(), p, x, classes, values, use_values: case.values };
+        if margin_ok(&s) {
+            return s;
+        }
+    }
+    panic!("{}: could not draw a point away from the kinks", case.arch);
+}
+
+fn margin_ok(s: &Setup) -> bool {
+    // Re-run the forward pass layer by layer to get the traces the kink check needs.
+    let mut h = s.x.clone();
+    let mut traces = Vec::new();
+    for (i, l) in s.model.layers().iter().enumerate() {
+        let (y, t) = l.forward_traced(s.model.layer_params(i, &s.p), h);
+        traces.push(t);
+        h = y;
+    }
+    kink_margin(s.model.layers(), &traces) > KINK_MARGIN
+}
+
+fn objectives() -> [Reduction; 2] {
+    [Reduction::Mean, Reduction::Sum]
+}
+
+#[test]
+fn model_passes_match_finite_differences() {
+    for case in cases() {
+        for batch in [3usize, 4] {
+            let s = setup(&case, batch, 5);
+            let m = &s.model;
+            let np = m.num_params();
+            let mut rng = RngStream::new(6).child(case.arch).rng();
+            let u = randv(&mut rng, np);
+            let v = randv(&mut rng, np);
+            let dx = randn(&mut rng, s.x.dim());
+            for reduction in objectives() {
+                let obj = Objective { loss: case.loss, reduction };
+                let tag = format!("{} {:?} {reduction:?} b{batch}", case.arch, case.loss);
+                let b = s.batch();
+                let lg = m.loss_and_gradient(&s.p, &b, &obj).unwrap();
+                assert!((lg.loss - m.loss(&s.p, &b, &obj).unwrap()).abs() <= TOL_EXACT * (1.0 + lg.loss.abs()), "{tag}: loss");
+
+                // Gradient against central differences of the loss along v.
+                let lp = m.loss(&axpy(&s.p, H, &v), &b, &obj).unwrap();
+                let lm = m.loss(&axpy(&s.p, -H, &v), &b, &obj).unwrap();
+                let fd = (lp - lm) / (2.0 * H);
+                assert_close(&format!("{tag}: gradient . v"), &[dot(&lg.gradient, &v)], &[fd], TOL_FIRST);
+
+                // HVP against differences of the gradient, and symmetry.
+                let hv = m.hvp(&s.p, &b, &obj, &v).unwrap();
+                let gp = m.loss_and_gradient(&axpy(&s.p, H, &v), &b, &obj).unwrap().gradient;
+                let gm = m.loss_and_gradient(&axpy(&s.p, -H, &v), &b, &obj).unwrap().gradient;
+                let fd_hv: Vec<f64> = gp.iter().zip(&gm).map(|(a, c)| (a - c) / (2.0 * H)).collect();
+                assert_close(&format!("{tag}: HVP vs differences of the gradient"), &hv, &fd_hv, TOL_SECOND);
+                let hu = m.hvp(&s.p, &b, &obj, &u).unwrap();
+                let (a, c) = (dot(&u, &hv), dot(&v, &hu));
+                assert!((a - c).abs() <= TOL_EXACT * (1.0 + a.abs()), "{tag}: HVP symmetry {a} vs {c}");
+                // The block form equals the single form, and returns the same gradient.
+                let vs = Array2::from_shape_vec((2, np), [v.clone(), u.clone()].concat()).unwrap();
+                let block = m.hvp_block(&s.p, &b, &obj, vs.view()).unwrap();
+                assert_close(&format!("{tag}: hvp_block row 0"), block.hvps.row(0).as_slice().unwrap(), &hv, 0.0);
+                assert_close(&format!("{tag}: hvp_block row 1"), block.hvps.row(1).as_slice().unwrap(), &hu, 0.0);
+                assert_close(&format!("{tag}: hvp_block gradient"), &block.gradient, &lg.gradient, TOL_EXACT);
+
+                // GGN: u . G v = (J u) . H_z (J v) with J u, J v from differences of the logits.
+                let jd = |w: &[f64]| {
+                    let zp = m.forward(&axpy(&s.p, H, w), s.x.view()).unwrap();
+                    let zm = m.forward(&axpy(&s.p, -H, w), s.x.view()).unwrap();
+                    (&zp - &zm) / (2.0 * H)
+                };
+                let (ju, jv) = (jd(&u), jd(&v));
+                let z = m.forward(&s.p, s.x.view()).unwrap();
+                let hjv = case.loss.hessian_vp(z.view(), jv.view(), reduction);
+                let gv = m.ggn_vp(&s.p, &b, &obj, &v).unwrap();
+                let gu = m.ggn_vp(&s.p, &b, &obj, &u).unwrap();
+                assert_close(&format!("{tag}: u.Gv vs (Ju).H_z(Jv)"), &[dot(&u, &gv)], &[(&ju * &hjv).sum()], TOL_FIRST);
+                let (a, c) = (dot(&u, &gv), dot(&v, &gu));
+                assert!((a - c).abs() <= TOL_EXACT * (1.0 + a.abs()), "{tag}: GGN symmetry {a} vs {c}");
+
+                // Per-example gradients: rows sum to the gradient; row i is the gradient of the
+                // batch loss restricted to example i (same normaliser).
+                let pe = m.per_example_gradients(&s.p, &b, &obj).unwrap();
+                assert_close(&format!("{tag}: per-example gradients sum"), pe.sum_axis(ndarray::Axis(0)).as_slice().unwrap(), &lg.gradient, TOL_EXACT);
+                let full_scale: f64 = case.loss.scale(batch, m.out_dim(), reduction);
+                for i in 0..batch {
+                    let xi = s.x.slice(ndarray::s![i..i + 1, ..]);
+                    let ci = [s.classes[i]];
+                    let vi = s.values.slice(ndarray::s![i..i + 1, ..]);
+                    let ti = if s.use_values { Targets::Values(vi) } else { Targets::Classes(&ci) };
+                    let gi = m.loss_and_gradient(&s.p, &Batch { x: xi, targets: ti }, &Objective { loss: case.loss, reduction: Reduction::Sum }).unwrap().gradient;
+                    let gi: Vec<f64> = gi.iter().map(|g| g * full_scale).collect();
+                    assert_close(&format!("{tag}: per-example row {i}"), pe.row(i).as_slice().unwrap(), &gi, TOL_EXACT);
+                }
+            }
+
+            // Output jvp along parameters and inputs against differences of the logits.
+            let (z, dz) = m.output_jvp(&s.p, s.x.view(), Some(&v), Some(dx.view())).unwrap();
+            let zp = m.forward(&axpy(&s.p, H, &v), (&s.x + &(&dx * H)).view()).unwrap();
+            let zm = m.forward(&axpy(&s.p, -H, &v), (&s.x - &(&dx * H)).view()).unwrap();
+            let fd = (&zp - &zm) / (2.0 * H);
+            assert_close(&format!("{} b{batch}: output jvp", case.arch), dz.as_slice().unwrap(), fd.as_slice().unwrap(), TOL_FIRST);
+            assert_close(&format!("{} b{batch}: jvp logits", case.arch), z.as_slice().unwrap(), m.forward(&s.p, s.x.view()).unwrap().as_slice().unwrap(), 0.0);
+
+            // Input Jacobian against differences along each input coordinate; norms.
+            let jac = m.input_jacobian(&s.p, s.x.view()).unwrap();
+            for d in 0..m.in_dim() {
+                let mut e = Array2::zeros(s.x.dim());
+                e.column_mut(d).fill(1.0);
+                let zp = m.forward(&s.p, (&s.x + &(&e * H)).view()).unwrap();
+                let zm = m.forward(&s.p, (&s.x - &(&e * H)).view()).unwrap();
+                let fd = (&zp - &zm) / (2.0 * H);
+                let col = jac.slice(ndarray::s![.., .., d]).to_owned();
+                assert_close(&format!("{} b{batch}: input Jacobian column {d}", case.arch), col.as_slice().unwrap(), fd.as_slice().unwrap(), TOL_FIRST);
+            }
+            let fro = m.input_jacobian_sq_frobenius(&s.p, s.x.view()).unwrap();
+            let expect: Vec<f64> = jac.outer_iter().map(|a| a.iter().map(|x| x * x).sum()).collect();
+            assert_close("input Jacobian norms", &fro, &expect, TOL_EXACT);
+
+            // Activations end in the logits and have the layer widths.
+            let acts = m.activations(&s.p, s.x.view()).unwrap();
+            assert_eq!(acts.len(), m.layers().len());
+            assert_close("last activation = logits", acts.last().unwrap().as_slice().unwrap(), z.as_slice().unwrap(), 0.0);
+        }
+    }
+}
+
+/// The explicit Hessian of a tiny net (P < 100), built from HVP columns, equals the Hessian from
+/// second differences of the loss (independent of every derivative rule), for batches of 3 and 4.
+#[test]
+fn explicit_hessian_of_tiny_nets_matches_second_differences() {
+    let tiny = [
+        Case { arch: "mlp:3-4-3-2:tanh", loss: Loss::CrossEntropy, values: false },
+        Case { arch: "mlp:3-4-3-2:gelu:layernorm", loss: Loss::Mse, values: true },
+        Case { arch: "resmlp:3-4x1-2:softplus:layernorm", loss: Loss::CrossEntropy, values: false },
+        Case { arch: "mlp:3-5-1:sigmoid", loss: Loss::Logistic, values: false },
+        Case { arch: "mlp:3-5-4-2:relu", loss: Loss::Mse, values: false },
+    ];
+    let h = 1e-3;
+    for case in &tiny {
+        for batch in [3usize, 4] {
+            let s = setup(case, batch, 21);
+            let m = &s.model;
+            let np = m.num_params();
+            assert!(np < 100, "{}: {np} parameters", case.arch);
+            let obj = Objective { loss: case.loss, reduction: if batch == 3 { Reduction::Mean } else { Reduction::Sum } };
+            let b = s.batch();
+            let eye = Array2::<f64>::eye(np);
+            let hess = m.hvp_block(&s.p, &b, &obj, eye.view()).unwrap().hvps;
+            // Symmetry of the materialised Hessian.
+            let asym = (&hess - &hess.t()).iter().fold(0.0f64, |a, x| a.max(x.abs()));
+            let scale = hess.iter().fold(1.0f64, |a, x| a.max(x.abs()));
+            assert!(asym <= TOL_EXACT * scale, "{}: Hessian asymmetry {asym}", case.arch);
+            // Second differences of the loss.
+            let f = |i: usize, si: f64, j: usize, sj: f64| {
+                let mut q = s.p.clone();
+                q[i] += si;
+                q[j] += sj;
+                m.loss(&q, &b, &obj).unwrap()
+            };
+            let mut fd = Array2::<f64>::zeros((np, np));
+            for i in 0..np {
+                for j in 0..=i {
+                    // Richardson extrapolation of the 4-point second difference over steps h and
+                    // h/2 cancels the O(h^2) truncation term (curvature varies fast near layer
+                    // norm), leaving O(h^4) + rounding.
+                    let d = |h: f64| (f(i, h, j, h) - f(i, h, j, -h) - f(i, -h, j, h) + f(i, -h, j, -h)) / (4.0 * h * h);
+                    let v = (4.0 * d(h / 2.0) - d(h)) / 3.0;
+                    fd[(i, j)] = v;
+                    fd[(j, i)] = v;
+                }
+            }
+            assert_close(&format!("{} b{batch}: explicit Hessian", case.arch), hess.as_slice().unwrap(), fd.as_slice().unwrap(), TOL_HESSIAN_FD);
+            // The GGN materialised is symmetric positive semi-definite.
+            let ggn = m.ggn_vp_block(&s.p, &b, &obj, eye.view()).unwrap();
+            let e = sgdlab_linalg::symmetric_eigen(ggn.view()).unwrap();
+            assert!(e.values[0] >= -1e-12 * scale, "{}: GGN min eigenvalue {}", case.arch, e.values[0]);
+            let _ = Array1::<f64>::zeros(0);
+        }
+    }
+}
+
+/// The f32 paths agree with f64 to f32 precision.
+#[test]
+fn f32_passes_agree_with_f64() {
+    let case = Case { arch: "resmlp:4-5x2-3:gelu:layernorm", loss: Loss::CrossEntropy, values: false };
+    let s = setup(&case, 4, 8);
+    let m = &s.model;
+    let obj = Objective::mean(Loss::CrossEntropy);
+    let v = randv(&mut RngStream::new(1).rng(), m.num_params());
+    let g64 = m.loss_and_gradient(&s.p, &s.batch(), &obj).unwrap().gradient;
+    let h64 = m.hvp(&s.p, &s.batch(), &obj, &v).unwrap();
+    let p32: Vec<f32> = s.p.iter().map(|&x| x as f32).collect();
+    let x32 = s.x.mapv(|x| x as f32);
+    let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+    let b32 = Batch { x: x32.view(), targets: Targets::Classes(&s.classes) };
+    let g32: Vec<f64> = m.loss_and_gradient(&p32, &b32, &obj).unwrap().gradient.iter().map(|&x| x as f64).collect();
+    let h32: Vec<f64> = m.hvp(&p32, &b32, &obj, &v32).unwrap().iter().map(|&x| x as f64).collect();
+    // f32 epsilon is 1.2e-7; a few hundred operations deep, 1e-4 of the scale is generous but
+    // 1000x tighter than any real bug.
+    assert_close("f32 gradient", &g32, &g64, 1e-4);
+    assert_close("f32 HVP", &h32, &h64, 1e-4);
+}
+
+#[test]
+fn shape_errors_are_errors_not_panics() {
+    let m = Model::new(&"mlp:4-6-3:relu".parse().unwrap());
+    let p = vec![0.0; m.num_params()];
+    let x = Array2::<f64>::zeros((2, 5));
+    assert!(m.forward(&p, x.view()).unwrap_err().to_string().contains("inputs have 5 features"));
+    let x = Array2::<f64>::zeros((2, 4));
+    assert!(m.forward(&p[1..], x.view()).unwrap_err().to_string().contains("parameter vector has"));
+    let b = Batch { x: x.view(), targets: Targets::Classes(&[0, 7]) };
+    assert!(m.loss(&p, &b, &Objective::mean(Loss::CrossEntropy)).unwrap_err().to_string().contains("label 7"));
+    let b = Batch { x: x.view(), targets: Targets::Classes(&[0, 1]) };
+    assert!(m.hvp(&p, &b, &Objective::mean(Loss::CrossEntropy), &[1.0]).unwrap_err().to_string().contains("direction has 1 entries"));
+}
