@@ -1,1 +1,52 @@
-fn main() {}
+//! The sgdlab command line: argument parsing, progress and output formatting; no numerics.
+
+mod cmd_model;
+mod cmd_reproduce;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// The version line: crate version and the git revision it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("SGDLAB_GIT_REV"), ")");
+
+/// sgdlab: train networks with SGD and measure which inductive biases it put into them.
+///
+/// Every claim of the survey "Inductive Biases of SGD Training" becomes a measurable, reproducible
+/// study: exact curvature (Hessian-vector products, Lanczos, Hutchinson), simplicity measures
+/// (rank, frequency, depth, geometric complexity) and verdicts with effect sizes.
+#[derive(Parser, Debug)]
+#[command(name = "sgdlab", version = VERSION, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    /// Threads for large matrix products (0 = all cores). Small products always run on one
+    /// thread; studies run one thread per run.
+    #[arg(long, global = true, default_value_t = 0, value_name = "N")]
+    threads: usize,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run every built-in study and write an HTML index of verdicts (the main job).
+    Reproduce(cmd_reproduce::ReproduceArgs),
+    /// Describe a model: parameter names and shapes of an architecture or a checkpoint.
+    Model(cmd_model::ModelArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    sgdlab_linalg::set_threads(cli.threads);
+    let result = match cli.command {
+        Command::Reproduce(a) => cmd_reproduce::run(a),
+        Command::Model(a) => cmd_model::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, naming what went wrong (anyhow's chain joined with ": ").
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

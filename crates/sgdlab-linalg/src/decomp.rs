@@ -49,9 +49,7 @@ pub fn singular_values<T: Scalar>(a: ArrayView2<'_, T>) -> Result<Vec<T>, Decomp
     if a.is_empty() {
         return Ok(Vec::new());
     }
-    to_mat(a)
-        .singular_values()
-        .map_err(|e| DecompError(format!("SVD did not converge: {e:?}")))
+    to_mat(a).singular_values().map_err(|e| DecompError(format!("SVD did not converge: {e:?}")))
 }
 
 /// The thin Q factor of `a`'s transpose, returned transposed: for `a` of shape `[r, c]` with

@@ -10,8 +10,8 @@ mod matmul;
 mod rng;
 mod scalar;
 
-pub use decomp::{orthonormal_rows, singular_values, symmetric_eigen, DecompError, SymmetricEigen};
-pub use matmul::{matmul_into, set_threads, threads, PARALLEL_MIN_FLOPS};
+pub use decomp::{DecompError, SymmetricEigen, orthonormal_rows, singular_values, symmetric_eigen};
+pub use matmul::{PARALLEL_MIN_FLOPS, matmul_into, set_threads, threads};
 pub use ndarray;
-pub use rng::{standard_normal, RngStream, StreamRng};
+pub use rng::{RngStream, StreamRng, standard_normal};
 pub use scalar::Scalar;

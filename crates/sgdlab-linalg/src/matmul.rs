@@ -18,11 +18,7 @@ static THREADS: AtomicUsize = AtomicUsize::new(1);
 ///
 /// Studies run several runs at once, each single-threaded; a single large job may use all cores.
 pub fn set_threads(n: usize) {
-    let n = if n == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        n
-    };
+    let n = if n == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n };
     THREADS.store(n, Ordering::Relaxed);
     faer::set_global_parallelism(if n > 1 { Par::rayon(n) } else { Par::Seq });
 }
@@ -76,11 +72,8 @@ pub fn matmul_into<T: Scalar>(
         return;
     }
     let t = threads();
-    let par = if t > 1 && m.saturating_mul(k).saturating_mul(n) >= PARALLEL_MIN_FLOPS {
-        Par::rayon(t)
-    } else {
-        Par::Seq
-    };
+    let par =
+        if t > 1 && m.saturating_mul(k).saturating_mul(n) >= PARALLEL_MIN_FLOPS { Par::rayon(t) } else { Par::Seq };
     let accum = if beta_one { Accum::Add } else { Accum::Replace };
     faer::linalg::matmul::matmul(as_faer_mut(&mut c), accum, as_faer(&a), as_faer(&b), alpha, par);
 }

@@ -87,14 +87,18 @@ mod tests {
     #[test]
     fn same_name_same_numbers_other_name_other_numbers() {
         let root = RngStream::new(7);
-        let a: Vec<u64> = (0..4).map({
-            let mut r = root.child("init").rng();
-            move |_| r.random()
-        }).collect();
-        let b: Vec<u64> = (0..4).map({
-            let mut r = RngStream::new(7).child("init").rng();
-            move |_| r.random()
-        }).collect();
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut r = root.child("init").rng();
+                move |_| r.random()
+            })
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map({
+                let mut r = RngStream::new(7).child("init").rng();
+                move |_| r.random()
+            })
+            .collect();
         let c: u64 = root.child("batches").rng().random();
         let d: u64 = RngStream::new(8).child("init").rng().random();
         assert_eq!(a, b);

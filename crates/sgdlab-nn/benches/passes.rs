@@ -1,6 +1,6 @@
 //! Cost of the model-level passes: gradient vs exact HVP vs GGN-vector product (DESIGN.md target:
 //! HVP at most 3x a gradient on the same batch). `cargo bench -p sgdlab-nn --bench passes`.
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::Array2;
 use sgdlab_linalg::RngStream;
 use sgdlab_nn::{Batch, InitSpec, Loss, Model, Objective, Targets};
@@ -13,13 +13,17 @@ fn bench(c: &mut Criterion) {
             macro_rules! run {
                 ($t:ty) => {{
                     let p = InitSpec::default().init::<$t>(&model, &RngStream::new(0));
-                    let x = Array2::<$t>::from_shape_fn((batch, model.in_dim()), |(i, j)| (((i * 7 + j * 13) % 17) as $t) / 17.0 - 0.5);
+                    let x = Array2::<$t>::from_shape_fn((batch, model.in_dim()), |(i, j)| {
+                        (((i * 7 + j * 13) % 17) as $t) / 17.0 - 0.5
+                    });
                     let y: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
                     let b = Batch { x: x.view(), targets: Targets::Classes(&y) };
                     let obj = Objective::mean(Loss::CrossEntropy);
                     let v: Vec<$t> = (0..model.num_params()).map(|i| ((i % 11) as $t) * 0.01).collect();
                     let mut grad = vec![0.0 as $t; model.num_params()];
-                    g.bench_function("gradient", |bch| bch.iter(|| model.gradient_into(p.as_slice(), &b, &obj, &mut grad).unwrap()));
+                    g.bench_function("gradient", |bch| {
+                        bch.iter(|| model.gradient_into(p.as_slice(), &b, &obj, &mut grad).unwrap())
+                    });
                     g.bench_function("hvp", |bch| bch.iter(|| model.hvp(p.as_slice(), &b, &obj, &v).unwrap()));
                     g.bench_function("ggn_vp", |bch| bch.iter(|| model.ggn_vp(p.as_slice(), &b, &obj, &v).unwrap()));
                 }};

@@ -100,10 +100,18 @@ impl Activation {
         let one = T::one();
         match *self {
             Activation::Relu => {
-                if x > zero { x } else { zero }
+                if x > zero {
+                    x
+                } else {
+                    zero
+                }
             }
             Activation::LeakyRelu { slope } => {
-                if x > zero { x } else { T::from_f64(slope) * x }
+                if x > zero {
+                    x
+                } else {
+                    T::from_f64(slope) * x
+                }
             }
             Activation::Tanh => x.tanh(),
             Activation::Sigmoid => sigmoid(x),
@@ -133,7 +141,11 @@ impl Activation {
         let one = T::one();
         match *self {
             Activation::Relu => {
-                if x > zero { (x, one, zero) } else { (zero, zero, zero) }
+                if x > zero {
+                    (x, one, zero)
+                } else {
+                    (zero, zero, zero)
+                }
             }
             Activation::LeakyRelu { slope } => {
                 let s = T::from_f64(slope);
@@ -180,10 +192,18 @@ impl Activation {
     pub fn df<T: Scalar>(&self, x: T) -> T {
         match *self {
             Activation::Relu => {
-                if x > T::zero() { T::one() } else { T::zero() }
+                if x > T::zero() {
+                    T::one()
+                } else {
+                    T::zero()
+                }
             }
             Activation::LeakyRelu { slope } => {
-                if x > T::zero() { T::one() } else { T::from_f64(slope) }
+                if x > T::zero() {
+                    T::one()
+                } else {
+                    T::from_f64(slope)
+                }
             }
             Activation::Identity => T::one(),
             _ => self.f012(x).1,
@@ -212,10 +232,8 @@ impl Activation {
             "identity" | "linear" => Activation::Identity,
             _ => {
                 if let Some(arg) = s.strip_prefix("leaky_relu(").and_then(|r| r.strip_suffix(')')) {
-                    let slope: f64 = arg
-                        .trim()
-                        .parse()
-                        .map_err(|_| format!("leaky_relu slope '{arg}' is not a number"))?;
+                    let slope: f64 =
+                        arg.trim().parse().map_err(|_| format!("leaky_relu slope '{arg}' is not a number"))?;
                     if !slope.is_finite() {
                         return Err(format!("leaky_relu slope '{arg}' is not finite"));
                     }

@@ -72,7 +72,7 @@ impl ArchSpec {
 
     fn validate(self, spec: &str) -> Result<Self, NnError> {
         let err = |message: String| NnError::Arch { spec: spec.to_string(), message };
-        if self.widths.iter().any(|&w| w == 0) {
+        if self.widths.contains(&0) {
             return Err(err("widths must be positive".into()));
         }
         match self.kind {
@@ -107,7 +107,8 @@ fn parse_widths(s: &str, spec: &str) -> Result<(Vec<usize>, Vec<usize>), NnError
             Some((w, r)) => (w, r.parse::<usize>().map_err(|_| err(format!("bad repeat count in '{item}'")))?),
             None => (item, 1),
         };
-        let w: usize = w.trim().parse().map_err(|_| err(format!("'{item}' is not a width (expected e.g. 40-100-10)")))?;
+        let w: usize =
+            w.trim().parse().map_err(|_| err(format!("'{item}' is not a width (expected e.g. 40-100-10)")))?;
         widths.push(w);
         repeats.push(r);
     }
@@ -148,7 +149,11 @@ impl FromStr for ArchSpec {
                 (widths, 0)
             }
             ArchKind::Resmlp => {
-                if w.len() != 3 || r[0] != 1 || r[2] != 1 || !widths_str.split('-').nth(1).is_some_and(|m| m.contains('x')) {
+                if w.len() != 3
+                    || r[0] != 1
+                    || r[2] != 1
+                    || !widths_str.split('-').nth(1).is_some_and(|m| m.contains('x'))
+                {
                     return Err(err("a resmlp is IN-WIDTHxBLOCKS-OUT (e.g. resmlp:196-64x12-10:relu)".into()));
                 }
                 (w, r[1])
@@ -289,7 +294,10 @@ mod tests {
         let a: W = toml::from_str("model = \"mlp:40-100-10:relu\"").unwrap();
         let b: W = toml::from_str("[model]\nkind = \"mlp\"\nwidths = [40, 100, 10]\nactivation = \"relu\"\n").unwrap();
         assert_eq!(a.model, b.model);
-        let c: W = toml::from_str("[model]\nkind = \"resmlp\"\nwidths = [196, 64, 10]\nactivation = \"relu\"\nblocks = 3\nlayernorm = true\n").unwrap();
+        let c: W = toml::from_str(
+            "[model]\nkind = \"resmlp\"\nwidths = [196, 64, 10]\nactivation = \"relu\"\nblocks = 3\nlayernorm = true\n",
+        )
+        .unwrap();
         assert_eq!(c.model.to_string(), "resmlp:196-64x3-10:relu:layernorm");
         let bad = toml::from_str::<W>("[model]\nkind = \"mlp\"\nwidths = [4, 2]\nactivation = \"relu\"\ndepth = 3\n");
         assert!(bad.is_err());

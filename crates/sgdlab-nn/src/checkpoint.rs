@@ -53,7 +53,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NnError> {
 
 /// Saves parameters as safetensors (F32 or F64 as `T`), with the architecture string and any
 /// extra metadata. The model must have been built from an [`ArchSpec`].
-pub fn save_checkpoint<T: Scalar>(path: &Path, model: &Model, params: &Params<T>, extra: &[(&str, String)]) -> Result<(), NnError> {
+pub fn save_checkpoint<T: Scalar>(
+    path: &Path,
+    model: &Model,
+    params: &Params<T>,
+    extra: &[(&str, String)],
+) -> Result<(), NnError> {
     let arch = model.arch().ok_or_else(|| ck_err(path, "only models built from an architecture spec can be saved"))?;
     if params.len() != model.num_params() {
         return Err(ck_err(path, format!("{} parameters for a model with {}", params.len(), model.num_params())));
@@ -66,7 +71,13 @@ pub fn save_checkpoint<T: Scalar>(path: &Path, model: &Model, params: &Params<T>
         .map(|e| {
             params.as_slice()[e.offset..e.offset + e.len]
                 .iter()
-                .flat_map(|&v| if T::NAME == "f32" { (v.to_f64() as f32).to_le_bytes().to_vec() } else { v.to_f64().to_le_bytes().to_vec() })
+                .flat_map(|&v| {
+                    if T::NAME == "f32" {
+                        (v.to_f64() as f32).to_le_bytes().to_vec()
+                    } else {
+                        v.to_f64().to_le_bytes().to_vec()
+                    }
+                })
                 .collect()
         })
         .collect();
@@ -75,7 +86,12 @@ pub fn save_checkpoint<T: Scalar>(path: &Path, model: &Model, params: &Params<T>
         .entries()
         .iter()
         .zip(&bytes)
-        .map(|(e, b)| Ok((e.name.clone(), TensorView::new(dtype, e.shape.clone(), b).map_err(|err| ck_err(path, err.to_string()))?)))
+        .map(|(e, b)| {
+            Ok((
+                e.name.clone(),
+                TensorView::new(dtype, e.shape.clone(), b).map_err(|err| ck_err(path, err.to_string()))?,
+            ))
+        })
         .collect::<Result<_, NnError>>()?;
     let mut meta = HashMap::new();
     meta.insert(ARCH_METADATA_KEY.to_string(), arch.to_string());
@@ -90,8 +106,12 @@ pub fn save_checkpoint<T: Scalar>(path: &Path, model: &Model, params: &Params<T>
 fn decode<T: Scalar>(view: &TensorView<'_>, name: &str, path: &Path) -> Result<Vec<T>, NnError> {
     let d = view.data();
     Ok(match view.dtype() {
-        Dtype::F32 => d.chunks_exact(4).map(|c| T::from_f64(f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)).collect(),
-        Dtype::F64 => d.chunks_exact(8).map(|c| T::from_f64(f64::from_le_bytes(c.try_into().expect("8 bytes")))).collect(),
+        Dtype::F32 => {
+            d.chunks_exact(4).map(|c| T::from_f64(f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)).collect()
+        }
+        Dtype::F64 => {
+            d.chunks_exact(8).map(|c| T::from_f64(f64::from_le_bytes(c.try_into().expect("8 bytes")))).collect()
+        }
         other => return Err(ck_err(path, format!("tensor '{name}' has dtype {other:?}; supported: F32, F64"))),
     })
 }
@@ -102,22 +122,36 @@ fn decode<T: Scalar>(view: &TensorView<'_>, name: &str, path: &Path) -> Result<V
 /// the tensor.
 pub fn load_checkpoint<T: Scalar>(path: &Path, arch: Option<&ArchSpec>) -> Result<Checkpoint<T>, NnError> {
     let bytes = std::fs::read(path).map_err(|source| NnError::Io { path: path.to_path_buf(), source })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| ck_err(path, format!("not a valid safetensors file: {e}")))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| ck_err(path, format!("not a valid safetensors file: {e}")))?;
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| ck_err(path, format!("not a valid safetensors file: {e}")))?;
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| ck_err(path, format!("not a valid safetensors file: {e}")))?;
     let metadata: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
     let arch: ArchSpec = match (arch, metadata.get(ARCH_METADATA_KEY)) {
         (Some(a), _) => a.clone(),
-        (None, Some(s)) => s.parse().map_err(|e: NnError| ck_err(path, format!("metadata {ARCH_METADATA_KEY}: {e}")))?,
+        (None, Some(s)) => {
+            s.parse().map_err(|e: NnError| ck_err(path, format!("metadata {ARCH_METADATA_KEY}: {e}")))?
+        }
         (None, None) => {
-            return Err(ck_err(path, format!("no '{ARCH_METADATA_KEY}' metadata (not written by sgdlab?): give the architecture, e.g. --arch mlp:784-100-10:relu")));
+            return Err(ck_err(
+                path,
+                format!(
+                    "no '{ARCH_METADATA_KEY}' metadata (not written by sgdlab?): give the architecture, e.g. --arch mlp:784-100-10:relu"
+                ),
+            ));
         }
     };
     let model = Model::new(&arch);
     let mut data = vec![T::zero(); model.num_params()];
     for e in model.layout().entries() {
-        let view = st.tensor(&e.name).map_err(|_| ck_err(path, format!("missing tensor '{}' (architecture {arch} needs shape {:?})", e.name, e.shape)))?;
+        let view = st.tensor(&e.name).map_err(|_| {
+            ck_err(path, format!("missing tensor '{}' (architecture {arch} needs shape {:?})", e.name, e.shape))
+        })?;
         if view.shape() != e.shape.as_slice() {
-            return Err(ck_err(path, format!("tensor '{}' has shape {:?}, architecture {arch} needs {:?}", e.name, view.shape(), e.shape)));
+            return Err(ck_err(
+                path,
+                format!("tensor '{}' has shape {:?}, architecture {arch} needs {:?}", e.name, view.shape(), e.shape),
+            ));
         }
         let vals = decode::<T>(&view, &e.name, path)?;
         data[e.offset..e.offset + e.len].copy_from_slice(&vals);

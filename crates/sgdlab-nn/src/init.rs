@@ -10,7 +10,7 @@ use crate::params::Params;
 use ndarray::Array2;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
-use sgdlab_linalg::{orthonormal_rows, standard_normal, RngStream, Scalar};
+use sgdlab_linalg::{RngStream, Scalar, orthonormal_rows, standard_normal};
 
 /// How linear weights are drawn (fan_in = inputs of the layer, fan_out = outputs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -16,7 +16,7 @@
 
 use crate::activation::Activation;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
-use sgdlab_linalg::{matmul_into, Scalar};
+use sgdlab_linalg::{Scalar, matmul_into};
 
 /// A linear (fully connected) layer `y = x W^T + b`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +106,13 @@ impl Linear {
         y
     }
 
-    fn jvp<T: Scalar>(&self, p: &[T], dp: Option<&[T]>, x: ArrayView2<'_, T>, dx: Option<ArrayView2<'_, T>>) -> Array2<T> {
+    fn jvp<T: Scalar>(
+        &self,
+        p: &[T],
+        dp: Option<&[T]>,
+        x: ArrayView2<'_, T>,
+        dx: Option<ArrayView2<'_, T>>,
+    ) -> Array2<T> {
         let mut dy = Array2::zeros((x.nrows(), self.out_dim));
         let mut started = false;
         if let Some(dx) = dx {
@@ -127,7 +133,14 @@ impl Linear {
         dy
     }
 
-    fn vjp<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>, gy: ArrayView2<'_, T>, gp: Option<&mut [T]>, need_gx: bool) -> Option<Array2<T>> {
+    fn vjp<T: Scalar>(
+        &self,
+        p: &[T],
+        x: ArrayView2<'_, T>,
+        gy: ArrayView2<'_, T>,
+        gp: Option<&mut [T]>,
+        need_gx: bool,
+    ) -> Option<Array2<T>> {
         if let Some(gp) = gp {
             let (gw, gb) = gp.split_at_mut(self.in_dim * self.out_dim);
             matmul_into(view2_mut(gw, self.out_dim, self.in_dim), true, gy.t(), x, T::one());
@@ -268,7 +281,13 @@ impl LayerNorm {
         self.xhat_tangent(st, gxhat.view())
     }
 
-    fn jvp<T: Scalar>(&self, p: &[T], dp: Option<&[T]>, x: ArrayView2<'_, T>, dx: Option<ArrayView2<'_, T>>) -> Array2<T> {
+    fn jvp<T: Scalar>(
+        &self,
+        p: &[T],
+        dp: Option<&[T]>,
+        x: ArrayView2<'_, T>,
+        dx: Option<ArrayView2<'_, T>>,
+    ) -> Array2<T> {
         let st = self.stats(x);
         let mut dy = match dx {
             Some(dx) => {
@@ -307,7 +326,14 @@ impl LayerNorm {
         g
     }
 
-    fn vjp<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>, gy: ArrayView2<'_, T>, gp: Option<&mut [T]>, need_gx: bool) -> Option<Array2<T>> {
+    fn vjp<T: Scalar>(
+        &self,
+        p: &[T],
+        x: ArrayView2<'_, T>,
+        gy: ArrayView2<'_, T>,
+        gp: Option<&mut [T]>,
+        need_gx: bool,
+    ) -> Option<Array2<T>> {
         let st = self.stats(x);
         if let (true, Some(gp)) = (self.affine, gp) {
             let (gg, gb) = gp.split_at_mut(self.dim);
@@ -438,7 +464,9 @@ impl Layer {
     /// Checks that the layer accepts `in_dim` inputs (and a residual block keeps its width).
     pub fn check_dims(&self, in_dim: usize) -> Result<usize, String> {
         match self {
-            Layer::Linear(l) if l.in_dim != in_dim => Err(format!("linear layer expects {} inputs, gets {in_dim}", l.in_dim)),
+            Layer::Linear(l) if l.in_dim != in_dim => {
+                Err(format!("linear layer expects {} inputs, gets {in_dim}", l.in_dim))
+            }
             Layer::LayerNorm(l) if l.dim != in_dim => Err(format!("layer norm over {} features gets {in_dim}", l.dim)),
             Layer::Residual(inner) => {
                 let mut d = in_dim;
@@ -522,7 +550,13 @@ impl Layer {
 
     /// Output tangent along an input tangent `dx` (`None` = zero) and a parameter tangent `dp`
     /// (`None` = zero), with the tangent trace the R-operator needs.
-    pub fn jvp<T: Scalar>(&self, p: &[T], dp: Option<&[T]>, trace: &Trace<T>, dx: Option<Array2<T>>) -> (Array2<T>, TangentTrace<T>) {
+    pub fn jvp<T: Scalar>(
+        &self,
+        p: &[T],
+        dp: Option<&[T]>,
+        trace: &Trace<T>,
+        dx: Option<Array2<T>>,
+    ) -> (Array2<T>, TangentTrace<T>) {
         let x = trace.input.view();
         let dy = match self {
             Layer::Linear(l) => l.jvp(p, dp, x, dx.as_ref().map(|d| d.view())),
@@ -557,7 +591,14 @@ impl Layer {
     }
 
     /// Input cotangent (when `need_gx`) and, when `gp` is given, parameter cotangents added into it.
-    pub fn vjp<T: Scalar>(&self, p: &[T], trace: &Trace<T>, gy: ArrayView2<'_, T>, gp: Option<&mut [T]>, need_gx: bool) -> Option<Array2<T>> {
+    pub fn vjp<T: Scalar>(
+        &self,
+        p: &[T],
+        trace: &Trace<T>,
+        gy: ArrayView2<'_, T>,
+        gp: Option<&mut [T]>,
+        need_gx: bool,
+    ) -> Option<Array2<T>> {
         let x = trace.input.view();
         match self {
             Layer::Linear(l) => l.vjp(p, x, gy, gp, need_gx),
@@ -576,14 +617,21 @@ impl Layer {
                     let gpl = gp.as_deref_mut().map(|s| &mut s[off..off + n]);
                     g = l.vjp(&p[off..off + n], t, g.view(), gpl, true).expect("need_gx was set");
                 }
-                need_gx.then(|| g + &gy)
+                need_gx.then(|| g + gy)
             }
         }
     }
 
     /// Like [`Layer::vjp`], but the parameter cotangents of example `i` are added into row `i` of
     /// `rows` (shape `[batch, num_params]`).
-    pub fn vjp_per_example<T: Scalar>(&self, p: &[T], trace: &Trace<T>, gy: ArrayView2<'_, T>, mut rows: ArrayViewMut2<'_, T>, need_gx: bool) -> Option<Array2<T>> {
+    pub fn vjp_per_example<T: Scalar>(
+        &self,
+        p: &[T],
+        trace: &Trace<T>,
+        gy: ArrayView2<'_, T>,
+        mut rows: ArrayViewMut2<'_, T>,
+        need_gx: bool,
+    ) -> Option<Array2<T>> {
         let x = trace.input.view();
         match self {
             Layer::Linear(l) => l.vjp_per_example(x, gy, rows),
@@ -597,7 +645,7 @@ impl Layer {
                     let sub = rows.slice_mut(ndarray::s![.., off..off + n]);
                     g = l.vjp_per_example(&p[off..off + n], t, g.view(), sub, true).expect("need_gx was set");
                 }
-                return need_gx.then(|| g + &gy);
+                return need_gx.then(|| g + gy);
             }
         }
         if need_gx { self.vjp(p, trace, gy, None, true) } else { None }
@@ -650,16 +698,28 @@ impl Layer {
                 let mut dg = dgy.to_owned();
                 let mut gp = gp;
                 let offs = offsets(inner);
-                for (((l, t), tt), &off) in inner.iter().zip(&trace.inner).zip(&tangent.inner).rev().zip(offs.iter().rev()) {
+                for (((l, t), tt), &off) in
+                    inner.iter().zip(&trace.inner).zip(&tangent.inner).rev().zip(offs.iter().rev())
+                {
                     let n = l.num_params();
                     let gpl = gp.as_deref_mut().map(|s| &mut s[off..off + n]);
                     let (a, b) = l
-                        .vjp_tangent(&p[off..off + n], &dp[off..off + n], t, tt, g.view(), dg.view(), gpl, &mut dgp[off..off + n], true)
+                        .vjp_tangent(
+                            &p[off..off + n],
+                            &dp[off..off + n],
+                            t,
+                            tt,
+                            g.view(),
+                            dg.view(),
+                            gpl,
+                            &mut dgp[off..off + n],
+                            true,
+                        )
                         .expect("need_gx was set");
                     g = a;
                     dg = b;
                 }
-                need_gx.then(|| (g + &gy, dg + &dgy))
+                need_gx.then(|| (g + gy, dg + dgy))
             }
         }
     }

@@ -30,7 +30,7 @@ pub mod passes;
 
 pub use activation::Activation;
 pub use arch::{ArchKind, ArchSpec};
-pub use checkpoint::{load_checkpoint, save_checkpoint, write_atomic, Checkpoint, ARCH_METADATA_KEY};
+pub use checkpoint::{ARCH_METADATA_KEY, Checkpoint, load_checkpoint, save_checkpoint, write_atomic};
 pub use error::NnError;
 pub use init::{BiasInit, InitScheme, InitSpec};
 pub use layer::{Layer, LayerNorm, Linear};

@@ -101,7 +101,9 @@ impl Loss {
         match (self, targets) {
             (Loss::CrossEntropy, Targets::Classes(c)) | (Loss::Mse, Targets::Classes(c)) => {
                 if let Some((i, &bad)) = c.iter().enumerate().find(|(_, y)| **y as usize >= k) {
-                    return Err(NnError::Targets(format!("label {bad} of example {i} is out of range for {k} outputs")));
+                    return Err(NnError::Targets(format!(
+                        "label {bad} of example {i} is out of range for {k} outputs"
+                    )));
                 }
             }
             (Loss::CrossEntropy, Targets::Values(_)) => {
@@ -109,7 +111,10 @@ impl Loss {
             }
             (Loss::Mse, Targets::Values(v)) => {
                 if v.ncols() != k {
-                    return Err(NnError::Shape(format!("targets have {} columns, the model has {k} outputs", v.ncols())));
+                    return Err(NnError::Shape(format!(
+                        "targets have {} columns, the model has {k} outputs",
+                        v.ncols()
+                    )));
                 }
             }
             (Loss::Logistic, Targets::Classes(c)) => {
@@ -117,7 +122,9 @@ impl Loss {
                     return Err(NnError::Shape(format!("logistic loss needs 1 output, the model has {k}")));
                 }
                 if let Some((i, &bad)) = c.iter().enumerate().find(|(_, y)| **y > 1) {
-                    return Err(NnError::Targets(format!("label {bad} of example {i}: logistic loss needs labels 0 or 1")));
+                    return Err(NnError::Targets(format!(
+                        "label {bad} of example {i}: logistic loss needs labels 0 or 1"
+                    )));
                 }
             }
             (Loss::Logistic, Targets::Values(_)) => {
@@ -186,7 +193,12 @@ impl Loss {
     }
 
     /// The reduced loss and its gradient with respect to the logits.
-    pub fn value_and_grad<T: Scalar>(&self, z: ArrayView2<'_, T>, targets: &Targets<'_, T>, reduction: Reduction) -> (T, Array2<T>) {
+    pub fn value_and_grad<T: Scalar>(
+        &self,
+        z: ArrayView2<'_, T>,
+        targets: &Targets<'_, T>,
+        reduction: Reduction,
+    ) -> (T, Array2<T>) {
         let (b, k) = z.dim();
         let s: T = self.scale(b, k, reduction);
         let mut g = Array2::zeros((b, k));
@@ -225,7 +237,12 @@ impl Loss {
 
     /// `H_z dz`: the Hessian of the reduced loss with respect to the logits (block diagonal over
     /// examples) applied to `dz`.
-    pub fn hessian_vp<T: Scalar>(&self, z: ArrayView2<'_, T>, dz: ArrayView2<'_, T>, reduction: Reduction) -> Array2<T> {
+    pub fn hessian_vp<T: Scalar>(
+        &self,
+        z: ArrayView2<'_, T>,
+        dz: ArrayView2<'_, T>,
+        reduction: Reduction,
+    ) -> Array2<T> {
         let (b, k) = z.dim();
         let s: T = self.scale(b, k, reduction);
         let mut out = Array2::zeros((b, k));
@@ -306,7 +323,10 @@ mod tests {
         // One-hot class targets equal explicit value targets.
         let c = Targets::Classes(&[1, 0]);
         let yo = ndarray::array![[0.0, 1.0], [1.0, 0.0]];
-        assert_eq!(Loss::Mse.value(z.view(), &c, Reduction::Mean), Loss::Mse.value(z.view(), &Targets::Values(yo.view()), Reduction::Mean));
+        assert_eq!(
+            Loss::Mse.value(z.view(), &c, Reduction::Mean),
+            Loss::Mse.value(z.view(), &Targets::Values(yo.view()), Reduction::Mean)
+        );
     }
 
     #[test]
@@ -327,7 +347,8 @@ mod tests {
         let dzl = ndarray::array![[0.6], [-0.25]];
         let classes = [2u32, 0];
         let bin = [1u32, 0];
-        let cases: Vec<(Loss, ArrayView2<f64>, ArrayView2<f64>, Targets<f64>)> = vec![
+        type LossCase<'a> = (Loss, ArrayView2<'a, f64>, ArrayView2<'a, f64>, Targets<'a, f64>);
+        let cases: Vec<LossCase> = vec![
             (Loss::CrossEntropy, z.view(), dz.view(), Targets::Classes(&classes)),
             (Loss::Mse, z.view(), dz.view(), Targets::Values(y.view())),
             (Loss::Logistic, zl.view(), dzl.view(), Targets::Classes(&bin)),
@@ -356,8 +377,15 @@ mod tests {
     #[test]
     fn bad_targets_are_named_errors() {
         let l = Loss::CrossEntropy;
-        assert!(l.check::<f64>(2, 3, &Targets::Classes(&[0, 3])).unwrap_err().to_string().contains("label 3 of example 1"));
-        assert!(l.check::<f64>(3, 3, &Targets::Classes(&[0, 1])).unwrap_err().to_string().contains("3 inputs but 2 targets"));
+        assert!(
+            l.check::<f64>(2, 3, &Targets::Classes(&[0, 3])).unwrap_err().to_string().contains("label 3 of example 1")
+        );
+        assert!(
+            l.check::<f64>(3, 3, &Targets::Classes(&[0, 1]))
+                .unwrap_err()
+                .to_string()
+                .contains("3 inputs but 2 targets")
+        );
         assert!(Loss::Logistic.check::<f64>(1, 2, &Targets::Classes(&[0])).is_err());
         assert!(Loss::Logistic.check::<f64>(1, 1, &Targets::Classes(&[2])).is_err());
         assert_eq!("ce".parse::<Loss>().unwrap(), Loss::CrossEntropy);
@@ -367,6 +395,8 @@ mod tests {
     #[test]
     fn accuracy_counts_argmax_hits() {
         let z = ndarray::array![[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]];
-        assert!((Loss::CrossEntropy.accuracy(z.view(), &Targets::<f64>::Classes(&[1, 0, 0])) - 2.0 / 3.0).abs() < 1e-15);
+        assert!(
+            (Loss::CrossEntropy.accuracy(z.view(), &Targets::<f64>::Classes(&[1, 0, 0])) - 2.0 / 3.0).abs() < 1e-15
+        );
     }
 }

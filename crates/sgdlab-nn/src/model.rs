@@ -3,7 +3,7 @@
 use crate::activation::Activation;
 use crate::arch::{ArchKind, ArchSpec};
 use crate::error::NnError;
-use crate::layer::{offsets, Layer, LayerNorm, Linear};
+use crate::layer::{Layer, LayerNorm, Linear, offsets};
 use crate::params::ParamLayout;
 use std::sync::Arc;
 
@@ -182,8 +182,22 @@ mod tests {
         assert_eq!(
             names,
             [
-                "0.weight", "0.bias", "1.0.weight", "1.0.bias", "1.1.weight", "1.1.bias", "1.3.weight", "1.3.bias", "2.0.weight",
-                "2.0.bias", "2.1.weight", "2.1.bias", "2.3.weight", "2.3.bias", "3.weight", "3.bias"
+                "0.weight",
+                "0.bias",
+                "1.0.weight",
+                "1.0.bias",
+                "1.1.weight",
+                "1.1.bias",
+                "1.3.weight",
+                "1.3.bias",
+                "2.0.weight",
+                "2.0.bias",
+                "2.1.weight",
+                "2.1.bias",
+                "2.3.weight",
+                "2.3.bias",
+                "3.weight",
+                "3.bias"
             ]
         );
         let mut seen = Vec::new();
@@ -200,7 +214,10 @@ mod tests {
     #[test]
     fn from_layers_checks_widths() {
         let bad = Model::from_layers(
-            vec![Layer::Linear(Linear { in_dim: 3, out_dim: 4, bias: true }), Layer::Linear(Linear { in_dim: 5, out_dim: 2, bias: true })],
+            vec![
+                Layer::Linear(Linear { in_dim: 3, out_dim: 4, bias: true }),
+                Layer::Linear(Linear { in_dim: 5, out_dim: 2, bias: true }),
+            ],
             3,
         );
         assert!(bad.unwrap_err().to_string().contains("layer 1: linear layer expects 5 inputs, gets 4"));

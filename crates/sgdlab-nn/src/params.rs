@@ -80,7 +80,11 @@ impl<T: Scalar> Params<T> {
     /// Wraps a flat vector; its length must match the layout.
     pub fn from_vec(layout: Arc<ParamLayout>, data: Vec<T>) -> Result<Self, NnError> {
         if data.len() != layout.len() {
-            return Err(NnError::Shape(format!("parameter vector has {} entries, the model has {}", data.len(), layout.len())));
+            return Err(NnError::Shape(format!(
+                "parameter vector has {} entries, the model has {}",
+                data.len(),
+                layout.len()
+            )));
         }
         Ok(Params { layout, data })
     }
@@ -137,7 +141,8 @@ impl<T: Scalar> Params<T> {
             .entries()
             .iter()
             .map(|e| {
-                let n = self.data[e.offset..e.offset + e.len].iter().map(|&x| x.to_f64() * x.to_f64()).sum::<f64>().sqrt();
+                let n =
+                    self.data[e.offset..e.offset + e.len].iter().map(|&x| x.to_f64() * x.to_f64()).sum::<f64>().sqrt();
                 (e.name.clone(), n)
             })
             .collect()

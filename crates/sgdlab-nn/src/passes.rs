@@ -57,7 +57,12 @@ struct Forward<T> {
 impl Model {
     fn check_params<T>(&self, p: &[T]) -> Result<(), NnError> {
         if p.len() != self.num_params() {
-            return Err(NnError::Shape(format!("parameter vector has {} entries, model {} has {}", p.len(), self.describe(), self.num_params())));
+            return Err(NnError::Shape(format!(
+                "parameter vector has {} entries, model {} has {}",
+                p.len(),
+                self.describe(),
+                self.num_params()
+            )));
         }
         Ok(())
     }
@@ -65,7 +70,12 @@ impl Model {
     fn check_input<T: Scalar>(&self, p: &[T], x: &ArrayView2<'_, T>) -> Result<(), NnError> {
         self.check_params(p)?;
         if x.ncols() != self.in_dim() {
-            return Err(NnError::Shape(format!("inputs have {} features, model {} expects {}", x.ncols(), self.describe(), self.in_dim())));
+            return Err(NnError::Shape(format!(
+                "inputs have {} features, model {} expects {}",
+                x.ncols(),
+                self.describe(),
+                self.in_dim()
+            )));
         }
         Ok(())
     }
@@ -77,7 +87,11 @@ impl Model {
 
     fn check_direction<T>(&self, v: &[T], what: &str) -> Result<(), NnError> {
         if v.len() != self.num_params() {
-            return Err(NnError::Shape(format!("{what} has {} entries, the model has {} parameters", v.len(), self.num_params())));
+            return Err(NnError::Shape(format!(
+                "{what} has {} entries, the model has {} parameters",
+                v.len(),
+                self.num_params()
+            )));
         }
         Ok(())
     }
@@ -93,7 +107,13 @@ impl Model {
         Forward { logits: h, traces }
     }
 
-    fn jvp_pass<T: Scalar>(&self, p: &[T], dp: Option<&[T]>, traces: &[Trace<T>], dx: Option<Array2<T>>) -> (Array2<T>, Vec<TangentTrace<T>>) {
+    fn jvp_pass<T: Scalar>(
+        &self,
+        p: &[T],
+        dp: Option<&[T]>,
+        traces: &[Trace<T>],
+        dx: Option<Array2<T>>,
+    ) -> (Array2<T>, Vec<TangentTrace<T>>) {
         let mut h = dx;
         let mut tts = Vec::with_capacity(traces.len());
         for (i, (l, t)) in self.layers().iter().zip(traces).enumerate() {
@@ -106,7 +126,14 @@ impl Model {
         (dz, tts)
     }
 
-    fn backward<T: Scalar>(&self, p: &[T], traces: &[Trace<T>], gz: Array2<T>, mut gp: Option<&mut [T]>, need_gx: bool) -> Option<Array2<T>> {
+    fn backward<T: Scalar>(
+        &self,
+        p: &[T],
+        traces: &[Trace<T>],
+        gz: Array2<T>,
+        mut gp: Option<&mut [T]>,
+        need_gx: bool,
+    ) -> Option<Array2<T>> {
         let mut g = gz;
         for (i, (l, t)) in self.layers().iter().zip(traces).enumerate().rev() {
             let r = self.offset(i)..self.offset(i) + l.num_params();
@@ -177,14 +204,25 @@ impl Model {
     }
 
     /// The reduced loss and the logits of a batch.
-    pub fn loss_and_logits<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective) -> Result<(T, Array2<T>), NnError> {
+    pub fn loss_and_logits<T: Scalar>(
+        &self,
+        p: &[T],
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+    ) -> Result<(T, Array2<T>), NnError> {
         self.check_batch(p, batch, obj)?;
         let z = self.forward(p, batch.x)?;
         Ok((obj.loss.value(z.view(), &batch.targets, obj.reduction), z))
     }
 
     /// Loss and gradient, the gradient written into `grad` (overwritten); returns the loss.
-    pub fn gradient_into<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective, grad: &mut [T]) -> Result<T, NnError> {
+    pub fn gradient_into<T: Scalar>(
+        &self,
+        p: &[T],
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        grad: &mut [T],
+    ) -> Result<T, NnError> {
         self.check_batch(p, batch, obj)?;
         self.check_direction(grad, "gradient buffer")?;
         let f = self.forward_traced(p, batch.x);
@@ -195,7 +233,12 @@ impl Model {
     }
 
     /// Loss and gradient of a batch.
-    pub fn loss_and_gradient<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective) -> Result<LossGradient<T>, NnError> {
+    pub fn loss_and_gradient<T: Scalar>(
+        &self,
+        p: &[T],
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+    ) -> Result<LossGradient<T>, NnError> {
         let mut gradient = vec![T::zero(); self.num_params()];
         let loss = self.gradient_into(p, batch, obj, &mut gradient)?;
         Ok(LossGradient { loss, gradient })
@@ -204,10 +247,20 @@ impl Model {
     /// Exact Hessian-vector products `H v_j` for each row `v_j` of `vs` (`[k, num_params]`), by
     /// forward-over-reverse (Pearlmutter 1994): one forward pass, then per direction a jvp and the
     /// tangent of the backward pass. Also returns the loss and gradient.
-    pub fn hvp_block<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective, vs: ArrayView2<'_, T>) -> Result<HvpResult<T>, NnError> {
+    pub fn hvp_block<T: Scalar>(
+        &self,
+        p: &[T],
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        vs: ArrayView2<'_, T>,
+    ) -> Result<HvpResult<T>, NnError> {
         self.check_batch(p, batch, obj)?;
         if vs.ncols() != self.num_params() {
-            return Err(NnError::Shape(format!("directions have {} entries, the model has {} parameters", vs.ncols(), self.num_params())));
+            return Err(NnError::Shape(format!(
+                "directions have {} entries, the model has {} parameters",
+                vs.ncols(),
+                self.num_params()
+            )));
         }
         let f = self.forward_traced(p, batch.x);
         let (loss, gz) = obj.loss.value_and_grad(f.logits.view(), &batch.targets, obj.reduction);
@@ -238,10 +291,20 @@ impl Model {
     /// Generalised Gauss-Newton-vector products `G v_j = J^T H_z J v_j` for each row of `vs`
     /// (Schraudolph 2002), `J` the Jacobian of the logits with respect to the parameters and `H_z`
     /// the Hessian of the reduced loss with respect to the logits.
-    pub fn ggn_vp_block<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective, vs: ArrayView2<'_, T>) -> Result<Array2<T>, NnError> {
+    pub fn ggn_vp_block<T: Scalar>(
+        &self,
+        p: &[T],
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        vs: ArrayView2<'_, T>,
+    ) -> Result<Array2<T>, NnError> {
         self.check_batch(p, batch, obj)?;
         if vs.ncols() != self.num_params() {
-            return Err(NnError::Shape(format!("directions have {} entries, the model has {} parameters", vs.ncols(), self.num_params())));
+            return Err(NnError::Shape(format!(
+                "directions have {} entries, the model has {} parameters",
+                vs.ncols(),
+                self.num_params()
+            )));
         }
         let f = self.forward_traced(p, batch.x);
         let mut out = Array2::zeros((vs.nrows(), self.num_params()));
@@ -255,22 +318,34 @@ impl Model {
     }
 
     /// Generalised Gauss-Newton-vector product `G v`.
-    pub fn ggn_vp<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective, v: &[T]) -> Result<Vec<T>, NnError> {
+    pub fn ggn_vp<T: Scalar>(
+        &self,
+        p: &[T],
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        v: &[T],
+    ) -> Result<Vec<T>, NnError> {
         self.check_direction(v, "direction")?;
         let vs = ArrayView2::from_shape((1, v.len()), v).expect("one row");
         Ok(self.ggn_vp_block(p, batch, obj, vs)?.into_raw_vec_and_offset().0)
     }
 
     /// The logits and their tangent `J_p dp + J_x dx` (either tangent may be absent = zero).
-    pub fn output_jvp<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>, dp: Option<&[T]>, dx: Option<ArrayView2<'_, T>>) -> Result<(Array2<T>, Array2<T>), NnError> {
+    pub fn output_jvp<T: Scalar>(
+        &self,
+        p: &[T],
+        x: ArrayView2<'_, T>,
+        dp: Option<&[T]>,
+        dx: Option<ArrayView2<'_, T>>,
+    ) -> Result<(Array2<T>, Array2<T>), NnError> {
         self.check_input(p, &x)?;
         if let Some(dp) = dp {
             self.check_direction(dp, "parameter tangent")?;
         }
-        if let Some(dx) = &dx {
-            if dx.dim() != x.dim() {
-                return Err(NnError::Shape(format!("input tangent has shape {:?}, inputs {:?}", dx.dim(), x.dim())));
-            }
+        if let Some(dx) = &dx
+            && dx.dim() != x.dim()
+        {
+            return Err(NnError::Shape(format!("input tangent has shape {:?}, inputs {:?}", dx.dim(), x.dim())));
         }
         let f = self.forward_traced(p, x);
         let (dz, _) = self.jvp_pass(p, dp, &f.traces, dx.map(|d| d.to_owned()));
@@ -281,7 +356,12 @@ impl Model {
     /// batch gradient, so the rows sum to the gradient for either reduction (BackPACK's
     /// convention: with `Reduction::Mean` each row is the per-example loss gradient divided by the
     /// normaliser).
-    pub fn per_example_gradients<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective) -> Result<Array2<T>, NnError> {
+    pub fn per_example_gradients<T: Scalar>(
+        &self,
+        p: &[T],
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+    ) -> Result<Array2<T>, NnError> {
         self.check_batch(p, batch, obj)?;
         let f = self.forward_traced(p, batch.x);
         let (_, gz) = obj.loss.value_and_grad(f.logits.view(), &batch.targets, obj.reduction);

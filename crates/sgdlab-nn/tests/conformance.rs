@@ -17,7 +17,7 @@
 //! from their kinks (the harness checks the margin before differencing).
 
 use ndarray::{Array1, Array2, ArrayView2};
-use sgdlab_linalg::{standard_normal, RngStream, StreamRng};
+use sgdlab_linalg::{RngStream, StreamRng, standard_normal};
 use sgdlab_nn::layer::Trace;
 use sgdlab_nn::{Activation, ArchSpec, Batch, Layer, LayerNorm, Linear, Loss, Model, Objective, Reduction, Targets};
 
@@ -51,13 +51,14 @@ fn assert_close(what: &str, actual: &[f64], expected: &[f64], tol: f64) {
     let mut worst = (0.0f64, 0usize);
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
         let err = (a - e).abs() / scale;
-        if !(err <= worst.0) {
+        // NaN errors win, so a NaN is reported rather than hidden.
+        if err.is_nan() || err > worst.0 {
             worst = (err, i);
         }
     }
     let i = worst.1;
     assert!(
-        worst.0 <= tol,
+        !worst.0.is_nan() && worst.0 <= tol,
         "{what}: worst error {:.3e} (tolerance {tol:.1e}, scale {scale:.3e}) at index {i}: expected {}, got {}",
         worst.0,
         expected.get(i).copied().unwrap_or(f64::NAN),
@@ -127,7 +128,10 @@ fn all_layers() -> Vec<(String, Layer, usize)> {
     ));
     v.push((
         "residual-nested-tanh".into(),
-        Layer::Residual(vec![Layer::Residual(vec![Layer::Linear(Linear { in_dim: 3, out_dim: 3, bias: true }), Layer::Activation(Activation::Tanh)])]),
+        Layer::Residual(vec![Layer::Residual(vec![
+            Layer::Linear(Linear { in_dim: 3, out_dim: 3, bias: true }),
+            Layer::Activation(Activation::Tanh),
+        ])]),
         3,
     ));
     v
@@ -167,17 +171,32 @@ fn every_layer_passes_jvp_vjp_and_r_operator_checks() {
 
             // jvp against central differences.
             let (y, trace) = traced(&layer, &p, &x);
-            assert_close(&format!("{name}: traced forward"), y.as_slice().unwrap(), layer.forward(&p, x.view()).as_slice().unwrap(), 0.0);
+            assert_close(
+                &format!("{name}: traced forward"),
+                y.as_slice().unwrap(),
+                layer.forward(&p, x.view()).as_slice().unwrap(),
+                0.0,
+            );
             let (dy, tt) = layer.jvp(&p, Some(&dp), &trace, Some(dx.clone()));
             let yp = layer.forward(&axpy(&p, H, &dp), (&x + &(&dx * H)).view());
             let ym = layer.forward(&axpy(&p, -H, &dp), (&x - &(&dx * H)).view());
             let fd = (&yp - &ym) / (2.0 * H);
-            assert_close(&format!("{name} b{batch}: jvp vs differences"), dy.as_slice().unwrap(), fd.as_slice().unwrap(), TOL_FIRST);
+            assert_close(
+                &format!("{name} b{batch}: jvp vs differences"),
+                dy.as_slice().unwrap(),
+                fd.as_slice().unwrap(),
+                TOL_FIRST,
+            );
             // Each tangent alone (None = zero tangent) is consistent with the joint one.
             let (dy_x, _) = layer.jvp(&p, None, &trace, Some(dx.clone()));
             let (dy_p, _) = layer.jvp(&p, Some(&dp), &trace, None);
             let sum = &dy_x + &dy_p;
-            assert_close(&format!("{name}: jvp linear in (dx, dp)"), sum.as_slice().unwrap(), dy.as_slice().unwrap(), TOL_EXACT);
+            assert_close(
+                &format!("{name}: jvp linear in (dx, dp)"),
+                sum.as_slice().unwrap(),
+                dy.as_slice().unwrap(),
+                TOL_EXACT,
+            );
 
             // Dot-product test: u . (J_x dx + J_p dp) = (J_x^T u) . dx + (J_p^T u) . dp.
             let mut gp = vec![0.0; np];
@@ -193,8 +212,14 @@ fn every_layer_passes_jvp_vjp_and_r_operator_checks() {
             // R-operator against central differences of the vjp along (dx, dp, du).
             let mut gp_t = vec![0.0; np];
             let mut dgp = vec![0.0; np];
-            let (gx_t, dgx) = layer.vjp_tangent(&p, &dp, &trace, &tt, u.view(), du.view(), Some(&mut gp_t), &mut dgp, true).unwrap();
-            assert_close(&format!("{name}: R-op gx equals vjp gx"), gx_t.as_slice().unwrap(), gx.as_slice().unwrap(), TOL_EXACT);
+            let (gx_t, dgx) =
+                layer.vjp_tangent(&p, &dp, &trace, &tt, u.view(), du.view(), Some(&mut gp_t), &mut dgp, true).unwrap();
+            assert_close(
+                &format!("{name}: R-op gx equals vjp gx"),
+                gx_t.as_slice().unwrap(),
+                gx.as_slice().unwrap(),
+                TOL_EXACT,
+            );
             assert_close(&format!("{name}: R-op gp equals vjp gp"), &gp_t, &gp, TOL_EXACT);
             let vjp_at = |s: f64| {
                 let ps = axpy(&p, s, &dp);
@@ -209,14 +234,24 @@ fn every_layer_passes_jvp_vjp_and_r_operator_checks() {
             let (gxm, gpm) = vjp_at(-H);
             let fd_gx = (&gxp - &gxm) / (2.0 * H);
             let fd_gp: Vec<f64> = gpp.iter().zip(&gpm).map(|(a, b)| (a - b) / (2.0 * H)).collect();
-            assert_close(&format!("{name} b{batch}: R-op dgx vs differences"), dgx.as_slice().unwrap(), fd_gx.as_slice().unwrap(), TOL_SECOND);
+            assert_close(
+                &format!("{name} b{batch}: R-op dgx vs differences"),
+                dgx.as_slice().unwrap(),
+                fd_gx.as_slice().unwrap(),
+                TOL_SECOND,
+            );
             assert_close(&format!("{name} b{batch}: R-op dgp vs differences"), &dgp, &fd_gp, TOL_SECOND);
 
             // Per-example parameter cotangents: rows sum to the batch cotangent and each row is
             // the single-example cotangent.
             let mut rows = Array2::zeros((batch, np));
             let gx_pe = layer.vjp_per_example(&p, &trace, u.view(), rows.view_mut(), true).unwrap();
-            assert_close(&format!("{name}: per-example gx"), gx_pe.as_slice().unwrap(), gx.as_slice().unwrap(), TOL_EXACT);
+            assert_close(
+                &format!("{name}: per-example gx"),
+                gx_pe.as_slice().unwrap(),
+                gx.as_slice().unwrap(),
+                TOL_EXACT,
+            );
             let summed = rows.sum_axis(ndarray::Axis(0));
             assert_close(&format!("{name}: per-example rows sum"), summed.as_slice().unwrap(), &gp, TOL_EXACT);
             for i in 0..batch {
@@ -270,7 +305,8 @@ impl Setup {
         self.batch_of(self.x.view())
     }
     fn batch_of<'a>(&'a self, x: ArrayView2<'a, f64>) -> Batch<'a, f64> {
-        let targets = if self.use_values { Targets::Values(self.values.view()) } else { Targets::Classes(&self.classes) };
+        let targets =
+            if self.use_values { Targets::Values(self.values.view()) } else { Targets::Classes(&self.classes) };
         Batch { x, targets }
     }
 }
@@ -284,7 +320,8 @@ fn setup(case: &Case, batch: usize, seed: u64) -> Setup {
         let p: Vec<f64> = randv(&mut rng, model.num_params()).iter().map(|v| 0.6 * v).collect();
         // Hat nets need pre-activations inside (0, 2) to be alive: shift inputs.
         let x = randn(&mut rng, (batch, model.in_dim()));
-        let classes: Vec<u32> = (0..batch).map(|i| if case.loss == Loss::Logistic { (i % 2) as u32 } else { (i % k) as u32 }).collect();
+        let classes: Vec<u32> =
+            (0..batch).map(|i| if case.loss == Loss::Logistic { (i % 2) as u32 } else { (i % k) as u32 }).collect();
         let values = randn(&mut rng, (batch, k));
         let s = Setup { model: model.clone(), p, x, classes, values, use_values: case.values };
         if margin_ok(&s) {
@@ -326,7 +363,10 @@ fn model_passes_match_finite_differences() {
                 let tag = format!("{} {:?} {reduction:?} b{batch}", case.arch, case.loss);
                 let b = s.batch();
                 let lg = m.loss_and_gradient(&s.p, &b, &obj).unwrap();
-                assert!((lg.loss - m.loss(&s.p, &b, &obj).unwrap()).abs() <= TOL_EXACT * (1.0 + lg.loss.abs()), "{tag}: loss");
+                assert!(
+                    (lg.loss - m.loss(&s.p, &b, &obj).unwrap()).abs() <= TOL_EXACT * (1.0 + lg.loss.abs()),
+                    "{tag}: loss"
+                );
 
                 // Gradient against central differences of the loss along v.
                 let lp = m.loss(&axpy(&s.p, H, &v), &b, &obj).unwrap();
@@ -361,21 +401,38 @@ fn model_passes_match_finite_differences() {
                 let hjv = case.loss.hessian_vp(z.view(), jv.view(), reduction);
                 let gv = m.ggn_vp(&s.p, &b, &obj, &v).unwrap();
                 let gu = m.ggn_vp(&s.p, &b, &obj, &u).unwrap();
-                assert_close(&format!("{tag}: u.Gv vs (Ju).H_z(Jv)"), &[dot(&u, &gv)], &[(&ju * &hjv).sum()], TOL_FIRST);
+                assert_close(
+                    &format!("{tag}: u.Gv vs (Ju).H_z(Jv)"),
+                    &[dot(&u, &gv)],
+                    &[(&ju * &hjv).sum()],
+                    TOL_FIRST,
+                );
                 let (a, c) = (dot(&u, &gv), dot(&v, &gu));
                 assert!((a - c).abs() <= TOL_EXACT * (1.0 + a.abs()), "{tag}: GGN symmetry {a} vs {c}");
 
                 // Per-example gradients: rows sum to the gradient; row i is the gradient of the
                 // batch loss restricted to example i (same normaliser).
                 let pe = m.per_example_gradients(&s.p, &b, &obj).unwrap();
-                assert_close(&format!("{tag}: per-example gradients sum"), pe.sum_axis(ndarray::Axis(0)).as_slice().unwrap(), &lg.gradient, TOL_EXACT);
+                assert_close(
+                    &format!("{tag}: per-example gradients sum"),
+                    pe.sum_axis(ndarray::Axis(0)).as_slice().unwrap(),
+                    &lg.gradient,
+                    TOL_EXACT,
+                );
                 let full_scale: f64 = case.loss.scale(batch, m.out_dim(), reduction);
                 for i in 0..batch {
                     let xi = s.x.slice(ndarray::s![i..i + 1, ..]);
                     let ci = [s.classes[i]];
                     let vi = s.values.slice(ndarray::s![i..i + 1, ..]);
                     let ti = if s.use_values { Targets::Values(vi) } else { Targets::Classes(&ci) };
-                    let gi = m.loss_and_gradient(&s.p, &Batch { x: xi, targets: ti }, &Objective { loss: case.loss, reduction: Reduction::Sum }).unwrap().gradient;
+                    let gi = m
+                        .loss_and_gradient(
+                            &s.p,
+                            &Batch { x: xi, targets: ti },
+                            &Objective { loss: case.loss, reduction: Reduction::Sum },
+                        )
+                        .unwrap()
+                        .gradient;
                     let gi: Vec<f64> = gi.iter().map(|g| g * full_scale).collect();
                     assert_close(&format!("{tag}: per-example row {i}"), pe.row(i).as_slice().unwrap(), &gi, TOL_EXACT);
                 }
@@ -386,8 +443,18 @@ fn model_passes_match_finite_differences() {
             let zp = m.forward(&axpy(&s.p, H, &v), (&s.x + &(&dx * H)).view()).unwrap();
             let zm = m.forward(&axpy(&s.p, -H, &v), (&s.x - &(&dx * H)).view()).unwrap();
             let fd = (&zp - &zm) / (2.0 * H);
-            assert_close(&format!("{} b{batch}: output jvp", case.arch), dz.as_slice().unwrap(), fd.as_slice().unwrap(), TOL_FIRST);
-            assert_close(&format!("{} b{batch}: jvp logits", case.arch), z.as_slice().unwrap(), m.forward(&s.p, s.x.view()).unwrap().as_slice().unwrap(), 0.0);
+            assert_close(
+                &format!("{} b{batch}: output jvp", case.arch),
+                dz.as_slice().unwrap(),
+                fd.as_slice().unwrap(),
+                TOL_FIRST,
+            );
+            assert_close(
+                &format!("{} b{batch}: jvp logits", case.arch),
+                z.as_slice().unwrap(),
+                m.forward(&s.p, s.x.view()).unwrap().as_slice().unwrap(),
+                0.0,
+            );
 
             // Input Jacobian against differences along each input coordinate; norms.
             let jac = m.input_jacobian(&s.p, s.x.view()).unwrap();
@@ -398,7 +465,12 @@ fn model_passes_match_finite_differences() {
                 let zm = m.forward(&s.p, (&s.x - &(&e * H)).view()).unwrap();
                 let fd = (&zp - &zm) / (2.0 * H);
                 let col = jac.slice(ndarray::s![.., .., d]).to_owned();
-                assert_close(&format!("{} b{batch}: input Jacobian column {d}", case.arch), col.as_slice().unwrap(), fd.as_slice().unwrap(), TOL_FIRST);
+                assert_close(
+                    &format!("{} b{batch}: input Jacobian column {d}", case.arch),
+                    col.as_slice().unwrap(),
+                    fd.as_slice().unwrap(),
+                    TOL_FIRST,
+                );
             }
             let fro = m.input_jacobian_sq_frobenius(&s.p, s.x.view()).unwrap();
             let expect: Vec<f64> = jac.outer_iter().map(|a| a.iter().map(|x| x * x).sum()).collect();
@@ -407,7 +479,12 @@ fn model_passes_match_finite_differences() {
             // Activations end in the logits and have the layer widths.
             let acts = m.activations(&s.p, s.x.view()).unwrap();
             assert_eq!(acts.len(), m.layers().len());
-            assert_close("last activation = logits", acts.last().unwrap().as_slice().unwrap(), z.as_slice().unwrap(), 0.0);
+            assert_close(
+                "last activation = logits",
+                acts.last().unwrap().as_slice().unwrap(),
+                z.as_slice().unwrap(),
+                0.0,
+            );
         }
     }
 }
@@ -430,7 +507,8 @@ fn explicit_hessian_of_tiny_nets_matches_second_differences() {
             let m = &s.model;
             let np = m.num_params();
             assert!(np < 100, "{}: {np} parameters", case.arch);
-            let obj = Objective { loss: case.loss, reduction: if batch == 3 { Reduction::Mean } else { Reduction::Sum } };
+            let obj =
+                Objective { loss: case.loss, reduction: if batch == 3 { Reduction::Mean } else { Reduction::Sum } };
             let b = s.batch();
             let eye = Array2::<f64>::eye(np);
             let hess = m.hvp_block(&s.p, &b, &obj, eye.view()).unwrap().hvps;
@@ -451,13 +529,19 @@ fn explicit_hessian_of_tiny_nets_matches_second_differences() {
                     // Richardson extrapolation of the 4-point second difference over steps h and
                     // h/2 cancels the O(h^2) truncation term (curvature varies fast near layer
                     // norm), leaving O(h^4) + rounding.
-                    let d = |h: f64| (f(i, h, j, h) - f(i, h, j, -h) - f(i, -h, j, h) + f(i, -h, j, -h)) / (4.0 * h * h);
+                    let d =
+                        |h: f64| (f(i, h, j, h) - f(i, h, j, -h) - f(i, -h, j, h) + f(i, -h, j, -h)) / (4.0 * h * h);
                     let v = (4.0 * d(h / 2.0) - d(h)) / 3.0;
                     fd[(i, j)] = v;
                     fd[(j, i)] = v;
                 }
             }
-            assert_close(&format!("{} b{batch}: explicit Hessian", case.arch), hess.as_slice().unwrap(), fd.as_slice().unwrap(), TOL_HESSIAN_FD);
+            assert_close(
+                &format!("{} b{batch}: explicit Hessian", case.arch),
+                hess.as_slice().unwrap(),
+                fd.as_slice().unwrap(),
+                TOL_HESSIAN_FD,
+            );
             // The GGN materialised is symmetric positive semi-definite.
             let ggn = m.ggn_vp_block(&s.p, &b, &obj, eye.view()).unwrap();
             let e = sgdlab_linalg::symmetric_eigen(ggn.view()).unwrap();
@@ -500,5 +584,10 @@ fn shape_errors_are_errors_not_panics() {
     let b = Batch { x: x.view(), targets: Targets::Classes(&[0, 7]) };
     assert!(m.loss(&p, &b, &Objective::mean(Loss::CrossEntropy)).unwrap_err().to_string().contains("label 7"));
     let b = Batch { x: x.view(), targets: Targets::Classes(&[0, 1]) };
-    assert!(m.hvp(&p, &b, &Objective::mean(Loss::CrossEntropy), &[1.0]).unwrap_err().to_string().contains("direction has 1 entries"));
+    assert!(
+        m.hvp(&p, &b, &Objective::mean(Loss::CrossEntropy), &[1.0])
+            .unwrap_err()
+            .to_string()
+            .contains("direction has 1 entries")
+    );
 }

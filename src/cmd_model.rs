@@ -1,0 +1,73 @@
+//! `sgdlab model`: the parameter layout of an architecture or a checkpoint.
+
+use anyhow::{Result, bail};
+use sgdlab_nn::{ArchSpec, Model, Params, load_checkpoint};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  sgdlab model mlp:40-100-100-10:relu\n  sgdlab model --checkpoint run/final.safetensors\n  sgdlab model --checkpoint torch.safetensors --arch mlp:784-100-10:relu --json"
+)]
+pub struct ModelArgs {
+    /// Architecture string, e.g. mlp:40-100-100-10:relu, mlp:40-100x3-10:tanh:layernorm,
+    /// resmlp:196-64x12-10:relu:layernorm (options: nobias, layernorm).
+    arch: Option<String>,
+    /// A safetensors checkpoint (sgdlab's, or PyTorch's nn.Sequential state_dict with --arch).
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Architecture for a checkpoint without sgdlab metadata (overrides the file's).
+    #[arg(long = "arch", value_name = "ARCH")]
+    arch_flag: Option<String>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: ModelArgs) -> Result<()> {
+    let arch_text = a.arch_flag.or(a.arch);
+    let arch = arch_text.as_deref().map(str::parse::<ArchSpec>).transpose()?;
+    let (model, params): (Model, Option<Params<f64>>) = match (&a.checkpoint, arch) {
+        (Some(path), arch) => {
+            let ck = load_checkpoint::<f64>(path, arch.as_ref())?;
+            (ck.model, Some(ck.params))
+        }
+        (None, Some(arch)) => (Model::new(&arch), None),
+        (None, None) => bail!("give an architecture (e.g. sgdlab model mlp:40-100-10:relu) or --checkpoint FILE"),
+    };
+    let norms = params.as_ref().map(|p| p.tensor_norms());
+    if a.json {
+        let tensors: Vec<_> = model
+            .layout()
+            .entries()
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut o = serde_json::json!({"name": e.name, "shape": e.shape, "offset": e.offset, "len": e.len});
+                if let Some(n) = &norms {
+                    o["norm"] = serde_json::json!(n[i].1);
+                }
+                o
+            })
+            .collect();
+        let out = serde_json::json!({
+            "arch": model.describe(),
+            "in_dim": model.in_dim(),
+            "out_dim": model.out_dim(),
+            "num_params": model.num_params(),
+            "norm": params.as_ref().map(|p| p.norm()),
+            "tensors": tensors,
+        });
+        println!("{out}");
+    } else {
+        println!("{}: {} -> {}, {} parameters", model.describe(), model.in_dim(), model.out_dim(), model.num_params());
+        println!("{:<16} {:<14} {:>10}{}", "name", "shape", "numel", if norms.is_some() { "        norm" } else { "" });
+        for (i, e) in model.layout().entries().iter().enumerate() {
+            let shape = format!("{:?}", e.shape);
+            match &norms {
+                Some(n) => println!("{:<16} {:<14} {:>10} {:>11.5}", e.name, shape, e.len, n[i].1),
+                None => println!("{:<16} {:<14} {:>10}", e.name, shape, e.len),
+            }
+        }
+    }
+    Ok(())
+}
