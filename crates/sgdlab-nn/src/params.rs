@@ -20,7 +20,7 @@ pub struct ParamEntry {
 
 /// The layout of a model's parameters: entries in `state_dict` order, contiguous, row-major.
 /// It never changes for a given architecture.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ParamLayout {
     entries: Vec<ParamEntry>,
     len: usize,
@@ -63,8 +63,9 @@ impl ParamLayout {
     }
 }
 
-/// A model's parameters: a flat vector plus its layout.
-#[derive(Debug, Clone, PartialEq)]
+/// A model's parameters: a flat vector plus its layout. `Default` is the empty parameter set
+/// of a model without parameters.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Params<T> {
     layout: Arc<ParamLayout>,
     data: Vec<T>,

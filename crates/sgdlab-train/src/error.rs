@@ -1,0 +1,27 @@
+//! Errors of training: each a one-line message naming the file or key at fault.
+
+/// What can go wrong before or while training (a diverged run is not an error: it is a status).
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A malformed run spec or override (message names file, line and key).
+    #[error("{0}")]
+    Spec(String),
+    /// Data that cannot be loaded or does not fit the model.
+    #[error("{0}")]
+    Data(String),
+    /// A model-layer error (shapes, checkpoints).
+    #[error(transparent)]
+    Nn(#[from] sgdlab_nn::NnError),
+    /// Reading or writing the run directory.
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    /// A measurement hook failed.
+    #[error("measurement failed at step {step}: {message}")]
+    Hook { step: u64, message: String },
+}
+
+impl TrainError {
+    pub(crate) fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        TrainError::Io { path: path.display().to_string(), message: e.to_string() }
+    }
+}

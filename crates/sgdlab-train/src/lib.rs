@@ -1,0 +1,17 @@
+//! sgdlab-train: optimisers (SGD, GD, Adam, AdamW, label-noise SGD, noisy SGD/GD, SAM,
+//! Entropy-SGD), regularisers (L2, exact gradient-norm penalty), schedules, the resumable and
+//! interruptible training loop, run specs in TOML and run records on disk.
+
+mod error;
+pub mod optim;
+pub mod record;
+mod schedule;
+pub mod spec;
+mod trainer;
+
+pub use error::TrainError;
+pub use record::{MetricRecord, RunRecord, RunStatus, content_hash, read_metrics, read_record};
+pub use spec::{
+    BudgetSpec, CheckpointSpec, Dtype, EvalSpec, NoiseSpec, OptimizerSpec, RegularizerSpec, RunSpec, ScheduleSpec,
+};
+pub use trainer::{Measurement, MeasurementHook, NoHook, Progress, RunContext, RunOptions, train};

@@ -1,0 +1,622 @@
+//! Run specs in TOML: model, data, optimiser, schedule, regularisers, budget, seed, dtype,
+//! evaluation and checkpoint schedules.
+//!
+//! Unknown keys and type mismatches are errors naming the key and the file (and line);
+//! `--set key.path=value` overrides keep the type of the value they replace. The resolved spec
+//! (every default written out) is what a run directory stores as `spec.toml`.
+//!
+//! ```toml
+//! seed = 0
+//! dtype = "f32"                       # f32 (default) or f64
+//! model = "mlp:40-100-100-10:relu"    # or a [model] table
+//! data = "mnist1d"                    # a dataset spec (sgdlab data info --help)
+//! loss = "cross_entropy"              # cross_entropy | mse | logistic
+//! reduction = "mean"                  # mean | sum
+//!
+//! [init]
+//! scheme = "auto"                     # auto | he | lecun | xavier | orthogonal | torch
+//! scale = 1.0
+//! bias = "zero"                       # zero | torch
+//!
+//! [optimizer]
+//! name = "sgd"                        # sgd | gd | adam | adamw | label_noise_sgd | noisy_sgd | noisy_gd | sam | entropy_sgd
+//! lr = 0.1
+//! batch_size = 32
+//! momentum = 0.0
+//!
+//! [schedule]
+//! kind = "constant"                   # constant | step | cosine | large_then_small
+//! warmup_steps = 0                    # linear warm-up from 0 before any schedule
+//!
+//! [regularizer]
+//! l2 = 0.0                            # adds (l2 / 2) ||theta||^2 to the loss
+//! grad_norm = 0.0                     # adds mu ||grad L||^2 (gradient 2 mu H grad L, exact HVP)
+//!
+//! [budget]
+//! epochs = 20                         # or steps = 5000
+//!
+//! [eval]
+//! every = 125                         # steps between evaluations (0 = off)
+//! at = []                             # extra steps to evaluate at
+//! log_spaced = 0                      # extra log-spaced evaluation points
+//! train_subset = 1000                 # examples of the train split evaluated (0 = all)
+//! test_subset = 0                     # examples of the test split evaluated (0 = all)
+//! log_every = 10                      # minibatch loss and lr logged every N steps
+//!
+//! [checkpoint]
+//! every = 0                           # steps between checkpoints (0 = only final)
+//! keep = 2                            # most recent checkpoints kept (0 = all)
+//! ```
+
+use crate::error::TrainError;
+use serde::{Deserialize, Serialize};
+use sgdlab_nn::{ArchSpec, InitSpec, Loss, Reduction};
+use std::path::Path;
+
+/// Element type of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    #[default]
+    F32,
+    F64,
+}
+
+fn default_loss() -> Loss {
+    Loss::CrossEntropy
+}
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_adam_eps() -> f64 {
+    1e-8
+}
+fn default_rho() -> f64 {
+    0.05
+}
+fn default_gamma() -> f64 {
+    0.1
+}
+
+/// Noise added to the gradient of noisy SGD/GD: `theta <- theta - lr (g + xi)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NoiseSpec {
+    /// `xi ~ N(0, sigma^2 I)`.
+    Isotropic { sigma: f64 },
+    /// `xi_i ~ N(0, sigma^2 d_i)` with the variances `d` read from a `.npy` vector of length P
+    /// (e.g. the diagonal of the SGD noise covariance).
+    Diagonal { sigma: f64, variances: String },
+    /// `xi = sigma * sum_j z_j u_j`, `z ~ N(0, I_k)`, with the directions `u_j` the rows of a
+    /// `.npy` matrix `[k, P]` (e.g. top Hessian eigenvectors; Zhu et al. 2019, PROTOCOLS 8.1).
+    Directions { sigma: f64, directions: String },
+}
+
+/// The optimiser and its knobs. Weight decay here is coupled (added to the gradient), except for
+/// AdamW (decoupled, Loshchilov & Hutter 2019).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerSpec {
+    /// Minibatch SGD with heavy-ball or Nesterov momentum (PyTorch semantics, no dampening).
+    Sgd {
+        lr: f64,
+        batch_size: usize,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        nesterov: bool,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// Full-batch gradient descent (the whole train split every step), optional momentum.
+    Gd {
+        lr: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// Adam (Kingma & Ba 2015) with bias correction; coupled weight decay.
+    Adam {
+        lr: f64,
+        batch_size: usize,
+        #[serde(default = "default_beta1")]
+        beta1: f64,
+        #[serde(default = "default_beta2")]
+        beta2: f64,
+        #[serde(default = "default_adam_eps")]
+        eps: f64,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// AdamW: Adam with decoupled weight decay `theta <- theta (1 - lr wd)`.
+    Adamw {
+        lr: f64,
+        batch_size: usize,
+        #[serde(default = "default_beta1")]
+        beta1: f64,
+        #[serde(default = "default_beta2")]
+        beta2: f64,
+        #[serde(default = "default_adam_eps")]
+        eps: f64,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// SGD on freshly noised labels every step (Blanc et al. 2020; Damian et al. 2021): MSE targets
+    /// get `N(0, sigma^2)` added; class labels are replaced by a uniform random class with
+    /// probability `sigma`.
+    LabelNoiseSgd {
+        lr: f64,
+        batch_size: usize,
+        sigma: f64,
+        #[serde(default)]
+        momentum: f64,
+    },
+    /// Minibatch SGD plus injected gradient noise.
+    NoisySgd { lr: f64, batch_size: usize, noise: NoiseSpec },
+    /// Full-batch GD plus injected gradient noise (Langevin-like; Zhu et al. 2019).
+    NoisyGd { lr: f64, noise: NoiseSpec },
+    /// Sharpness-aware minimisation (Foret et al. 2021): the gradient at
+    /// `theta + rho g / ||g||` on the same batch drives an SGD(momentum) step.
+    Sam {
+        lr: f64,
+        batch_size: usize,
+        #[serde(default = "default_rho")]
+        rho: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// Entropy-SGD (Chaudhari et al. 2017; PROTOCOLS 7.4). Each outer step runs `inner_steps`
+    /// SGLD steps on minibatches `x' <- x' - inner_lr [g(x') - gamma (x - x')] + sqrt(inner_lr)
+    /// noise N(0, I)`, averages `mu <- (1 - alpha) mu + alpha x'`, then takes an outer step along
+    /// `x - mu` with Nesterov momentum; `gamma_t = gamma0 (1 + gamma1)^t`. One "step" of the
+    /// budget is one outer step (= `inner_steps` minibatch gradients).
+    EntropySgd {
+        lr: f64,
+        batch_size: usize,
+        #[serde(default = "default_inner_steps")]
+        inner_steps: usize,
+        #[serde(default = "default_inner_lr")]
+        inner_lr: f64,
+        #[serde(default = "default_gamma0")]
+        gamma0: f64,
+        #[serde(default = "default_gamma1")]
+        gamma1: f64,
+        #[serde(default = "default_alpha")]
+        alpha: f64,
+        #[serde(default = "default_langevin_noise")]
+        noise: f64,
+        #[serde(default = "default_entropy_momentum")]
+        momentum: f64,
+    },
+}
+
+fn default_inner_steps() -> usize {
+    5
+}
+fn default_inner_lr() -> f64 {
+    0.1
+}
+fn default_gamma0() -> f64 {
+    0.03
+}
+fn default_gamma1() -> f64 {
+    1e-3
+}
+fn default_alpha() -> f64 {
+    0.25
+}
+fn default_langevin_noise() -> f64 {
+    1e-4
+}
+fn default_entropy_momentum() -> f64 {
+    0.9
+}
+
+impl OptimizerSpec {
+    /// The base learning rate.
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerSpec::Sgd { lr, .. }
+            | OptimizerSpec::Gd { lr, .. }
+            | OptimizerSpec::Adam { lr, .. }
+            | OptimizerSpec::Adamw { lr, .. }
+            | OptimizerSpec::LabelNoiseSgd { lr, .. }
+            | OptimizerSpec::NoisySgd { lr, .. }
+            | OptimizerSpec::NoisyGd { lr, .. }
+            | OptimizerSpec::Sam { lr, .. }
+            | OptimizerSpec::EntropySgd { lr, .. } => *lr,
+        }
+    }
+
+    /// Minibatch size; `None` for full-batch methods.
+    pub fn batch_size(&self) -> Option<usize> {
+        match self {
+            OptimizerSpec::Gd { .. } | OptimizerSpec::NoisyGd { .. } => None,
+            OptimizerSpec::Sgd { batch_size, .. }
+            | OptimizerSpec::Adam { batch_size, .. }
+            | OptimizerSpec::Adamw { batch_size, .. }
+            | OptimizerSpec::LabelNoiseSgd { batch_size, .. }
+            | OptimizerSpec::NoisySgd { batch_size, .. }
+            | OptimizerSpec::Sam { batch_size, .. }
+            | OptimizerSpec::EntropySgd { batch_size, .. } => Some(*batch_size),
+        }
+    }
+
+    /// The optimiser's name as written in specs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimizerSpec::Sgd { .. } => "sgd",
+            OptimizerSpec::Gd { .. } => "gd",
+            OptimizerSpec::Adam { .. } => "adam",
+            OptimizerSpec::Adamw { .. } => "adamw",
+            OptimizerSpec::LabelNoiseSgd { .. } => "label_noise_sgd",
+            OptimizerSpec::NoisySgd { .. } => "noisy_sgd",
+            OptimizerSpec::NoisyGd { .. } => "noisy_gd",
+            OptimizerSpec::Sam { .. } => "sam",
+            OptimizerSpec::EntropySgd { .. } => "entropy_sgd",
+        }
+    }
+}
+
+/// Learning-rate schedule, applied after an optional linear warm-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduleSpec {
+    Constant {
+        #[serde(default)]
+        warmup_steps: u64,
+    },
+    /// Multiply by `gamma` every `step_size` steps, or at each of `milestones`.
+    Step {
+        #[serde(default)]
+        step_size: u64,
+        #[serde(default)]
+        milestones: Vec<u64>,
+        #[serde(default = "default_gamma")]
+        gamma: f64,
+        #[serde(default)]
+        warmup_steps: u64,
+    },
+    /// Cosine from lr to `min_lr` over the budget (Loshchilov & Hutter 2017, no restarts).
+    Cosine {
+        #[serde(default)]
+        min_lr: f64,
+        #[serde(default)]
+        warmup_steps: u64,
+    },
+    /// `lr` until `switch_step`, then `small_lr` (Andriushchenko et al. 2023, PROTOCOLS 9.2).
+    LargeThenSmall {
+        switch_step: u64,
+        small_lr: f64,
+        #[serde(default)]
+        warmup_steps: u64,
+    },
+}
+
+impl Default for ScheduleSpec {
+    fn default() -> Self {
+        ScheduleSpec::Constant { warmup_steps: 0 }
+    }
+}
+
+/// Explicit regularisers added to the training loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RegularizerSpec {
+    /// `(l2 / 2) ||theta||^2`.
+    #[serde(default)]
+    pub l2: f64,
+    /// `mu ||grad L||^2` on the minibatch (Barrett & Dherin 2021's explicit IGR with
+    /// `mu = h / 4`; PROTOCOLS 4, 9.1, 9.3); its gradient `2 mu H grad L` uses the exact HVP.
+    #[serde(default)]
+    pub grad_norm: f64,
+}
+
+/// How long to train: exactly one of `steps` or `epochs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u64>,
+}
+
+/// When and on what to evaluate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSpec {
+    #[serde(default)]
+    pub every: u64,
+    #[serde(default)]
+    pub at: Vec<u64>,
+    #[serde(default)]
+    pub log_spaced: u64,
+    #[serde(default = "default_train_subset")]
+    pub train_subset: usize,
+    #[serde(default)]
+    pub test_subset: usize,
+    #[serde(default = "default_log_every")]
+    pub log_every: u64,
+}
+
+fn default_train_subset() -> usize {
+    1000
+}
+fn default_log_every() -> u64 {
+    10
+}
+
+impl Default for EvalSpec {
+    fn default() -> Self {
+        EvalSpec { every: 0, at: Vec::new(), log_spaced: 0, train_subset: 1000, test_subset: 0, log_every: 10 }
+    }
+}
+
+/// Checkpoint schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    #[serde(default)]
+    pub every: u64,
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+fn default_keep() -> usize {
+    2
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        CheckpointSpec { every: 0, keep: 2 }
+    }
+}
+
+/// A training run, fully described.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub dtype: Dtype,
+    pub model: ArchSpec,
+    #[serde(default)]
+    pub init: InitSpec,
+    pub data: String,
+    #[serde(default = "default_loss")]
+    pub loss: Loss,
+    #[serde(default)]
+    pub reduction: Reduction,
+    pub optimizer: OptimizerSpec,
+    #[serde(default)]
+    pub schedule: ScheduleSpec,
+    #[serde(default)]
+    pub regularizer: RegularizerSpec,
+    pub budget: BudgetSpec,
+    #[serde(default)]
+    pub eval: EvalSpec,
+    #[serde(default)]
+    pub checkpoint: CheckpointSpec,
+}
+
+/// Turns a toml error into one line: `FILE:LINE: message`.
+fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> TrainError {
+    let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let msg = e.message().replace('\n', " ");
+    TrainError::Spec(match line {
+        Some(l) => format!("{file}:{l}: {msg}"),
+        None => format!("{file}: {msg}"),
+    })
+}
+
+fn parse_override(file: &str, ov: &str) -> Result<(Vec<String>, String), TrainError> {
+    let (k, v) = ov.split_once('=').ok_or_else(|| {
+        TrainError::Spec(format!("{file}: override '{ov}' is not KEY=VALUE (e.g. optimizer.lr=0.05)"))
+    })?;
+    let path: Vec<String> = k.trim().split('.').map(str::to_string).collect();
+    if path.iter().any(String::is_empty) {
+        return Err(TrainError::Spec(format!("{file}: override key '{k}' is malformed")));
+    }
+    Ok((path, v.trim().to_string()))
+}
+
+/// Parses `raw` as a value of the same TOML type as `old` (so `lr=1` stays a float, and a string
+/// needs no quotes).
+fn typed_value(key: &str, raw: &str, old: Option<&toml::Value>) -> Result<toml::Value, String> {
+    use toml::Value;
+    let literal = || -> Result<Value, String> {
+        let doc: toml::Table =
+            toml::from_str(&format!("v = {raw}")).map_err(|_| format!("'{raw}' is not a TOML value"))?;
+        Ok(doc["v"].clone())
+    };
+    Ok(match old {
+        Some(Value::String(_)) => Value::String(raw.trim_matches('"').to_string()),
+        Some(Value::Integer(_)) => {
+            Value::Integer(raw.parse().map_err(|_| format!("{key} expects an integer, got '{raw}'"))?)
+        }
+        Some(Value::Float(_)) => Value::Float(raw.parse().map_err(|_| format!("{key} expects a number, got '{raw}'"))?),
+        Some(Value::Boolean(_)) => {
+            Value::Boolean(raw.parse().map_err(|_| format!("{key} expects true or false, got '{raw}'"))?)
+        }
+        Some(Value::Array(_)) => {
+            let v = literal()?;
+            if !v.is_array() {
+                return Err(format!("{key} expects an array like [1, 2], got '{raw}'"));
+            }
+            v
+        }
+        Some(Value::Table(_)) => return Err(format!("{key} is a table; set one of its keys (e.g. {key}.name=...)")),
+        Some(Value::Datetime(_)) => return Err(format!("{key}: datetimes are not supported")),
+        // A key absent from the resolved spec (an unset optional): take the literal, and let the
+        // spec's types decide.
+        None => literal().unwrap_or_else(|_| Value::String(raw.to_string())),
+    })
+}
+
+impl RunSpec {
+    /// Parses a spec from TOML text; `file` names the source in errors.
+    pub fn from_toml(text: &str, file: &str) -> Result<Self, TrainError> {
+        let spec: RunSpec = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+        spec.validate(file)
+    }
+
+    /// Reads a spec file and applies `--set` overrides (`key.path=value`), keeping each value's
+    /// type.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, TrainError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::Spec(format!("{file}: {e}")))?;
+        let spec = Self::from_toml(&text, &file)?;
+        spec.with_overrides(overrides, &file)
+    }
+
+    /// Applies `key.path=value` overrides to this (resolved) spec.
+    pub fn with_overrides(self, overrides: &[String], file: &str) -> Result<Self, TrainError> {
+        if overrides.is_empty() {
+            return Ok(self);
+        }
+        let mut value = toml::Value::try_from(&self).map_err(|e| TrainError::Spec(format!("{file}: {e}")))?;
+        for ov in overrides {
+            let (path, raw) = parse_override(file, ov)?;
+            let key = path.join(".");
+            let mut cur = &mut value;
+            for (i, p) in path.iter().enumerate() {
+                let table = match cur {
+                    toml::Value::Table(t) => t,
+                    _ => {
+                        return Err(TrainError::Spec(format!(
+                            "{file}: --set {key}: '{}' is not a table",
+                            path[..i].join(".")
+                        )));
+                    }
+                };
+                if i + 1 == path.len() {
+                    let v = typed_value(&key, &raw, table.get(p))
+                        .map_err(|m| TrainError::Spec(format!("{file}: --set {m}")))?;
+                    table.insert(p.clone(), v);
+                    break;
+                }
+                // A string model can be overridden as a whole only.
+                cur = table.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            }
+        }
+        let text = toml::to_string(&value).map_err(|e| TrainError::Spec(format!("{file}: {e}")))?;
+        let spec: RunSpec = toml::from_str(&text).map_err(|e| {
+            TrainError::Spec(format!(
+                "{file} (after --set {}): {}",
+                overrides.join(" "),
+                e.message().replace('\n', " ")
+            ))
+        })?;
+        spec.validate(file)
+    }
+
+    fn validate(self, file: &str) -> Result<Self, TrainError> {
+        let err = |m: String| Err(TrainError::Spec(format!("{file}: {m}")));
+        match (self.budget.steps, self.budget.epochs) {
+            (Some(_), Some(_)) => return err("[budget] sets both steps and epochs; give one".into()),
+            (None, None) => return err("[budget] needs steps or epochs".into()),
+            (Some(0), _) | (_, Some(0)) => return err("[budget] must be positive".into()),
+            _ => {}
+        }
+        let lr = self.optimizer.lr();
+        if !(lr.is_finite() && lr > 0.0) {
+            return err(format!("optimizer.lr must be a positive number, got {lr}"));
+        }
+        if self.optimizer.batch_size() == Some(0) {
+            return err("optimizer.batch_size must be positive".into());
+        }
+        if let ScheduleSpec::Step { step_size: 0, milestones, .. } = &self.schedule
+            && milestones.is_empty()
+        {
+            return err("a step schedule needs step_size or milestones".into());
+        }
+        if self.regularizer.l2 < 0.0 || self.regularizer.grad_norm < 0.0 {
+            return err("regularizer weights must be non-negative".into());
+        }
+        sgdlab_data::DatasetSpec::parse(&self.data).map_err(|e| TrainError::Spec(format!("{file}: data: {e}")))?;
+        Ok(self)
+    }
+
+    /// The resolved spec as TOML (every default written out).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a RunSpec always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASIC: &str = r#"
+seed = 3
+model = "mlp:40-100-10:relu"
+data = "mnist1d:n=500"
+[optimizer]
+name = "sgd"
+lr = 0.1
+batch_size = 32
+[budget]
+epochs = 2
+"#;
+
+    #[test]
+    fn parses_and_round_trips_with_defaults() {
+        let s = RunSpec::from_toml(BASIC, "basic.toml").unwrap();
+        assert_eq!(s.seed, 3);
+        assert_eq!(s.loss, Loss::CrossEntropy);
+        assert_eq!(s.eval.train_subset, 1000);
+        let back = RunSpec::from_toml(&s.to_toml(), "resolved.toml").unwrap();
+        assert_eq!(back, s);
+        assert!(s.to_toml().contains("momentum = 0.0"));
+    }
+
+    #[test]
+    fn unknown_keys_and_type_errors_name_key_file_and_line() {
+        let e =
+            RunSpec::from_toml(&BASIC.replace("lr = 0.1", "lr = 0.1\nbeta1 = 0.9"), "x.toml").unwrap_err().to_string();
+        assert!(e.starts_with("x.toml:") && e.contains("unknown field `beta1`"), "{e}");
+        assert!(!e.contains('\n'));
+        let e = RunSpec::from_toml(&BASIC.replace("seed = 3", "seed = \"three\""), "x.toml").unwrap_err().to_string();
+        assert!(e.contains("x.toml:2:") && e.contains("invalid type"), "{e}");
+        let e = RunSpec::from_toml(&BASIC.replace("seed = 3", "sead = 3"), "x.toml").unwrap_err().to_string();
+        assert!(e.contains("unknown field `sead`"), "{e}");
+        let e = RunSpec::from_toml(&BASIC.replace("\"sgd\"", "\"sgdd\""), "x.toml").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `sgdd`"), "{e}");
+        let e = RunSpec::from_toml(&BASIC.replace("epochs = 2", "epochs = 2\nsteps = 5"), "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("both steps and epochs"), "{e}");
+        let e = RunSpec::from_toml(&BASIC.replace("mnist1d:n=500", "mnist1d:m=500"), "x.toml").unwrap_err().to_string();
+        assert!(e.contains("x.toml: data:"), "{e}");
+    }
+
+    #[test]
+    fn overrides_keep_their_type() {
+        let s = RunSpec::from_toml(BASIC, "b.toml").unwrap();
+        let o = s
+            .clone()
+            .with_overrides(&["optimizer.lr=1".into(), "seed=9".into(), "optimizer.momentum=0.9".into()], "b.toml")
+            .unwrap();
+        assert_eq!(o.optimizer.lr(), 1.0);
+        assert_eq!(o.seed, 9);
+        let o = s.clone().with_overrides(&["budget.steps=7".into(), "budget.epochs=0".into()], "b.toml");
+        assert!(o.is_err());
+        let e = s.clone().with_overrides(&["seed=abc".into()], "b.toml").unwrap_err().to_string();
+        assert!(e.contains("seed expects an integer, got 'abc'"), "{e}");
+        let e = s.clone().with_overrides(&["optimizer.lrr=0.1".into()], "b.toml").unwrap_err().to_string();
+        assert!(e.contains("unknown field `lrr`"), "{e}");
+        let o = s.clone().with_overrides(&["data=mnist1d:n=1000".into(), "eval.at=[1, 5]".into()], "b.toml").unwrap();
+        assert_eq!(o.data, "mnist1d:n=1000");
+        assert_eq!(o.eval.at, vec![1, 5]);
+        let o = s.with_overrides(&["model=mlp:40-10:tanh".into()], "b.toml").unwrap();
+        assert_eq!(o.model.to_string(), "mlp:40-10:tanh");
+    }
+}

@@ -1,0 +1,859 @@
+//! The training loop: budgets, evaluation schedule, measurement hook, divergence detection,
+//! atomic checkpoints, resume with identical results, and interruption.
+//!
+//! Randomness never lives in mutable state: epoch `e`'s batch order, step `t`'s label noise and
+//! injected noise each come from a stream derived by name from the seed and `e` or `t`
+//! (`batches/epoch-e`, `label-noise/t`, `noise/t`). Resuming therefore needs only the
+//! parameters, the optimiser buffers and the step count, and a resumed run is bit-identical to an
+//! uninterrupted one.
+
+use crate::error::TrainError;
+use crate::optim::{OptimizerState, adam_step, sgd_step};
+use crate::record::{MetricsWriter, RunRecord, RunStatus, content_hash, read_record, write_text_atomic};
+use crate::spec::{Dtype, NoiseSpec, OptimizerSpec, RunSpec};
+use ndarray::{Array2, Axis};
+use rand::RngExt;
+use sgdlab_data::{Dataset, Split};
+use sgdlab_linalg::{RngStream, Scalar, standard_normal};
+use sgdlab_nn::{Batch, Loss, Model, Objective, Params, Reduction, Targets, load_checkpoint, save_checkpoint};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Examples per forward pass during evaluation (bounds memory).
+const EVAL_CHUNK: usize = 2048;
+
+/// Provenance a run records (the binary knows its git revision).
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub sgdlab_version: String,
+    pub git_revision: String,
+}
+
+/// How to run: where, with what data, and how to stop.
+pub struct RunOptions<'a> {
+    pub out_dir: PathBuf,
+    /// Set to request a stop (Ctrl-C): the loop checkpoints and records `interrupted`.
+    pub stop: Option<&'a AtomicBool>,
+    pub context: RunContext,
+    /// A dataset already loaded from `spec.data` (studies share one); loaded here otherwise.
+    pub dataset: Option<&'a Dataset>,
+    /// Start over even if the directory holds a resumable run of the same spec.
+    pub fresh: bool,
+}
+
+/// A named value measured by a hook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    pub probe: String,
+    pub name: String,
+    pub value: f64,
+}
+
+/// Measurements the runner asks for (the trainer itself never calls probes).
+pub trait MeasurementHook {
+    /// Whether to measure after update `step` of `total` (step 0 = initialisation).
+    fn due(&self, step: u64, total: u64) -> bool;
+    /// Measures; parameters are given in f64 (probes run in f64 by default).
+    fn measure(
+        &mut self,
+        step: u64,
+        model: &Model,
+        params: &Params<f64>,
+        data: &Dataset,
+    ) -> Result<Vec<Measurement>, String>;
+}
+
+/// A hook that never measures.
+pub struct NoHook;
+
+impl MeasurementHook for NoHook {
+    fn due(&self, _: u64, _: u64) -> bool {
+        false
+    }
+    fn measure(&mut self, _: u64, _: &Model, _: &Params<f64>, _: &Dataset) -> Result<Vec<Measurement>, String> {
+        Ok(Vec::new())
+    }
+}
+
+/// What the loop reports after each step (for progress bars).
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub step: u64,
+    pub total: u64,
+    pub epoch: f64,
+    pub batch_loss: f64,
+    pub lr: f64,
+    pub train_loss: Option<f64>,
+    pub train_accuracy: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub elapsed_s: f64,
+}
+
+/// Trains `spec` into `opts.out_dir`, resuming from the latest checkpoint of the same spec if
+/// there is one. Returns the record (also written to `record.json`); a diverged or interrupted
+/// run is an `Ok` record with that status.
+pub fn train(
+    spec: &RunSpec,
+    opts: &RunOptions<'_>,
+    hook: &mut dyn MeasurementHook,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<RunRecord, TrainError> {
+    let loaded;
+    let data = match opts.dataset {
+        Some(d) => d,
+        None => {
+            loaded = sgdlab_data::load_dataset(&spec.data).map_err(|e| TrainError::Data(e.to_string()))?;
+            &loaded
+        }
+    };
+    match spec.dtype {
+        Dtype::F32 => Run::<f32>::new(spec, opts, data)?.run(hook, progress),
+        Dtype::F64 => Run::<f64>::new(spec, opts, data)?.run(hook, progress),
+    }
+}
+
+struct TrainData<T> {
+    x: Array2<T>,
+    labels: Option<Vec<u32>>,
+    values: Option<Array2<T>>,
+    num_classes: Option<usize>,
+}
+
+impl<T: Scalar> TrainData<T> {
+    fn from_split(s: &Split) -> Self {
+        TrainData {
+            x: s.features().mapv(|v| T::from_f64(v as f64)),
+            labels: s.labels().map(<[u32]>::to_vec),
+            values: s.targets().values().map(|v| v.mapv(|x| T::from_f64(x as f64))),
+            num_classes: s.targets().num_classes(),
+        }
+    }
+    fn len(&self) -> usize {
+        self.x.nrows()
+    }
+}
+
+struct Run<'a, T> {
+    spec: &'a RunSpec,
+    opts: &'a RunOptions<'a>,
+    data: &'a Dataset,
+    model: Model,
+    train: TrainData<T>,
+    eval_train: Vec<usize>,
+    eval_test: Option<(TrainData<T>, Vec<usize>)>,
+    obj: Objective,
+    root: RngStream,
+    plan: Option<sgdlab_data::BatchPlan>,
+    per_epoch: u64,
+    grads_per_step: u64,
+    total: u64,
+    theta: Params<T>,
+    state: OptimizerState<T>,
+    grad: Vec<T>,
+    cached_epoch: Option<(u64, Vec<Vec<usize>>)>,
+    spec_hash: String,
+    direction_noise: Option<Array2<T>>,
+    diagonal_noise: Option<Vec<T>>,
+}
+
+fn eval_indices(n: usize, subset: usize, stream: RngStream) -> Vec<usize> {
+    if subset == 0 || subset >= n {
+        return (0..n).collect();
+    }
+    let mut rng = stream.rng();
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in 0..subset {
+        let j = rng.random_range(i..n);
+        idx.swap(i, j);
+    }
+    let mut s = idx[..subset].to_vec();
+    s.sort_unstable();
+    s
+}
+
+fn read_npy_f64(path: &str, what: &str) -> Result<ndarray::ArrayD<f64>, TrainError> {
+    use ndarray_npy::ReadNpyExt;
+    let f = std::fs::File::open(path).map_err(|e| TrainError::Spec(format!("{what} '{path}': {e}")))?;
+    if let Ok(a) = ndarray::ArrayD::<f64>::read_npy(&f) {
+        return Ok(a);
+    }
+    let f = std::fs::File::open(path).map_err(|e| TrainError::Spec(format!("{what} '{path}': {e}")))?;
+    ndarray::ArrayD::<f32>::read_npy(f)
+        .map(|a| a.mapv(f64::from))
+        .map_err(|e| TrainError::Spec(format!("{what} '{path}': not an f32/f64 .npy array: {e}")))
+}
+
+impl<'a, T: Scalar> Run<'a, T> {
+    fn new(spec: &'a RunSpec, opts: &'a RunOptions<'a>, data: &'a Dataset) -> Result<Self, TrainError> {
+        let model = Model::new(&spec.model);
+        // A set read from a single pair of files has one split, `all`: train on it.
+        let train_split =
+            data.train().or_else(|e| data.split("all").map_err(|_| e)).map_err(|e| TrainError::Data(e.to_string()))?;
+        let train = TrainData::<T>::from_split(train_split);
+        if train.len() == 0 {
+            return Err(TrainError::Data(format!("{}: the train split is empty", spec.data)));
+        }
+        if model.in_dim() != train.x.ncols() {
+            return Err(TrainError::Data(format!(
+                "model {} takes {} inputs but data {} has {} features",
+                spec.model,
+                model.in_dim(),
+                spec.data,
+                train.x.ncols()
+            )));
+        }
+        let k = model.out_dim();
+        match (spec.loss, train.num_classes, &train.values) {
+            (Loss::Logistic, Some(c), _) if c != 2 || k != 1 => {
+                return Err(TrainError::Data(format!(
+                    "logistic loss needs 2 classes and 1 output; data has {c} classes, model {k} outputs"
+                )));
+            }
+            (Loss::CrossEntropy | Loss::Mse, Some(c), _) if c != k => {
+                return Err(TrainError::Data(format!(
+                    "data {} has {c} classes but model {} has {k} outputs",
+                    spec.data, spec.model
+                )));
+            }
+            (Loss::CrossEntropy | Loss::Logistic, None, _) => {
+                return Err(TrainError::Data(format!(
+                    "loss {} needs class targets; data {} has real-valued targets",
+                    spec.loss, spec.data
+                )));
+            }
+            (Loss::Mse, None, Some(v)) if v.ncols() != k => {
+                return Err(TrainError::Data(format!(
+                    "data {} has {} target columns but model {} has {k} outputs",
+                    spec.data,
+                    v.ncols(),
+                    spec.model
+                )));
+            }
+            _ => {}
+        }
+        let root = RngStream::new(spec.seed);
+        let n = train.len();
+        let (plan, per_epoch) = match spec.optimizer.batch_size() {
+            Some(b) => {
+                let p = sgdlab_data::BatchPlan::new(n, b, false, root.child("batches"))
+                    .map_err(|e| TrainError::Data(e.to_string()))?;
+                let per = p.batches_per_epoch() as u64;
+                (Some(p), per)
+            }
+            None => (None, 1),
+        };
+        let grads_per_step = match &spec.optimizer {
+            OptimizerSpec::EntropySgd { inner_steps, .. } => (*inner_steps).max(1) as u64,
+            _ => 1,
+        };
+        let total = match (spec.budget.steps, spec.budget.epochs) {
+            (Some(s), _) => s,
+            (None, Some(e)) => (e * per_epoch).div_ceil(grads_per_step),
+            (None, None) => unreachable!("validated"),
+        };
+        let eval_train = eval_indices(n, spec.eval.train_subset, root.child("eval").child("train-subset"));
+        let eval_test = match data.test() {
+            Ok(t) if !t.is_empty() => {
+                let td = TrainData::<T>::from_split(t);
+                let idx = eval_indices(td.len(), spec.eval.test_subset, root.child("eval").child("test-subset"));
+                Some((td, idx))
+            }
+            _ => None,
+        };
+        let theta = spec.init.init::<T>(&model, &root);
+        let (direction_noise, diagonal_noise) = match &spec.optimizer {
+            OptimizerSpec::NoisySgd { noise, .. } | OptimizerSpec::NoisyGd { noise, .. } => match noise {
+                NoiseSpec::Isotropic { .. } => (None, None),
+                NoiseSpec::Diagonal { variances, .. } => {
+                    let a = read_npy_f64(variances, "noise variances")?;
+                    if a.len() != model.num_params() || a.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+                        return Err(TrainError::Spec(format!(
+                            "noise variances '{variances}': need {} finite non-negative values, got {} values",
+                            model.num_params(),
+                            a.len()
+                        )));
+                    }
+                    (None, Some(a.iter().map(|&v| T::from_f64(v.sqrt())).collect()))
+                }
+                NoiseSpec::Directions { directions, .. } => {
+                    let a = read_npy_f64(directions, "noise directions")?;
+                    let a = a.into_dimensionality::<ndarray::Ix2>().map_err(|_| {
+                        TrainError::Spec(format!("noise directions '{directions}': need a 2-D array [k, P]"))
+                    })?;
+                    if a.ncols() != model.num_params() {
+                        return Err(TrainError::Spec(format!(
+                            "noise directions '{directions}': rows have {} entries, the model has {} parameters",
+                            a.ncols(),
+                            model.num_params()
+                        )));
+                    }
+                    (Some(a.mapv(T::from_f64)), None)
+                }
+            },
+            _ => (None, None),
+        };
+        let grad = vec![T::zero(); model.num_params()];
+        let spec_hash = content_hash(&spec.to_toml());
+        Ok(Run {
+            spec,
+            opts,
+            data,
+            obj: Objective { loss: spec.loss, reduction: spec.reduction },
+            model,
+            train,
+            eval_train,
+            eval_test,
+            root,
+            plan,
+            per_epoch,
+            grads_per_step,
+            total,
+            theta,
+            state: OptimizerState::default(),
+            grad,
+            cached_epoch: None,
+            spec_hash,
+            direction_noise,
+            diagonal_noise,
+        })
+    }
+
+    /// Indices of global minibatch number `m` (all examples for full-batch methods).
+    fn minibatch(&mut self, m: u64) -> Vec<usize> {
+        let Some(plan) = &self.plan else { return (0..self.train.len()).collect() };
+        let (e, j) = (m / self.per_epoch, (m % self.per_epoch) as usize);
+        if self.cached_epoch.as_ref().is_none_or(|(ce, _)| *ce != e) {
+            self.cached_epoch = Some((e, plan.epoch(e)));
+        }
+        self.cached_epoch.as_ref().expect("just cached").1[j].clone()
+    }
+
+    fn epoch_of(&self, step: u64) -> f64 {
+        (step * self.grads_per_step) as f64 / self.per_epoch as f64
+    }
+
+    /// Gradient of the (regularised) minibatch objective at `theta` into `self.grad`; returns
+    /// the data loss.
+    fn gradient_at(&mut self, theta: &[T], idx: &[usize], step: u64) -> Result<f64, TrainError> {
+        let x = self.train.x.select(Axis(0), idx);
+        let label_noise = match &self.spec.optimizer {
+            OptimizerSpec::LabelNoiseSgd { sigma, .. } => Some(*sigma),
+            _ => None,
+        };
+        let mut labels: Option<Vec<u32>> = self.train.labels.as_ref().map(|l| idx.iter().map(|&i| l[i]).collect());
+        let mut values: Option<Array2<T>> = self.train.values.as_ref().map(|v| v.select(Axis(0), idx));
+        if let Some(sigma) = label_noise {
+            let mut rng = self.root.child("label-noise").child(&step.to_string()).rng();
+            match (self.spec.loss, &mut labels, &mut values) {
+                (Loss::Mse, labels, values) => {
+                    // Real-valued targets (one-hot for classes) plus N(0, sigma^2).
+                    let k = self.model.out_dim();
+                    let mut v = match (labels.take(), values.take()) {
+                        (_, Some(v)) => v,
+                        (Some(l), None) => {
+                            let mut v = Array2::zeros((idx.len(), k));
+                            for (i, &c) in l.iter().enumerate() {
+                                v[(i, c as usize)] = T::one();
+                            }
+                            v
+                        }
+                        (None, None) => unreachable!("targets exist"),
+                    };
+                    v.mapv_inplace(|y| y + T::from_f64(sigma * standard_normal::<f64, _>(&mut rng)));
+                    *values = Some(v);
+                }
+                (_, Some(l), _) => {
+                    let c = self.train.num_classes.unwrap_or(2) as u32;
+                    for y in l.iter_mut() {
+                        if rng.random::<f64>() < sigma {
+                            *y = rng.random_range(0..c);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let targets = match (&labels, &values) {
+            (_, Some(v)) => Targets::Values(v.view()),
+            (Some(l), None) => Targets::Classes(l),
+            (None, None) => unreachable!("targets exist"),
+        };
+        let batch = Batch { x: x.view(), targets };
+        let loss = self.model.gradient_into(theta, &batch, &self.obj, &mut self.grad)?;
+        let mu = self.spec.regularizer.grad_norm;
+        if mu > 0.0 {
+            // d/dtheta mu ||g||^2 = 2 mu H g, exact by forward-over-reverse.
+            let hg = self.model.hvp(theta, &batch, &self.obj, &self.grad)?;
+            let c = T::from_f64(2.0 * mu);
+            for (g, h) in self.grad.iter_mut().zip(&hg) {
+                *g += c * *h;
+            }
+        }
+        let l2 = self.spec.regularizer.l2;
+        if l2 > 0.0 {
+            let c = T::from_f64(l2);
+            for (g, &t) in self.grad.iter_mut().zip(theta) {
+                *g += c * t;
+            }
+        }
+        Ok(loss.to_f64())
+    }
+
+    fn add_injected_noise(&mut self, noise: &NoiseSpec, step: u64) {
+        let mut rng = self.root.child("noise").child(&step.to_string()).rng();
+        match noise {
+            NoiseSpec::Isotropic { sigma } => {
+                for g in self.grad.iter_mut() {
+                    *g += T::from_f64(sigma * standard_normal::<f64, _>(&mut rng));
+                }
+            }
+            NoiseSpec::Diagonal { sigma, .. } => {
+                let sd = self.diagonal_noise.as_ref().expect("loaded in new");
+                for (g, &s) in self.grad.iter_mut().zip(sd) {
+                    *g += T::from_f64(sigma * standard_normal::<f64, _>(&mut rng)) * s;
+                }
+            }
+            NoiseSpec::Directions { sigma, .. } => {
+                let dirs = self.direction_noise.as_ref().expect("loaded in new");
+                for u in dirs.rows() {
+                    let z = T::from_f64(sigma * standard_normal::<f64, _>(&mut rng));
+                    for (g, &ui) in self.grad.iter_mut().zip(u.iter()) {
+                        *g += z * ui;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Performs update number `step` (0-based); returns the minibatch loss before the update.
+    fn update(&mut self, step: u64, lr: f64) -> Result<f64, TrainError> {
+        let opt = self.spec.optimizer.clone();
+        let mut theta = std::mem::take(&mut self.theta);
+        let result = (|| -> Result<f64, TrainError> {
+            let m = step * self.grads_per_step;
+            match &opt {
+                OptimizerSpec::Sgd { momentum, nesterov, weight_decay, .. } => {
+                    let idx = self.minibatch(m);
+                    let loss = self.gradient_at(theta.as_slice(), &idx, step)?;
+                    sgd_step(
+                        theta.as_mut_slice(),
+                        &self.grad,
+                        &mut self.state,
+                        lr,
+                        *momentum,
+                        *nesterov,
+                        *weight_decay,
+                    );
+                    Ok(loss)
+                }
+                OptimizerSpec::Gd { momentum, weight_decay, .. } => {
+                    let idx = self.minibatch(m);
+                    let loss = self.gradient_at(theta.as_slice(), &idx, step)?;
+                    sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr, *momentum, false, *weight_decay);
+                    Ok(loss)
+                }
+                OptimizerSpec::LabelNoiseSgd { momentum, .. } => {
+                    let idx = self.minibatch(m);
+                    let loss = self.gradient_at(theta.as_slice(), &idx, step)?;
+                    sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr, *momentum, false, 0.0);
+                    Ok(loss)
+                }
+                OptimizerSpec::Adam { beta1, beta2, eps, weight_decay, .. }
+                | OptimizerSpec::Adamw { beta1, beta2, eps, weight_decay, .. } => {
+                    let idx = self.minibatch(m);
+                    let loss = self.gradient_at(theta.as_slice(), &idx, step)?;
+                    let decoupled = matches!(opt, OptimizerSpec::Adamw { .. });
+                    adam_step(
+                        theta.as_mut_slice(),
+                        &self.grad,
+                        &mut self.state,
+                        lr,
+                        *beta1,
+                        *beta2,
+                        *eps,
+                        *weight_decay,
+                        decoupled,
+                    );
+                    Ok(loss)
+                }
+                OptimizerSpec::NoisySgd { noise, .. } | OptimizerSpec::NoisyGd { noise, .. } => {
+                    let idx = self.minibatch(m);
+                    let loss = self.gradient_at(theta.as_slice(), &idx, step)?;
+                    self.add_injected_noise(noise, step);
+                    sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr, 0.0, false, 0.0);
+                    Ok(loss)
+                }
+                OptimizerSpec::Sam { rho, momentum, weight_decay, .. } => {
+                    let idx = self.minibatch(m);
+                    let loss = self.gradient_at(theta.as_slice(), &idx, step)?;
+                    let norm = self.grad.iter().map(|&g| g.to_f64() * g.to_f64()).sum::<f64>().sqrt();
+                    let scale = T::from_f64(rho / (norm + 1e-12));
+                    let perturbed: Vec<T> =
+                        theta.as_slice().iter().zip(&self.grad).map(|(&t, &g)| t + scale * g).collect();
+                    self.gradient_at(&perturbed, &idx, step)?;
+                    sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr, *momentum, false, *weight_decay);
+                    Ok(loss)
+                }
+                OptimizerSpec::EntropySgd { inner_steps, inner_lr, gamma0, gamma1, alpha, noise, momentum, .. } => {
+                    let gamma = gamma0 * (1.0 + gamma1).powf(step as f64);
+                    let x = theta.as_slice().to_vec();
+                    let mut xp = x.clone();
+                    let mut mu = x.clone();
+                    let mut rng = self.root.child("langevin").child(&step.to_string()).rng();
+                    let mut first_loss = f64::NAN;
+                    let noise_sd = noise * (2.0 * inner_lr).sqrt();
+                    for l in 0..*inner_steps {
+                        let idx = self.minibatch(m + l as u64);
+                        let loss = self.gradient_at(&xp, &idx, step)?;
+                        if l == 0 {
+                            first_loss = loss;
+                        }
+                        let (g_, a) = (T::from_f64(gamma), T::from_f64(*alpha));
+                        for i in 0..xp.len() {
+                            let d = self.grad[i] - g_ * (x[i] - xp[i]);
+                            xp[i] = xp[i] - T::from_f64(*inner_lr) * d
+                                + T::from_f64(noise_sd * standard_normal::<f64, _>(&mut rng));
+                            mu[i] = (T::one() - a) * mu[i] + a * xp[i];
+                        }
+                    }
+                    // Outer step along x - mu with Nesterov momentum.
+                    for (g, (&xi, &mi)) in self.grad.iter_mut().zip(x.iter().zip(&mu)) {
+                        *g = xi - mi;
+                    }
+                    sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr, *momentum, true, 0.0);
+                    Ok(first_loss)
+                }
+            }
+        })();
+        self.theta = theta;
+        result
+    }
+
+    /// Mean loss (per-example mean, whatever the training reduction) and accuracy on a subset.
+    fn evaluate(&self, d: &TrainData<T>, idx: &[usize]) -> Result<(f64, f64), TrainError> {
+        let k = self.model.out_dim();
+        let (mut total, mut correct) = (0.0f64, 0.0f64);
+        for chunk in idx.chunks(EVAL_CHUNK) {
+            let x = d.x.select(Axis(0), chunk);
+            let labels: Option<Vec<u32>> = d.labels.as_ref().map(|l| chunk.iter().map(|&i| l[i]).collect());
+            let values: Option<Array2<T>> = d.values.as_ref().map(|v| v.select(Axis(0), chunk));
+            let targets = match (&labels, &values) {
+                (_, Some(v)) => Targets::Values(v.view()),
+                (Some(l), None) => Targets::Classes(l),
+                (None, None) => unreachable!("targets exist"),
+            };
+            let z = self.model.forward(self.theta.as_slice(), x.view())?;
+            self.obj.loss.check(chunk.len(), k, &targets)?;
+            total += self.obj.loss.per_example(z.view(), &targets).iter().map(|&v| v.to_f64()).sum::<f64>();
+            correct += self.obj.loss.accuracy(z.view(), &targets) * chunk.len() as f64;
+        }
+        let n = idx.len();
+        let mean = total * self.obj.loss.scale::<f64>(n, k, Reduction::Mean);
+        Ok((mean, correct / n as f64))
+    }
+
+    fn eval_due(&self, step: u64) -> bool {
+        let e = &self.spec.eval;
+        if step == 0 || step == self.total {
+            return true;
+        }
+        if e.every > 0 && step % e.every == 0 {
+            return true;
+        }
+        if e.at.contains(&step) {
+            return true;
+        }
+        if e.log_spaced > 0 {
+            // Points round(total^(i / (n - 1))), i = 0..n.
+            let n = e.log_spaced;
+            return (0..n).any(|i| {
+                let f = if n == 1 { 1.0 } else { i as f64 / (n - 1) as f64 };
+                (self.total as f64).powf(f).round() as u64 == step
+            });
+        }
+        false
+    }
+
+    fn checkpoint_dir(&self) -> PathBuf {
+        self.opts.out_dir.join("checkpoints")
+    }
+
+    fn save_checkpoint(&self, step: u64, wall: f64) -> Result<(), TrainError> {
+        let dir = self.checkpoint_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+        let meta = [
+            ("step", step.to_string()),
+            ("wall_time_s", format!("{wall}")),
+            ("adam_steps", self.state.adam_steps.to_string()),
+            ("spec_hash", self.spec_hash.clone()),
+        ];
+        // Optimizer state first: a checkpoint counts only once its parameter file exists.
+        let state_path = dir.join(format!("step-{step}.state.safetensors"));
+        let tensors: Vec<(String, Vec<usize>, Vec<T>)> =
+            self.state.buffers().into_iter().map(|(n, b)| (n.to_string(), vec![b.len()], b.clone())).collect();
+        save_tensors(&state_path, &tensors, &meta)?;
+        let path = dir.join(format!("step-{step}.safetensors"));
+        let meta_ref: Vec<(&str, String)> = meta.iter().map(|(k, v)| (*k, v.clone())).collect();
+        save_checkpoint(&path, &self.model, &self.theta, &meta_ref)?;
+        // Keep the most recent `keep`.
+        let keep = self.spec.checkpoint.keep;
+        if keep > 0 {
+            let mut steps = list_checkpoints(&dir);
+            steps.sort_unstable();
+            for s in steps.iter().rev().skip(keep) {
+                let _ = std::fs::remove_file(dir.join(format!("step-{s}.safetensors")));
+                let _ = std::fs::remove_file(dir.join(format!("step-{s}.state.safetensors")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores the latest checkpoint; returns (step, wall time so far).
+    fn restore(&mut self) -> Result<Option<(u64, f64)>, TrainError> {
+        let dir = self.checkpoint_dir();
+        let Some(step) = list_checkpoints(&dir).into_iter().max() else { return Ok(None) };
+        let path = dir.join(format!("step-{step}.safetensors"));
+        let ck = load_checkpoint::<T>(&path, Some(&self.spec.model))?;
+        if ck.metadata.get("spec_hash") != Some(&self.spec_hash) {
+            return Err(TrainError::io(&path, "checkpoint of a different spec"));
+        }
+        let wall: f64 = ck.metadata.get("wall_time_s").and_then(|w| w.parse().ok()).unwrap_or(0.0);
+        self.theta = ck.params;
+        let (tensors, meta) = load_tensors::<T>(&dir.join(format!("step-{step}.state.safetensors")))?;
+        let mut st = OptimizerState::default();
+        for (name, data) in tensors {
+            st.set_buffer(&name, data);
+        }
+        st.adam_steps = meta.get("adam_steps").and_then(|s| s.parse().ok()).unwrap_or(0);
+        self.state = st;
+        self.cached_epoch = None;
+        Ok(Some((step, wall)))
+    }
+
+    fn run(
+        mut self,
+        hook: &mut dyn MeasurementHook,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<RunRecord, TrainError> {
+        let dir = self.opts.out_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+        let spec_text = self.spec.to_toml();
+        let spec_path = dir.join("spec.toml");
+        // Resume only a run of the same resolved spec.
+        if !self.opts.fresh {
+            if let Ok(old) = std::fs::read_to_string(&spec_path)
+                && old != spec_text
+            {
+                return Err(TrainError::io(
+                    &dir,
+                    "holds a run of a different spec (choose another --out, or start fresh)",
+                ));
+            }
+            if let Some(rec) = read_record(&dir)?
+                && matches!(rec.status, RunStatus::Completed | RunStatus::Diverged)
+                && rec.spec_hash == self.spec_hash
+            {
+                return Ok(rec);
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(self.checkpoint_dir());
+        }
+        write_text_atomic(&spec_path, &spec_text)?;
+        let resumed = if self.opts.fresh { None } else { self.restore()? };
+        let (start, prior_wall) = resumed.unwrap_or((0, 0.0));
+        let mut metrics = MetricsWriter::open(&dir, resumed.map(|(s, _)| s))?;
+        let t0 = Instant::now();
+        let mut record = RunRecord {
+            status: RunStatus::Running,
+            diverged_at_step: None,
+            message: None,
+            seed: self.spec.seed,
+            spec_hash: self.spec_hash.clone(),
+            steps_completed: start,
+            total_steps: self.total,
+            dtype: T::NAME.to_string(),
+            sgdlab_version: self.opts.context.sgdlab_version.clone(),
+            git_revision: self.opts.context.git_revision.clone(),
+            threads: sgdlab_linalg::threads(),
+            wall_time_s: prior_wall,
+            final_metrics: BTreeMap::new(),
+        };
+        write_text_atomic(&dir.join("record.json"), &serde_json::to_string_pretty(&record).expect("serialises"))?;
+        let mut prog = Progress { total: self.total, step: start, epoch: self.epoch_of(start), ..Default::default() };
+        let mut last_eval: BTreeMap<String, f64> = BTreeMap::new();
+        if start == 0 {
+            self.measure(0, &mut metrics, hook, &mut last_eval, &mut prog)?;
+        }
+        let mut step = start;
+        let lr0 = self.spec.optimizer.lr();
+        while step < self.total {
+            if self.opts.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                metrics.flush()?;
+                self.save_checkpoint(step, prior_wall + t0.elapsed().as_secs_f64())?;
+                record.status = RunStatus::Interrupted;
+                record.message = Some(format!("interrupted at step {step}; run again to resume"));
+                break;
+            }
+            let lr = self.spec.schedule.lr_at(lr0, step, self.total);
+            let loss = self.update(step, lr)?;
+            step += 1;
+            record.steps_completed = step;
+            let finite = loss.is_finite() && self.theta.as_slice().iter().all(|v| v.is_finite());
+            if !finite {
+                metrics.write(step, self.epoch_of(step), "batch", "loss", loss)?;
+                record.status = RunStatus::Diverged;
+                record.diverged_at_step = Some(step);
+                record.message =
+                    Some(format!("non-finite {} at step {step}", if loss.is_finite() { "parameter" } else { "loss" }));
+                break;
+            }
+            let le = self.spec.eval.log_every;
+            if le > 0 && step % le == 0 {
+                let ep = self.epoch_of(step);
+                metrics.write(step, ep, "batch", "loss", loss)?;
+                metrics.write(step, ep, "optimizer", "lr", lr)?;
+            }
+            prog.step = step;
+            prog.epoch = self.epoch_of(step);
+            prog.batch_loss = loss;
+            prog.lr = lr;
+            self.measure(step, &mut metrics, hook, &mut last_eval, &mut prog)?;
+            prog.elapsed_s = t0.elapsed().as_secs_f64();
+            progress(&prog);
+            let ce = self.spec.checkpoint.every;
+            if ce > 0 && step % ce == 0 && step < self.total {
+                metrics.flush()?;
+                self.save_checkpoint(step, prior_wall + t0.elapsed().as_secs_f64())?;
+            }
+        }
+        metrics.flush()?;
+        if record.status == RunStatus::Running {
+            record.status = RunStatus::Completed;
+            save_checkpoint(
+                &dir.join("final.safetensors"),
+                &self.model,
+                &self.theta,
+                &[("step", step.to_string()), ("spec_hash", self.spec_hash.clone())],
+            )?;
+        }
+        record.final_metrics = last_eval;
+        record.wall_time_s = prior_wall + t0.elapsed().as_secs_f64();
+        write_text_atomic(&dir.join("record.json"), &serde_json::to_string_pretty(&record).expect("serialises"))?;
+        Ok(record)
+    }
+
+    fn measure(
+        &self,
+        step: u64,
+        metrics: &mut MetricsWriter,
+        hook: &mut dyn MeasurementHook,
+        last: &mut BTreeMap<String, f64>,
+        prog: &mut Progress,
+    ) -> Result<(), TrainError> {
+        let ep = self.epoch_of(step);
+        if self.eval_due(step) {
+            let (l, a) = self.evaluate(&self.train, &self.eval_train)?;
+            metrics.write(step, ep, "train", "loss", l)?;
+            metrics.write(step, ep, "train", "accuracy", a)?;
+            last.insert("train_loss".into(), l);
+            last.insert("train_accuracy".into(), a);
+            prog.train_loss = Some(l);
+            prog.train_accuracy = Some(a);
+            if let Some((td, idx)) = &self.eval_test {
+                let (l, a) = self.evaluate(td, idx)?;
+                metrics.write(step, ep, "test", "loss", l)?;
+                metrics.write(step, ep, "test", "accuracy", a)?;
+                last.insert("test_loss".into(), l);
+                last.insert("test_accuracy".into(), a);
+                prog.test_accuracy = Some(a);
+            }
+        }
+        if hook.due(step, self.total) {
+            let p64: Params<f64> = self.theta.cast();
+            let ms = hook
+                .measure(step, &self.model, &p64, self.data)
+                .map_err(|message| TrainError::Hook { step, message })?;
+            for m in ms {
+                metrics.write(step, ep, &m.probe, &m.name, m.value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn list_checkpoints(dir: &Path) -> Vec<u64> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    rd.filter_map(|e| {
+        let name = e.ok()?.file_name().into_string().ok()?;
+        let s = name.strip_prefix("step-")?.strip_suffix(".safetensors")?;
+        if s.ends_with(".state") {
+            return None;
+        }
+        let step: u64 = s.parse().ok()?;
+        dir.join(format!("step-{step}.state.safetensors")).exists().then_some(step)
+    })
+    .collect()
+}
+
+/// Saves named flat tensors (optimizer state) as safetensors, atomically.
+fn save_tensors<T: Scalar>(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<T>)],
+    meta: &[(&str, String)],
+) -> Result<(), TrainError> {
+    use safetensors::tensor::{Dtype as St, TensorView};
+    let dtype = if T::NAME == "f32" { St::F32 } else { St::F64 };
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, d)| {
+            d.iter()
+                .flat_map(|&v| {
+                    if T::NAME == "f32" {
+                        (v.to_f64() as f32).to_le_bytes().to_vec()
+                    } else {
+                        v.to_f64().to_le_bytes().to_vec()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s, _), b)| {
+            TensorView::new(dtype, s.clone(), b).map(|v| (n.clone(), v)).map_err(|e| TrainError::io(path, e))
+        })
+        .collect::<Result<_, _>>()?;
+    let meta: std::collections::HashMap<String, String> =
+        meta.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let data = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| TrainError::io(path, e))?;
+    sgdlab_nn::write_atomic(path, &data).map_err(|e| TrainError::io(path, e))
+}
+
+type NamedTensors<T> = Vec<(String, Vec<T>)>;
+
+fn load_tensors<T: Scalar>(path: &Path) -> Result<(NamedTensors<T>, BTreeMap<String, String>), TrainError> {
+    use safetensors::tensor::{Dtype as St, SafeTensors};
+    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| TrainError::io(path, format!("not a valid safetensors file: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| TrainError::io(path, e))?;
+    let meta: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let d = view.data();
+        let vals: Vec<T> = match view.dtype() {
+            St::F32 => {
+                d.chunks_exact(4).map(|c| T::from_f64(f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)).collect()
+            }
+            St::F64 => {
+                d.chunks_exact(8).map(|c| T::from_f64(f64::from_le_bytes(c.try_into().expect("8 bytes")))).collect()
+            }
+            other => return Err(TrainError::io(path, format!("tensor '{name}' has dtype {other:?}"))),
+        };
+        out.push((name, vals));
+    }
+    Ok((out, meta))
+}

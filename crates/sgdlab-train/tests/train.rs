@@ -1,0 +1,355 @@
+//! Training-loop tests: determinism, bit-identical resume, each optimiser against a
+//! hand-computed step on a quadratic, the gradient-norm penalty against finite differences,
+//! divergence, checkpoint schedule and malformed specs.
+
+use ndarray::{Array1, Array2};
+use ndarray_npy::write_npy;
+use sgdlab_linalg::{RngStream, standard_normal};
+use sgdlab_nn::{Batch, InitSpec, Loss, Model, Objective, Targets, load_checkpoint};
+use sgdlab_train::{NoHook, Progress, RunContext, RunOptions, RunRecord, RunSpec, RunStatus, train};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+fn ctx() -> RunContext {
+    RunContext { sgdlab_version: "test".into(), git_revision: "test".into() }
+}
+
+fn run_in(spec: &RunSpec, dir: &Path, stop_at: Option<u64>) -> RunRecord {
+    let stop = AtomicBool::new(false);
+    let opts =
+        RunOptions { out_dir: dir.to_path_buf(), stop: Some(&stop), context: ctx(), dataset: None, fresh: false };
+    let mut cb = |p: &Progress| {
+        if Some(p.step) == stop_at {
+            stop.store(true, Ordering::SeqCst);
+        }
+    };
+    train(spec, &opts, &mut NoHook, &mut cb).unwrap()
+}
+
+/// The final parameters, bit for bit (as f64, which represents every f32 exactly). The files'
+/// bytes may differ: safetensors writes its metadata map in hash order.
+fn final_params(dir: &Path) -> Vec<f64> {
+    load_checkpoint::<f64>(&dir.join("final.safetensors"), None).unwrap().params.into_vec()
+}
+
+fn spec(text: &str) -> RunSpec {
+    RunSpec::from_toml(text, "test.toml").unwrap()
+}
+
+const MNIST1D_SGD: &str = r#"
+seed = 5
+model = "mlp:40-32-10:relu"
+data = "mnist1d:n=600"
+[optimizer]
+name = "sgd"
+lr = 0.05
+batch_size = 32
+momentum = 0.9
+nesterov = true
+[budget]
+steps = 100
+[eval]
+every = 25
+train_subset = 200
+log_every = 1
+[checkpoint]
+every = 50
+"#;
+
+#[test]
+fn same_seed_gives_bit_identical_metrics_and_parameters() {
+    for dtype in ["f32", "f64"] {
+        let s = spec(&MNIST1D_SGD.replace("seed = 5", &format!("seed = 5\ndtype = \"{dtype}\"")));
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let ra = run_in(&s, a.path(), None);
+        let rb = run_in(&s, b.path(), None);
+        assert_eq!(ra.status, RunStatus::Completed);
+        assert_eq!(ra.final_metrics, rb.final_metrics);
+        let ma = std::fs::read(a.path().join("metrics.jsonl")).unwrap();
+        assert_eq!(ma, std::fs::read(b.path().join("metrics.jsonl")).unwrap());
+        assert_eq!(final_params(a.path()), final_params(b.path()));
+        // Another seed differs.
+        let c = tempfile::tempdir().unwrap();
+        run_in(&spec(&MNIST1D_SGD.replace("seed = 5", "seed = 6")), c.path(), None);
+        assert_ne!(ma, std::fs::read(c.path().join("metrics.jsonl")).unwrap());
+        // The metrics file is long-format JSON lines with the documented keys.
+        let first: serde_json::Value =
+            serde_json::from_str(std::str::from_utf8(&ma).unwrap().lines().next().unwrap()).unwrap();
+        for k in ["step", "epoch", "probe", "name", "value"] {
+            assert!(first.get(k).is_some(), "missing {k} in {first}");
+        }
+    }
+}
+
+#[test]
+fn resume_after_interrupt_is_bit_identical() {
+    let optimizers = [
+        "name = \"sgd\"\nlr = 0.05\nbatch_size = 32\nmomentum = 0.9\nnesterov = true",
+        "name = \"adam\"\nlr = 0.003\nbatch_size = 32",
+        "name = \"entropy_sgd\"\nlr = 0.5\nbatch_size = 32\ninner_steps = 3",
+        "name = \"label_noise_sgd\"\nlr = 0.05\nbatch_size = 32\nsigma = 0.2\nmomentum = 0.5",
+    ];
+    for opt in optimizers {
+        let text =
+            MNIST1D_SGD.replace("name = \"sgd\"\nlr = 0.05\nbatch_size = 32\nmomentum = 0.9\nnesterov = true", opt);
+        let s = spec(&text);
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let full = run_in(&s, a.path(), None);
+        assert_eq!(full.status, RunStatus::Completed, "{opt}");
+        // Interrupted right after step 50 (the stop flag is seen before step 51).
+        let part = run_in(&s, b.path(), Some(50));
+        assert_eq!(part.status, RunStatus::Interrupted, "{opt}");
+        assert_eq!(part.steps_completed, 50);
+        assert!(b.path().join("checkpoints/step-50.safetensors").exists());
+        let rec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(b.path().join("record.json")).unwrap()).unwrap();
+        assert_eq!(rec["status"], "interrupted");
+        let resumed = run_in(&s, b.path(), None);
+        assert_eq!(resumed.status, RunStatus::Completed, "{opt}");
+        assert_eq!(resumed.steps_completed, 100);
+        let ma = std::fs::read_to_string(a.path().join("metrics.jsonl")).unwrap();
+        let mb = std::fs::read_to_string(b.path().join("metrics.jsonl")).unwrap();
+        assert_eq!(ma, mb, "{opt}: metrics differ after resume");
+        assert_eq!(final_params(a.path()), final_params(b.path()), "{opt}");
+        // A completed run is not run again.
+        let again = run_in(&s, b.path(), None);
+        assert_eq!(again.wall_time_s, resumed.wall_time_s);
+    }
+}
+
+/// A linear least-squares problem: L(theta) = (1/n) sum_i (x_i . theta - y_i)^2 (MSE, mean over
+/// n * 1 elements), gradient (2/n) X^T (X theta - y), Hessian A = (2/n) X^T X.
+struct Quadratic {
+    dir: tempfile::TempDir,
+    x: Array2<f64>,
+    y: Array1<f64>,
+}
+
+impl Quadratic {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let x = ndarray::array![[1.0, 0.5, -1.0], [0.0, 2.0, 1.0], [1.5, -0.5, 0.5], [-1.0, 1.0, 2.0]];
+        let y = ndarray::array![1.0, -2.0, 0.5, 3.0];
+        write_npy(dir.path().join("x.npy"), &x).unwrap();
+        write_npy(dir.path().join("y.npy"), &y).unwrap();
+        Quadratic { dir, x, y }
+    }
+    fn grad(&self, th: &[f64]) -> Vec<f64> {
+        let t = Array1::from(th.to_vec());
+        let r = self.x.dot(&t) - &self.y;
+        (self.x.t().dot(&r) * (2.0 / 4.0)).to_vec()
+    }
+    fn hess_times(&self, v: &[f64]) -> Vec<f64> {
+        let v = Array1::from(v.to_vec());
+        (self.x.t().dot(&self.x.dot(&v)) * (2.0 / 4.0)).to_vec()
+    }
+    fn spec(&self, optimizer: &str, steps: u64, extra: &str) -> RunSpec {
+        let data =
+            format!("npy:{},{}", self.dir.path().join("x.npy").display(), self.dir.path().join("y.npy").display());
+        spec(&format!(
+            "seed = 3\ndtype = \"f64\"\nmodel = \"mlp:3-1:identity:nobias\"\ndata = \"{data}\"\nloss = \"mse\"\n{extra}\n[optimizer]\n{optimizer}\n[budget]\nsteps = {steps}\n"
+        ))
+    }
+    fn theta0(&self) -> Vec<f64> {
+        let m = Model::new(&"mlp:3-1:identity:nobias".parse().unwrap());
+        InitSpec::default().init::<f64>(&m, &RngStream::new(3)).into_vec()
+    }
+    fn run(&self, s: &RunSpec) -> Vec<f64> {
+        let out = tempfile::tempdir().unwrap();
+        let r = run_in(s, out.path(), None);
+        assert_eq!(r.status, RunStatus::Completed);
+        load_checkpoint::<f64>(&out.path().join("final.safetensors"), None).unwrap().params.into_vec()
+    }
+}
+
+/// Hand computation and run agree to rounding (the full batch is summed in another order).
+const TOL_STEP: f64 = 1e-12;
+
+fn assert_vec(what: &str, a: &[f64], e: &[f64]) {
+    for (i, (x, y)) in a.iter().zip(e).enumerate() {
+        assert!((x - y).abs() <= TOL_STEP * (1.0 + y.abs()), "{what}[{i}]: got {x}, expected {y}");
+    }
+}
+
+#[test]
+fn each_optimiser_matches_a_hand_computed_step_on_a_quadratic() {
+    let q = Quadratic::new();
+    let t0 = q.theta0();
+    let sub = |a: &[f64], s: f64, b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x - s * y).collect() };
+
+    // GD: theta1 = theta0 - lr g0.
+    let got = q.run(&q.spec("name = \"gd\"\nlr = 0.1", 1, ""));
+    assert_vec("gd", &got, &sub(&t0, 0.1, &q.grad(&t0)));
+
+    // SGD with a full batch, heavy-ball momentum 0.9 and weight decay 0.1, two steps.
+    let got = q.run(&q.spec("name = \"sgd\"\nlr = 0.1\nbatch_size = 4\nmomentum = 0.9\nweight_decay = 0.1", 2, ""));
+    let d0: Vec<f64> = q.grad(&t0).iter().zip(&t0).map(|(g, t)| g + 0.1 * t).collect();
+    let t1 = sub(&t0, 0.1, &d0);
+    let d1: Vec<f64> = q.grad(&t1).iter().zip(&t1).map(|(g, t)| g + 0.1 * t).collect();
+    let b1: Vec<f64> = d0.iter().zip(&d1).map(|(a, b)| 0.9 * a + b).collect();
+    assert_vec("sgd momentum", &got, &sub(&t1, 0.1, &b1));
+
+    // Adam and AdamW, two steps.
+    for (name, wd) in [("adam", 0.0), ("adamw", 0.2)] {
+        let got = q.run(&q.spec(&format!("name = \"{name}\"\nlr = 0.01\nbatch_size = 4\nweight_decay = {wd}"), 2, ""));
+        let (b1, b2, eps, lr) = (0.9f64, 0.999f64, 1e-8, 0.01);
+        let mut th = t0.clone();
+        let (mut m, mut v) = (vec![0.0; 3], vec![0.0; 3]);
+        for t in 1..=2 {
+            let g = q.grad(&th);
+            for i in 0..3 {
+                th[i] *= 1.0 - lr * wd;
+                m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+                v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+                let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+                th[i] -= lr / c1 * m[i] / (v[i].sqrt() / c2.sqrt() + eps);
+            }
+        }
+        assert_vec(name, &got, &th);
+    }
+
+    // SAM: gradient at theta0 + rho g / |g|.
+    let got = q.run(&q.spec("name = \"sam\"\nlr = 0.1\nbatch_size = 4\nrho = 0.05", 1, ""));
+    let g = q.grad(&t0);
+    let n = g.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let tp: Vec<f64> = t0.iter().zip(&g).map(|(t, gi)| t + 0.05 * gi / (n + 1e-12)).collect();
+    assert_vec("sam", &got, &sub(&t0, 0.1, &q.grad(&tp)));
+
+    // Noisy GD (isotropic): the noise is the documented stream `noise/0` of the seed.
+    let got = q.run(&q.spec("name = \"noisy_gd\"\nlr = 0.1\nnoise = { kind = \"isotropic\", sigma = 0.5 }", 1, ""));
+    let mut rng = RngStream::new(3).child("noise").child("0").rng();
+    let noisy: Vec<f64> = q.grad(&t0).iter().map(|g| g + 0.5 * standard_normal::<f64, _>(&mut rng)).collect();
+    assert_vec("noisy_gd", &got, &sub(&t0, 0.1, &noisy));
+
+    // Explicit gradient-norm penalty: gradient g + 2 mu A g.
+    let got = q.run(&q.spec("name = \"gd\"\nlr = 0.05", 1, "[regularizer]\ngrad_norm = 0.3\nl2 = 0.01"));
+    let g = q.grad(&t0);
+    let ag = q.hess_times(&g);
+    let full: Vec<f64> = (0..3).map(|i| g[i] + 0.6 * ag[i] + 0.01 * t0[i]).collect();
+    assert_vec("grad_norm + l2", &got, &sub(&t0, 0.05, &full));
+
+    // Label-noise SGD with MSE: targets (in the batch's shuffled order) plus sigma N(0,1) from
+    // the stream `label-noise/0`.
+    let got = q.run(&q.spec("name = \"label_noise_sgd\"\nlr = 0.1\nbatch_size = 4\nsigma = 0.3", 1, ""));
+    let order =
+        sgdlab_data::BatchPlan::new(4, 4, false, RngStream::new(3).child("batches")).unwrap().epoch(0)[0].clone();
+    let mut rng = RngStream::new(3).child("label-noise").child("0").rng();
+    let mut g = vec![0.0; 3];
+    let t = Array1::from(t0.clone());
+    for &i in &order {
+        let yi = q.y[i] + 0.3 * standard_normal::<f64, _>(&mut rng);
+        let r = q.x.row(i).dot(&t) - yi;
+        for j in 0..3 {
+            g[j] += 2.0 / 4.0 * r * q.x[(i, j)];
+        }
+    }
+    assert_vec("label_noise_sgd", &got, &sub(&t0, 0.1, &g));
+
+    // Entropy-SGD without Langevin noise: two inner steps, then a Nesterov outer step along
+    // x - mu (first momentum buffer = x - mu).
+    let got = q.run(&q.spec("name = \"entropy_sgd\"\nlr = 0.5\nbatch_size = 4\ninner_steps = 2\ninner_lr = 0.1\ngamma0 = 0.03\nalpha = 0.25\nnoise = 0.0\nmomentum = 0.9", 1, ""));
+    let (mut xp, mut mu) = (t0.clone(), t0.clone());
+    for _ in 0..2 {
+        let gp = q.grad(&xp);
+        for i in 0..3 {
+            xp[i] -= 0.1 * (gp[i] - 0.03 * (t0[i] - xp[i]));
+            mu[i] = 0.75 * mu[i] + 0.25 * xp[i];
+        }
+    }
+    let d: Vec<f64> = (0..3).map(|i| t0[i] - mu[i]).collect();
+    let step: Vec<f64> = d.iter().map(|v| v + 0.9 * v).collect();
+    assert_vec("entropy_sgd", &got, &sub(&t0, 0.5, &step));
+}
+
+/// The penalised objective F = L + mu ||grad L||^2 on a non-linear net: one GD step of the
+/// trainer equals theta0 - lr * (central differences of F).
+#[test]
+fn gradient_norm_penalty_matches_finite_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = Array2::from_shape_fn((6, 3), |(i, j)| ((i * 3 + j) as f64 * 0.7).sin());
+    let y: Array1<i64> = ndarray::array![0, 1, 0, 1, 1, 0];
+    write_npy(dir.path().join("x.npy"), &x).unwrap();
+    write_npy(dir.path().join("y.npy"), &y).unwrap();
+    let data = format!("npy:{},{}", dir.path().join("x.npy").display(), dir.path().join("y.npy").display());
+    let text = format!(
+        "seed = 1\ndtype = \"f64\"\nmodel = \"mlp:3-4-2:tanh\"\ndata = \"{data}\"\n[optimizer]\nname = \"gd\"\nlr = 0.2\n[regularizer]\ngrad_norm = 0.7\n[budget]\nsteps = 1\n"
+    );
+    let s = spec(&text);
+    let out = tempfile::tempdir().unwrap();
+    assert_eq!(run_in(&s, out.path(), None).status, RunStatus::Completed);
+    let got = load_checkpoint::<f64>(&out.path().join("final.safetensors"), None).unwrap().params.into_vec();
+    let model = Model::new(&"mlp:3-4-2:tanh".parse().unwrap());
+    let t0 = InitSpec::default().init::<f64>(&model, &RngStream::new(1)).into_vec();
+    let labels: Vec<u32> = y.iter().map(|&v| v as u32).collect();
+    let batch = Batch { x: x.view(), targets: Targets::Classes(&labels) };
+    let obj = Objective::mean(Loss::CrossEntropy);
+    let f = |th: &[f64]| {
+        let lg = model.loss_and_gradient(th, &batch, &obj).unwrap();
+        lg.loss + 0.7 * lg.gradient.iter().map(|g| g * g).sum::<f64>()
+    };
+    let h = 1e-5;
+    for i in 0..t0.len() {
+        let (mut p, mut m) = (t0.clone(), t0.clone());
+        p[i] += h;
+        m[i] -= h;
+        let fd = (f(&p) - f(&m)) / (2.0 * h);
+        let expect = t0[i] - 0.2 * fd;
+        // Central differences: O(h^2) truncation plus eps/h rounding, both below 1e-9 here.
+        assert!((got[i] - expect).abs() <= 1e-8, "param {i}: got {}, expected {expect}", got[i]);
+    }
+}
+
+#[test]
+fn a_huge_learning_rate_diverges_with_its_step_recorded() {
+    let s = spec(&MNIST1D_SGD.replace("lr = 0.05", "lr = 1e6"));
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_in(&s, dir.path(), None);
+    assert_eq!(r.status, RunStatus::Diverged);
+    let at = r.diverged_at_step.unwrap();
+    assert!(at >= 1 && at < 100, "{at}");
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("record.json")).unwrap()).unwrap();
+    assert_eq!(rec["status"], "diverged");
+    assert_eq!(rec["diverged_at_step"], at);
+    assert!(!dir.path().join("final.safetensors").exists());
+}
+
+#[test]
+fn checkpoints_follow_the_schedule_and_keep_the_latest() {
+    let s = spec(&MNIST1D_SGD.replace("[checkpoint]\nevery = 50", "[checkpoint]\nevery = 20\nkeep = 2"));
+    let dir = tempfile::tempdir().unwrap();
+    run_in(&s, dir.path(), None);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["step-60.safetensors", "step-60.state.safetensors", "step-80.safetensors", "step-80.state.safetensors"]
+    );
+    let resolved = std::fs::read_to_string(dir.path().join("spec.toml")).unwrap();
+    assert_eq!(RunSpec::from_toml(&resolved, "spec.toml").unwrap(), s);
+    // A checkpoint is a model file any probe can read.
+    let ck = load_checkpoint::<f32>(&dir.path().join("checkpoints/step-80.safetensors"), None).unwrap();
+    assert_eq!(ck.metadata["step"], "80");
+}
+
+#[test]
+fn mismatched_data_and_spec_are_clear_errors() {
+    let s = spec(&MNIST1D_SGD.replace("mlp:40-32-10:relu", "mlp:41-32-10:relu"));
+    let dir = tempfile::tempdir().unwrap();
+    let opts =
+        RunOptions { out_dir: dir.path().to_path_buf(), stop: None, context: ctx(), dataset: None, fresh: false };
+    let e = train(&s, &opts, &mut NoHook, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("takes 41 inputs") && e.contains("40 features"), "{e}");
+    let s = spec(&MNIST1D_SGD.replace("mlp:40-32-10:relu", "mlp:40-32-7:relu"));
+    let e = train(&s, &opts, &mut NoHook, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("10 classes") && e.contains("7 outputs"), "{e}");
+    // A directory holding another spec's run is not overwritten.
+    let a = spec(MNIST1D_SGD);
+    run_in(&a, dir.path(), None);
+    let b = spec(&MNIST1D_SGD.replace("seed = 5", "seed = 8"));
+    let e = train(&b, &opts, &mut NoHook, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("different spec"), "{e}");
+}
