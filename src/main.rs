@@ -1,7 +1,9 @@
 //! The sgdlab command line: argument parsing, progress and output formatting; no numerics.
 
+mod cmd_data;
 mod cmd_model;
 mod cmd_reproduce;
+mod cmd_train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,6 +32,10 @@ struct Cli {
 enum Command {
     /// Run every built-in study and write an HTML index of verdicts (the main job).
     Reproduce(cmd_reproduce::ReproduceArgs),
+    /// Train one network from a TOML run spec (resumable; Ctrl-C checkpoints).
+    Train(cmd_train::TrainArgs),
+    /// Inspect datasets: shapes, class counts, statistics, sample plots; the spec grammar.
+    Data(cmd_data::DataArgs),
     /// Describe a model: parameter names and shapes of an architecture or a checkpoint.
     Model(cmd_model::ModelArgs),
 }
@@ -38,11 +44,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     sgdlab_linalg::set_threads(cli.threads);
     let result = match cli.command {
-        Command::Reproduce(a) => cmd_reproduce::run(a),
-        Command::Model(a) => cmd_model::run(a),
+        Command::Reproduce(a) => cmd_reproduce::run(a).map(|()| 0),
+        Command::Train(a) => cmd_train::run(a),
+        Command::Data(a) => cmd_data::run(a).map(|()| 0),
+        Command::Model(a) => cmd_model::run(a).map(|()| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             // One line, naming what went wrong (anyhow's chain joined with ": ").
             eprintln!("error: {e:#}");

@@ -559,7 +559,7 @@ impl<'a, T: Scalar> Run<'a, T> {
         if step == 0 || step == self.total {
             return true;
         }
-        if e.every > 0 && step % e.every == 0 {
+        if e.every > 0 && step.is_multiple_of(e.every) {
             return true;
         }
         if e.at.contains(&step) {
@@ -710,7 +710,7 @@ impl<'a, T: Scalar> Run<'a, T> {
                 break;
             }
             let le = self.spec.eval.log_every;
-            if le > 0 && step % le == 0 {
+            if le > 0 && step.is_multiple_of(le) {
                 let ep = self.epoch_of(step);
                 metrics.write(step, ep, "batch", "loss", loss)?;
                 metrics.write(step, ep, "optimizer", "lr", lr)?;
@@ -723,7 +723,7 @@ impl<'a, T: Scalar> Run<'a, T> {
             prog.elapsed_s = t0.elapsed().as_secs_f64();
             progress(&prog);
             let ce = self.spec.checkpoint.every;
-            if ce > 0 && step % ce == 0 && step < self.total {
+            if ce > 0 && step.is_multiple_of(ce) && step < self.total {
                 metrics.flush()?;
                 self.save_checkpoint(step, prior_wall + t0.elapsed().as_secs_f64())?;
             }

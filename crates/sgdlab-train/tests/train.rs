@@ -239,8 +239,8 @@ fn each_optimiser_matches_a_hand_computed_step_on_a_quadratic() {
     for &i in &order {
         let yi = q.y[i] + 0.3 * standard_normal::<f64, _>(&mut rng);
         let r = q.x.row(i).dot(&t) - yi;
-        for j in 0..3 {
-            g[j] += 2.0 / 4.0 * r * q.x[(i, j)];
+        for (gj, xij) in g.iter_mut().zip(q.x.row(i)) {
+            *gj += 2.0 / 4.0 * r * xij;
         }
     }
     assert_vec("label_noise_sgd", &got, &sub(&t0, 0.1, &g));
@@ -306,7 +306,7 @@ fn a_huge_learning_rate_diverges_with_its_step_recorded() {
     let r = run_in(&s, dir.path(), None);
     assert_eq!(r.status, RunStatus::Diverged);
     let at = r.diverged_at_step.unwrap();
-    assert!(at >= 1 && at < 100, "{at}");
+    assert!((1..100).contains(&at), "{at}");
     let rec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("record.json")).unwrap()).unwrap();
     assert_eq!(rec["status"], "diverged");

@@ -1,0 +1,142 @@
+//! `sgdlab train`: one training run from a TOML spec, with a progress bar.
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sgdlab_train::{NoHook, Progress, RunContext, RunOptions, RunSpec, RunStatus, train};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+The run directory holds spec.toml (the resolved spec), metrics.jsonl (one JSON object per
+measurement: step, epoch, probe, name, value; pandas.read_json(path, lines=True)), checkpoints/,
+final.safetensors and record.json (seed, versions, git revision, wall time, status).
+Running the same spec into the same directory resumes from the latest checkpoint (Ctrl-C writes
+one); a completed run is not run again.
+
+Exit status: 0 completed, 3 diverged (non-finite loss; the step is in record.json), 130
+interrupted, 1 error.
+
+Example: sgdlab train examples/mnist1d-sgd.toml --set optimizer.lr=0.05 --out runs/lr005")]
+pub struct TrainArgs {
+    /// Run spec (TOML); see examples/mnist1d-sgd.toml.
+    spec: PathBuf,
+    /// Run directory [default: runs/<spec file name>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Override a spec key, keeping its type: --set optimizer.lr=0.05 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Start over, discarding checkpoints in the run directory.
+    #[arg(long)]
+    fresh: bool,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+    /// Print the final record as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn fmt_opt(label: &str, v: Option<f64>) -> String {
+    v.map(|v| format!(" {label} {v:.4}")).unwrap_or_default()
+}
+
+pub fn run(a: TrainArgs) -> Result<i32> {
+    let spec = RunSpec::load(&a.spec, &a.overrides)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        let stem = a.spec.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+        PathBuf::from("runs").join(stem)
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C while the checkpoint is written kills the process as usual.
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+    let opts = RunOptions {
+        out_dir: out.clone(),
+        stop: Some(&stop),
+        context: RunContext {
+            sgdlab_version: env!("CARGO_PKG_VERSION").into(),
+            git_revision: env!("SGDLAB_GIT_REV").into(),
+        },
+        dataset: None,
+        fresh: a.fresh,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let bar = if a.quiet || !tty {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10))
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} steps  {msg}  {per_sec} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    if !a.quiet {
+        eprintln!("training {} on {} with {} -> {}", spec.model, spec.data, spec.optimizer.name(), out.display());
+    }
+    let plain = !a.quiet && !tty;
+    let every = spec.eval.every;
+    let mut last_line = 0u64;
+    let mut on_progress = |p: &Progress| {
+        if bar.length() != Some(p.total) {
+            bar.set_length(p.total);
+        }
+        bar.set_position(p.step);
+        let msg = format!(
+            "epoch {:.2} loss {:.4}{}{}",
+            p.epoch,
+            p.batch_loss,
+            fmt_opt("train acc", p.train_accuracy),
+            fmt_opt("test acc", p.test_accuracy)
+        );
+        if plain
+            && (p.step == p.total
+                || (every > 0 && p.step.is_multiple_of(every))
+                || p.step >= last_line + p.total.div_ceil(20))
+        {
+            last_line = p.step;
+            eprintln!("step {}/{} {msg} ({:.1} s)", p.step, p.total, p.elapsed_s);
+        } else {
+            bar.set_message(msg);
+        }
+    };
+    let record =
+        train(&spec, &opts, &mut NoHook, &mut on_progress).with_context(|| format!("run {}", out.display()))?;
+    bar.finish_and_clear();
+    if a.json {
+        println!("{}", serde_json::to_string(&record)?);
+    } else if !a.quiet {
+        let m = &record.final_metrics;
+        let g = |k: &str| m.get(k).map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+        eprintln!(
+            "{:?} after {} of {} steps in {:.2} s: train loss {} acc {}, test loss {} acc {}",
+            record.status,
+            record.steps_completed,
+            record.total_steps,
+            record.wall_time_s,
+            g("train_loss"),
+            g("train_accuracy"),
+            g("test_loss"),
+            g("test_accuracy")
+        );
+        if let Some(msg) = &record.message {
+            eprintln!("{msg}");
+        }
+    }
+    Ok(match record.status {
+        RunStatus::Completed => 0,
+        RunStatus::Diverged => 3,
+        RunStatus::Interrupted => 130,
+        RunStatus::Running | RunStatus::Failed => 1,
+    })
+}
