@@ -2,6 +2,8 @@
 
 mod cmd_data;
 mod cmd_model;
+mod cmd_probe;
+mod cmd_probe_common;
 mod cmd_reproduce;
 mod cmd_train;
 
@@ -34,6 +36,9 @@ enum Command {
     Reproduce(cmd_reproduce::ReproduceArgs),
     /// Train one network from a TOML run spec (resumable; Ctrl-C checkpoints).
     Train(cmd_train::TrainArgs),
+    /// Measure a trained model: curvature (Hessian spectrum, trace, sharpness, landscape, noise)
+    /// and simplicity (rank, frequency, depth, geometric complexity, ...).
+    Probe(cmd_probe::ProbeArgs),
     /// Inspect datasets: shapes, class counts, statistics, sample plots; the spec grammar.
     Data(cmd_data::DataArgs),
     /// Describe a model: parameter names and shapes of an architecture or a checkpoint.
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Reproduce(a) => cmd_reproduce::run(a).map(|()| 0),
         Command::Train(a) => cmd_train::run(a),
+        Command::Probe(a) => cmd_probe::run(a).map(|()| 0),
         Command::Data(a) => cmd_data::run(a).map(|()| 0),
         Command::Model(a) => cmd_model::run(a).map(|()| 0),
     };

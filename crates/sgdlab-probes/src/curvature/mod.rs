@@ -1,0 +1,17 @@
+//! Curvature operators and measures (PROTOCOLS 7, 8, 10.2).
+//!
+//! Operators ([`operators`]) are [`sgdlab_operators::LinearOperator`]s over the flat parameter
+//! vector, for the mean loss over an [`crate::EvalSet`] evaluated in a fixed list of batches;
+//! the estimators of `sgdlab-operators` (Lanczos, Hutchinson, SLQ) apply to them directly.
+
+mod measures;
+mod operators;
+
+pub use measures::{
+    epsilon_sharpness, exact_spectrum, filter_normalized_direction, gradient_noise, gradient_noise_tail_index, hill_estimator,
+    interpolation, landscape_slice, loss_summary, mohammadi_estimator, ExactSpectrum, LossSummary, NoiseEstimate, NoiseParams,
+    SharpnessEstimate, SlicePoint, TailIndexEstimate,
+};
+pub use operators::{
+    CurvatureContext, FisherKind, FisherOperator, GgnOperator, GradientNoiseOperator, HessianOperator, MAX_STORED_GRADIENT_BYTES,
+};
