@@ -2,21 +2,22 @@
 //! cmd_probe_simplicity.rs). Numbers come from sgdlab-probes; this file parses, dispatches and
 //! prints.
 
-use crate::cmd_probe_common::{emit, Loaded, ModelDataArgs};
-use anyhow::{bail, Context, Result};
+use crate::cmd_probe_common::{Loaded, ModelDataArgs, emit};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 use sgdlab_linalg::Scalar;
 use sgdlab_nn::load_checkpoint;
 use sgdlab_operators::{
-    hutch_plus_plus_trace, hutchinson_trace, lanczos_eigenpairs, spectral_density, CountingOperator, EigenTarget, HutchPlusPlusParams,
-    HutchinsonParams, LanczosParams, LinearOperator, ProbeDistribution, SpectralDensityParams,
-};
-use sgdlab_probes::curvature::{
-    epsilon_sharpness, exact_spectrum, filter_normalized_direction, gradient_noise, gradient_noise_tail_index, interpolation,
-    landscape_slice, loss_summary, CurvatureContext, FisherKind, FisherOperator, GgnOperator, GradientNoiseOperator, HessianOperator,
-    NoiseParams, SlicePoint,
+    CountingOperator, EigenTarget, HutchPlusPlusParams, HutchinsonParams, LanczosParams, LinearOperator,
+    ProbeDistribution, SpectralDensityParams, hutch_plus_plus_trace, hutchinson_trace, lanczos_eigenpairs,
+    spectral_density,
 };
 use sgdlab_probes::EvalSet;
+use sgdlab_probes::curvature::{
+    CurvatureContext, FisherKind, FisherOperator, GgnOperator, GradientNoiseOperator, HessianOperator, NoiseParams,
+    SlicePoint, epsilon_sharpness, exact_spectrum, filter_normalized_direction, gradient_noise,
+    gradient_noise_tail_index, interpolation, landscape_slice, loss_summary,
+};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -55,6 +56,8 @@ enum ProbeCommand {
     Noise(NoiseArgs),
     /// Tail index of minibatch gradient noise (Mohammadi and Hill estimators).
     TailIndex(TailIndexArgs),
+    #[command(flatten)]
+    Simplicity(crate::cmd_probe_simplicity::SimplicityProbe),
 }
 
 #[derive(clap::Args, Debug)]
@@ -220,6 +223,7 @@ pub fn run(a: ProbeArgs) -> Result<()> {
         ProbeCommand::Interpolate(x) => dispatch(&x.common, |l, s| probe_interpolate(l, s, &x)),
         ProbeCommand::Noise(x) => dispatch(&x.common, |l, s| probe_noise(l, s, &x)),
         ProbeCommand::TailIndex(x) => dispatch(&x.common, |l, s| probe_tail(l, s, &x)),
+        ProbeCommand::Simplicity(p) => crate::cmd_probe_simplicity::run(p),
     }
 }
 
@@ -245,7 +249,12 @@ macro_rules! typed {
     };
 }
 
-fn context<'a, T: Scalar>(l: &'a Loaded, params: &'a [T], set: &'a EvalSet<T>, common: &ModelDataArgs) -> Result<CurvatureContext<'a, T>> {
+fn context<'a, T: Scalar>(
+    l: &'a Loaded,
+    params: &'a [T],
+    set: &'a EvalSet<T>,
+    common: &ModelDataArgs,
+) -> Result<CurvatureContext<'a, T>> {
     Ok(CurvatureContext::new(&l.model, params, set, common.batch_size, l.loss)?)
 }
 
@@ -275,8 +284,16 @@ fn probe_loss(l: &Loaded, p: Precision, common: &ModelDataArgs) -> Result<()> {
         let set = l.set.cast::<T>();
         let ctx = context(l, &params, &set, common)?;
         let s = loss_summary(&ctx);
-        let v = merge(header(l, common), json!({"loss": s.loss, "accuracy": s.accuracy, "grad_norm": s.grad_norm, "matvecs": 0}));
-        emit(common.json, &v, || format!("loss      {:.6}\naccuracy  {:.4}\ngrad_norm {:.6}\nexamples  {}\n", s.loss, s.accuracy, s.grad_norm, s.examples))
+        let v = merge(
+            header(l, common),
+            json!({"loss": s.loss, "accuracy": s.accuracy, "grad_norm": s.grad_norm, "matvecs": 0}),
+        );
+        emit(common.json, &v, || {
+            format!(
+                "loss      {:.6}\naccuracy  {:.4}\ngrad_norm {:.6}\nexamples  {}\n",
+                s.loss, s.accuracy, s.grad_norm, s.examples
+            )
+        })
     }
     typed!(p, go(l, common))
 }
@@ -294,14 +311,18 @@ fn probe_hessian(l: &Loaded, p: Precision, a: &HessianArgs) -> Result<()> {
             OperatorName::Hessian => Box::new(HessianOperator { ctx: &ctx }),
             OperatorName::Ggn => Box::new(GgnOperator { ctx: &ctx }),
             OperatorName::Fisher => Box::new(FisherOperator::new(&ctx, FisherKind::Exact, &l.stream)?),
-            OperatorName::FisherMc => Box::new(FisherOperator::new(&ctx, FisherKind::MonteCarlo { samples: a.fisher_samples }, &l.stream)?),
+            OperatorName::FisherMc => {
+                Box::new(FisherOperator::new(&ctx, FisherKind::MonteCarlo { samples: a.fisher_samples }, &l.stream)?)
+            }
             OperatorName::EmpiricalFisher => Box::new(FisherOperator::new(&ctx, FisherKind::Empirical, &l.stream)?),
             OperatorName::Noise => Box::new(GradientNoiseOperator::new(&ctx)?),
         };
         let op = CountingOperator::new(inner);
         let mut out = merge(header(l, common), json!({"operator": format!("{:?}", a.operator).to_lowercase()}));
         let mut table = String::new();
-        for (k, target, key) in [(a.top_k, EigenTarget::LargestAlgebraic, "top"), (a.bottom_k, EigenTarget::SmallestAlgebraic, "bottom")] {
+        for (k, target, key) in
+            [(a.top_k, EigenTarget::LargestAlgebraic, "top"), (a.bottom_k, EigenTarget::SmallestAlgebraic, "bottom")]
+        {
             let Some(k) = k else { continue };
             let before = op.matvecs();
             let params = LanczosParams { k, target, tol: a.tol, max_iters: a.max_iters, block_size: 1 };
@@ -319,15 +340,31 @@ fn probe_hessian(l: &Loaded, p: Precision, a: &HessianArgs) -> Result<()> {
         if a.trace {
             let before = op.matvecs();
             let (trace, stderr) = if a.hutchpp {
-                let e = hutch_plus_plus_trace(&op, &HutchPlusPlusParams { matvecs: a.probes, distribution: ProbeDistribution::Rademacher, block_size: 10 }, &l.stream.child("trace"))?;
+                let e = hutch_plus_plus_trace(
+                    &op,
+                    &HutchPlusPlusParams {
+                        matvecs: a.probes,
+                        distribution: ProbeDistribution::Rademacher,
+                        block_size: 10,
+                    },
+                    &l.stream.child("trace"),
+                )?;
                 (e.trace, e.standard_error)
             } else {
-                let e = hutchinson_trace(&op, &HutchinsonParams { probes: a.probes, distribution: ProbeDistribution::Rademacher, block_size: 10 }, &l.stream.child("trace"))?;
+                let e = hutchinson_trace(
+                    &op,
+                    &HutchinsonParams { probes: a.probes, distribution: ProbeDistribution::Rademacher, block_size: 10 },
+                    &l.stream.child("trace"),
+                )?;
                 (e.trace, e.standard_error)
             };
             let used = op.matvecs() - before;
             out["trace"] = json!({"estimate": trace, "stderr": stderr, "method": if a.hutchpp { "hutch++" } else { "hutchinson" }, "matvecs": used});
-            let _ = writeln!(table, "trace {trace:.6} +- {stderr:.6} ({used} matvecs, {})", if a.hutchpp { "Hutch++" } else { "Hutchinson" });
+            let _ = writeln!(
+                table,
+                "trace {trace:.6} +- {stderr:.6} ({used} matvecs, {})",
+                if a.hutchpp { "Hutch++" } else { "Hutchinson" }
+            );
         }
         if a.exact {
             let before = op.matvecs();
@@ -356,7 +393,15 @@ fn probe_hessian(l: &Loaded, p: Precision, a: &HessianArgs) -> Result<()> {
             );
         }
         if let Some(path) = &a.density {
-            let est = spectral_density(&op, &SpectralDensityParams { probes: a.density_probes, steps: a.density_steps, distribution: ProbeDistribution::Rademacher }, &l.stream.child("density"))?;
+            let est = spectral_density(
+                &op,
+                &SpectralDensityParams {
+                    probes: a.density_probes,
+                    steps: a.density_steps,
+                    distribution: ProbeDistribution::Rademacher,
+                },
+                &l.stream.child("density"),
+            )?;
             let (lo, hi) = est.support();
             let width = (hi - lo).max(f64::MIN_POSITIVE);
             let sigma = a.density_width * width;
@@ -368,7 +413,11 @@ fn probe_hessian(l: &Loaded, p: Precision, a: &HessianArgs) -> Result<()> {
             }
             std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
             out["density"] = json!({"file": path.display().to_string(), "smoothing_sigma": sigma, "probes": a.density_probes, "steps": a.density_steps, "support": [lo, hi]});
-            let _ = writeln!(table, "density written to {} (sigma {sigma:.3e}, support [{lo:.4}, {hi:.4}])", path.display());
+            let _ = writeln!(
+                table,
+                "density written to {} (sigma {sigma:.3e}, support [{lo:.4}, {hi:.4}])",
+                path.display()
+            );
         }
         out["matvecs"] = json!(op.matvecs());
         let _ = writeln!(table, "matvecs {}", op.matvecs());
@@ -386,10 +435,17 @@ fn probe_sharpness(l: &Loaded, p: Precision, a: &SharpnessArgs) -> Result<()> {
         let mut table = String::new();
         for &eps in &a.epsilon {
             let s = epsilon_sharpness(&ctx, eps, a.steps)?;
-            let _ = writeln!(table, "epsilon {eps:e}: sharpness {:.6} (loss {:.6} -> {:.6}, {} ascent steps)", s.sharpness, s.loss, s.max_loss, s.ascent_steps);
+            let _ = writeln!(
+                table,
+                "epsilon {eps:e}: sharpness {:.6} (loss {:.6} -> {:.6}, {} ascent steps)",
+                s.sharpness, s.loss, s.max_loss, s.ascent_steps
+            );
             results.push(s);
         }
-        let v = merge(header(l, &a.common), json!({"sharpness": results, "matvecs": 0, "gradient_evaluations": a.steps * a.epsilon.len()}));
+        let v = merge(
+            header(l, &a.common),
+            json!({"sharpness": results, "matvecs": 0, "gradient_evaluations": a.steps * a.epsilon.len()}),
+        );
         emit(a.common.json, &v, || table)
     }
     typed!(p, go(l, a))
@@ -426,7 +482,10 @@ fn probe_landscape(l: &Loaded, p: Precision, a: &LandscapeArgs) -> Result<()> {
         if let Some(path) = &a.out {
             slice_csv(&pts, path)?;
         }
-        let v = merge(header(l, &a.common), json!({"dims": a.dims, "points": pts, "direction": "filter-normalised gaussian", "matvecs": 0}));
+        let v = merge(
+            header(l, &a.common),
+            json!({"dims": a.dims, "points": pts, "direction": "filter-normalised gaussian", "matvecs": 0}),
+        );
         emit(a.common.json, &v, || {
             let mut t = String::from("   alpha    beta        loss  accuracy\n");
             for q in &pts {
@@ -470,7 +529,11 @@ fn probe_noise(l: &Loaded, p: Precision, a: &NoiseArgs) -> Result<()> {
         let params: Vec<T> = l.params.cast::<T>().into_vec();
         let set = l.set.cast::<T>();
         let ctx = context(l, &params, &set, &a.common)?;
-        let e = gradient_noise(&ctx, &NoiseParams { probes: a.probes, hvp_examples: a.hvp_examples, batch_size: a.noise_batch_size }, &l.stream.child("noise"))?;
+        let e = gradient_noise(
+            &ctx,
+            &NoiseParams { probes: a.probes, hvp_examples: a.hvp_examples, batch_size: a.noise_batch_size },
+            &l.stream.child("noise"),
+        )?;
         let v = merge(header(l, &a.common), serde_json::to_value(&e)?);
         emit(a.common.json, &v, || {
             format!(
@@ -498,10 +561,24 @@ fn probe_tail(l: &Loaded, p: Precision, a: &TailIndexArgs) -> Result<()> {
         let params: Vec<T> = l.params.cast::<T>().into_vec();
         let set = l.set.cast::<T>();
         let ctx = context(l, &params, &set, &a.common)?;
-        let e = gradient_noise_tail_index(&ctx, a.noise_batch_size, a.blocks, a.block_size, a.hill_fraction, &l.stream.child("tail"))?;
+        let e = gradient_noise_tail_index(
+            &ctx,
+            a.noise_batch_size,
+            a.blocks,
+            a.block_size,
+            a.hill_fraction,
+            &l.stream.child("tail"),
+        )?;
         let v = merge(header(l, &a.common), merge(serde_json::to_value(&e)?, json!({"matvecs": 0})));
         emit(a.common.json, &v, || {
-            format!("Mohammadi alpha {:.4}  (2 = Gaussian)\nHill alpha      {:.4}  (k = {})\nminibatches     {} of {}\n", e.mohammadi_alpha, e.hill_alpha, e.hill_k, e.blocks * e.block_size, e.batch_size)
+            format!(
+                "Mohammadi alpha {:.4}  (2 = Gaussian)\nHill alpha      {:.4}  (k = {})\nminibatches     {} of {}\n",
+                e.mohammadi_alpha,
+                e.hill_alpha,
+                e.hill_k,
+                e.blocks * e.block_size,
+                e.batch_size
+            )
         })
     }
     typed!(p, go(l, a))

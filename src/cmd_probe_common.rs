@@ -1,10 +1,10 @@
 //! Arguments every `sgdlab probe` subcommand shares: the model (checkpoint + optional
 //! architecture), the data, how many examples, batching, precision, seed, output format.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use sgdlab_data::Dataset;
 use sgdlab_linalg::RngStream;
-use sgdlab_nn::{load_checkpoint, ArchSpec, Loss, Model, Params};
+use sgdlab_nn::{ArchSpec, Loss, Model, Params, load_checkpoint};
 use sgdlab_probes::EvalSet;
 use std::path::PathBuf;
 
@@ -69,7 +69,13 @@ impl ModelDataArgs {
             bail!("--dtype must be f32 or f64, got '{}'", self.dtype);
         }
         if split.dim() != ck.model.in_dim() {
-            bail!("model {} takes {} inputs but data {} has {} features", ck.model.describe(), ck.model.in_dim(), self.data, split.dim());
+            bail!(
+                "model {} takes {} inputs but data {} has {} features",
+                ck.model.describe(),
+                ck.model.in_dim(),
+                self.data,
+                split.dim()
+            );
         }
         let stream = RngStream::new(self.seed);
         let set = EvalSet::from_split(split, self.samples, &stream);
@@ -79,10 +85,12 @@ impl ModelDataArgs {
 
 /// Prints `value` as one JSON object (with --json) or through `table` otherwise.
 pub fn emit(json: bool, value: &serde_json::Value, table: impl FnOnce() -> String) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(value).context("serialising the result")?);
-    } else {
-        print!("{}", table());
+    use std::io::Write;
+    let text =
+        if json { format!("{}\n", serde_json::to_string(value).context("serialising the result")?) } else { table() };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing the result"),
     }
-    Ok(())
 }

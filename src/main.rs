@@ -4,7 +4,9 @@ mod cmd_data;
 mod cmd_model;
 mod cmd_probe;
 mod cmd_probe_common;
+mod cmd_probe_simplicity;
 mod cmd_reproduce;
+mod cmd_study;
 mod cmd_train;
 
 use clap::{Parser, Subcommand};
@@ -32,13 +34,17 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run every built-in study and write an HTML index of verdicts (the main job).
+    /// Run every built-in study and write an HTML index of their verdicts (the main job).
     Reproduce(cmd_reproduce::ReproduceArgs),
+    /// Studies: list the built-in ones, print a plan, run one (plan, runs, verdict, report).
+    Study(cmd_study::StudyArgs),
+    /// Rebuild a study's verdict and report.html from its records alone.
+    Report(cmd_study::ReportArgs),
     /// Train one network from a TOML run spec (resumable; Ctrl-C checkpoints).
     Train(cmd_train::TrainArgs),
     /// Measure a trained model: curvature (Hessian spectrum, trace, sharpness, landscape, noise)
     /// and simplicity (rank, frequency, depth, geometric complexity, ...).
-    Probe(cmd_probe::ProbeArgs),
+    Probe(Box<cmd_probe::ProbeArgs>),
     /// Inspect datasets: shapes, class counts, statistics, sample plots; the spec grammar.
     Data(cmd_data::DataArgs),
     /// Describe a model: parameter names and shapes of an architecture or a checkpoint.
@@ -49,9 +55,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     sgdlab_linalg::set_threads(cli.threads);
     let result = match cli.command {
-        Command::Reproduce(a) => cmd_reproduce::run(a).map(|()| 0),
+        Command::Reproduce(a) => cmd_reproduce::run(a),
+        Command::Study(a) => cmd_study::run(a),
+        Command::Report(a) => cmd_study::report(a),
         Command::Train(a) => cmd_train::run(a),
-        Command::Probe(a) => cmd_probe::run(a).map(|()| 0),
+        Command::Probe(a) => cmd_probe::run(*a).map(|()| 0),
         Command::Data(a) => cmd_data::run(a).map(|()| 0),
         Command::Model(a) => cmd_model::run(a).map(|()| 0),
     };

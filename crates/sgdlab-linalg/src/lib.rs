@@ -9,6 +9,7 @@ mod decomp;
 mod matmul;
 mod rng;
 mod scalar;
+pub mod stats;
 
 pub use decomp::{DecompError, SymmetricEigen, orthonormal_rows, singular_values, symmetric_eigen};
 pub use matmul::{PARALLEL_MIN_FLOPS, matmul_into, set_threads, threads};

@@ -63,13 +63,31 @@ pub fn save_checkpoint<T: Scalar>(
     if params.len() != model.num_params() {
         return Err(ck_err(path, format!("{} parameters for a model with {}", params.len(), model.num_params())));
     }
-    let dtype = if T::NAME == "f32" { Dtype::F32 } else { Dtype::F64 };
-    let bytes: Vec<Vec<u8>> = model
+    let tensors: Vec<NamedTensor<'_, T>> = model
         .layout()
         .entries()
         .iter()
-        .map(|e| {
-            params.as_slice()[e.offset..e.offset + e.len]
+        .map(|e| (e.name.as_str(), e.shape.as_slice(), &params.as_slice()[e.offset..e.offset + e.len]))
+        .collect();
+    let mut meta: Vec<(&str, String)> = vec![(ARCH_METADATA_KEY, arch.to_string()), ("format", "pt".to_string())];
+    meta.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+    save_tensors(path, &tensors, &meta)
+}
+
+/// A named tensor to save: name, shape, row-major values.
+pub type NamedTensor<'a, T> = (&'a str, &'a [usize], &'a [T]);
+
+/// Saves named tensors (F32 or F64 as `T`) with string metadata as a safetensors file, atomically.
+pub fn save_tensors<T: Scalar>(
+    path: &Path,
+    tensors: &[NamedTensor<'_, T>],
+    meta: &[(&str, String)],
+) -> Result<(), NnError> {
+    let dtype = if T::NAME == "f32" { Dtype::F32 } else { Dtype::F64 };
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, values)| {
+            values
                 .iter()
                 .flat_map(|&v| {
                     if T::NAME == "f32" {
@@ -81,26 +99,39 @@ pub fn save_checkpoint<T: Scalar>(
                 .collect()
         })
         .collect();
-    let views: Vec<(String, TensorView<'_>)> = model
-        .layout()
-        .entries()
+    let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .zip(&bytes)
-        .map(|(e, b)| {
+        .map(|((name, shape, _), b)| {
             Ok((
-                e.name.clone(),
-                TensorView::new(dtype, e.shape.clone(), b).map_err(|err| ck_err(path, err.to_string()))?,
+                name.to_string(),
+                TensorView::new(dtype, shape.to_vec(), b).map_err(|err| ck_err(path, err.to_string()))?,
             ))
         })
         .collect::<Result<_, NnError>>()?;
-    let mut meta = HashMap::new();
-    meta.insert(ARCH_METADATA_KEY.to_string(), arch.to_string());
-    meta.insert("format".to_string(), "pt".to_string());
-    for (k, v) in extra {
-        meta.insert((*k).to_string(), v.clone());
-    }
+    let meta: HashMap<String, String> = meta.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
     let data = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| ck_err(path, e.to_string()))?;
     write_atomic(path, &data)
+}
+
+/// Tensors read from a file: (name, shape, values), sorted by name, and the string metadata.
+pub type LoadedTensors<T> = (Vec<(String, Vec<usize>, Vec<T>)>, BTreeMap<String, String>);
+
+/// Loads every tensor of a safetensors file (F32 or F64, converted to `T`) with its metadata.
+pub fn load_tensors<T: Scalar>(path: &Path) -> Result<LoadedTensors<T>, NnError> {
+    let bytes = std::fs::read(path).map_err(|source| NnError::Io { path: path.to_path_buf(), source })?;
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| ck_err(path, format!("not a valid safetensors file: {e}")))?;
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| ck_err(path, format!("not a valid safetensors file: {e}")))?;
+    let meta: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let vals = decode::<T>(&view, &name, path)?;
+        out.push((name, view.shape().to_vec(), vals));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((out, meta))
 }
 
 fn decode<T: Scalar>(view: &TensorView<'_>, name: &str, path: &Path) -> Result<Vec<T>, NnError> {

@@ -30,7 +30,10 @@ pub mod passes;
 
 pub use activation::Activation;
 pub use arch::{ArchKind, ArchSpec};
-pub use checkpoint::{ARCH_METADATA_KEY, Checkpoint, load_checkpoint, save_checkpoint, write_atomic};
+pub use checkpoint::{
+    ARCH_METADATA_KEY, Checkpoint, NamedTensor, load_checkpoint, load_tensors, save_checkpoint, save_tensors,
+    write_atomic,
+};
 pub use error::NnError;
 pub use init::{BiasInit, InitScheme, InitSpec};
 pub use layer::{Layer, LayerNorm, Linear};

@@ -4,14 +4,15 @@
 
 use ndarray::{Array1, Array2};
 use serde_json::Value;
-use sgdlab_linalg::{standard_normal, symmetric_eigen, RngStream};
+use sgdlab_linalg::{RngStream, standard_normal, symmetric_eigen};
 use sgdlab_nn::{ArchSpec, InitSpec, Loss, Model, Reduction};
-use sgdlab_operators::{lanczos_eigenpairs, materialize, EigenTarget, LanczosParams, LinearOperator};
-use sgdlab_probes::curvature::{
-    epsilon_sharpness, exact_spectrum, filter_normalized_direction, gradient_noise, hill_estimator, mohammadi_estimator, CurvatureContext,
-    FisherKind, FisherOperator, GgnOperator, GradientNoiseOperator, HessianOperator, NoiseParams,
-};
+use sgdlab_operators::{EigenTarget, LanczosParams, LinearOperator, lanczos_eigenpairs, materialize};
 use sgdlab_probes::EvalSet;
+use sgdlab_probes::curvature::{
+    CurvatureContext, FisherKind, FisherOperator, GgnOperator, GradientNoiseOperator, HessianOperator, NoiseParams,
+    epsilon_sharpness, exact_spectrum, filter_normalized_direction, gradient_noise, hill_estimator,
+    mohammadi_estimator,
+};
 use std::path::PathBuf;
 
 /// Matrices from Richardson-extrapolated central differences (steps 1e-3, 5e-4) agree with
@@ -29,7 +30,14 @@ fn assert_close(what: &str, a: &Array2<f64>, e: &Array2<f64>, tol: f64) {
             worst = (err, (i, j));
         }
     }
-    assert!(worst.0 <= tol, "{what}: worst error {:.3e} at {:?}: expected {}, got {}", worst.0, worst.1, e[worst.1], a[worst.1]);
+    assert!(
+        worst.0 <= tol,
+        "{what}: worst error {:.3e} at {:?}: expected {}, got {}",
+        worst.0,
+        worst.1,
+        e[worst.1],
+        a[worst.1]
+    );
 }
 
 struct Tiny {
@@ -46,7 +54,9 @@ fn tiny(arch: &str, loss: Loss, seed: u64) -> Tiny {
     let x = Array2::from_shape_fn((7, model.in_dim()), |_| standard_normal::<f64, _>(&mut rng));
     let k = model.out_dim();
     let set = match loss {
-        Loss::Mse => EvalSet::new(x, None, Some(Array2::from_shape_fn((7, k), |_| standard_normal::<f64, _>(&mut rng)))),
+        Loss::Mse => {
+            EvalSet::new(x, None, Some(Array2::from_shape_fn((7, k), |_| standard_normal::<f64, _>(&mut rng))))
+        }
         Loss::Logistic => EvalSet::new(x, Some((0..7).map(|i| (i % 2) as u32).collect()), None),
         Loss::CrossEntropy => EvalSet::new(x, Some((0..7).map(|i| (i % k) as u32).collect()), None),
     };
@@ -109,7 +119,9 @@ fn every_curvature_operator_matches_an_explicit_matrix() {
         let h7 = materialize(&HessianOperator { ctx: &ctx7 }, 100).unwrap();
         assert_close(&format!("{name}: Hessian batching"), &h, &h7, TOL_EXACT);
         // Hessian: differences of the mean-loss gradient, itself from differences of the loss.
-        let grad = |p: &[f64]| -> Vec<f64> { (0..np).map(|j| fd_column(&|q: &[f64]| vec![ctx.loss_at(q)], p, j)[0]).collect() };
+        let grad = |p: &[f64]| -> Vec<f64> {
+            (0..np).map(|j| fd_column(&|q: &[f64]| vec![ctx.loss_at(q)], p, j)[0]).collect()
+        };
         let _ = grad; // (second differences of the loss, computed directly below, are cheaper)
         let mut hfd = Array2::zeros((np, np));
         for i in 0..np {
@@ -152,13 +164,15 @@ fn every_curvature_operator_matches_an_explicit_matrix() {
         let ggn_explicit = jac.t().dot(&hz).dot(&jac);
         let ggn = materialize(&GgnOperator { ctx: &ctx }, 100).unwrap();
         assert_close(&format!("{name}: GGN vs J^T H_z J"), &ggn, &ggn_explicit, TOL_FD_MATRIX);
-        let fisher = materialize(&FisherOperator::new(&ctx, FisherKind::Exact, &RngStream::new(0)).unwrap(), 100).unwrap();
+        let fisher =
+            materialize(&FisherOperator::new(&ctx, FisherKind::Exact, &RngStream::new(0)).unwrap(), 100).unwrap();
         assert_close(&format!("{name}: exact Fisher = GGN"), &fisher, &ggn, TOL_EXACT);
 
         // Empirical Fisher and gradient-noise covariance from per-example gradients by differences.
         let g = fd_per_example(&t);
         let ef_explicit = g.t().dot(&g) / n as f64;
-        let ef = materialize(&FisherOperator::new(&ctx, FisherKind::Empirical, &RngStream::new(0)).unwrap(), 100).unwrap();
+        let ef =
+            materialize(&FisherOperator::new(&ctx, FisherKind::Empirical, &RngStream::new(0)).unwrap(), 100).unwrap();
         assert_close(&format!("{name}: empirical Fisher"), &ef, &ef_explicit, TOL_FD_MATRIX);
         let mean = g.mean_axis(ndarray::Axis(0)).unwrap();
         let centred = &g - &mean;
@@ -176,9 +190,14 @@ fn every_curvature_operator_matches_an_explicit_matrix() {
             assert!((a - b).abs() < 1e-12);
         }
         // Tr(H Sigma) over all examples equals the trace of the product of explicit matrices.
-        let e = gradient_noise(&ctx, &NoiseParams { probes: 10, hvp_examples: 0, batch_size: 4 }, &RngStream::new(1)).unwrap();
+        let e = gradient_noise(&ctx, &NoiseParams { probes: 10, hvp_examples: 0, batch_size: 4 }, &RngStream::new(1))
+            .unwrap();
         let ths: f64 = (h.dot(&sigma_explicit)).diag().sum();
-        assert!((e.trace_h_sigma - ths).abs() <= 1e-6 * (1.0 + ths.abs()), "{name}: Tr(H Sigma) {} vs {ths}", e.trace_h_sigma);
+        assert!(
+            (e.trace_h_sigma - ths).abs() <= 1e-6 * (1.0 + ths.abs()),
+            "{name}: Tr(H Sigma) {} vs {ths}",
+            e.trace_h_sigma
+        );
         assert!((e.trace_h_sigma_batch - ths / 4.0).abs() <= 1e-6 * (1.0 + ths.abs()));
     }
 }
@@ -188,11 +207,20 @@ fn every_curvature_operator_matches_an_explicit_matrix() {
 /// the 0.1 bound fails with negligible probability for this fixed seed.
 #[test]
 fn monte_carlo_fisher_converges_to_the_exact_fisher() {
-    for t in [tiny("mlp:3-4-3:tanh", Loss::CrossEntropy, 5), tiny("mlp:3-4-2:tanh", Loss::Mse, 6), tiny("mlp:3-4-1:tanh", Loss::Logistic, 7)] {
+    for t in [
+        tiny("mlp:3-4-3:tanh", Loss::CrossEntropy, 5),
+        tiny("mlp:3-4-2:tanh", Loss::Mse, 6),
+        tiny("mlp:3-4-1:tanh", Loss::Logistic, 7),
+    ] {
         let ctx = CurvatureContext::new(&t.model, &t.params, &t.set, 4, t.loss).unwrap();
         let exact = materialize(&GgnOperator { ctx: &ctx }, 100).unwrap();
-        let mc = materialize(&FisherOperator::new(&ctx, FisherKind::MonteCarlo { samples: 4000 }, &RngStream::new(9)).unwrap(), 100).unwrap();
-        let err = (&mc - &exact).iter().map(|v| v * v).sum::<f64>().sqrt() / exact.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let mc = materialize(
+            &FisherOperator::new(&ctx, FisherKind::MonteCarlo { samples: 4000 }, &RngStream::new(9)).unwrap(),
+            100,
+        )
+        .unwrap();
+        let err =
+            (&mc - &exact).iter().map(|v| v * v).sum::<f64>().sqrt() / exact.iter().map(|v| v * v).sum::<f64>().sqrt();
         assert!(err < 0.1, "{}: relative error {err}", t.model.describe());
     }
 }
@@ -241,31 +269,55 @@ fn jax_golden_curvature_matches() {
     for c in g["cases"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();
         let model = Model::new(&c["arch"].as_str().unwrap().parse::<ArchSpec>().unwrap());
-        let params: Vec<f64> = c["param_names"].as_array().unwrap().iter().flat_map(|n| flat(&c["params"][n.as_str().unwrap()])).collect();
+        let params: Vec<f64> =
+            c["param_names"].as_array().unwrap().iter().flat_map(|n| flat(&c["params"][n.as_str().unwrap()])).collect();
         let xv = flat(&c["x"]);
         let n = c["x"].as_array().unwrap().len();
         let x = Array2::from_shape_vec((n, model.in_dim()), xv).unwrap();
         let loss: Loss = c["loss"].as_str().unwrap().parse().unwrap();
         let set = match loss {
-            Loss::Mse => EvalSet::new(x, None, Some(Array2::from_shape_vec((n, model.out_dim()), flat(&c["y"])).unwrap())),
+            Loss::Mse => {
+                EvalSet::new(x, None, Some(Array2::from_shape_vec((n, model.out_dim()), flat(&c["y"])).unwrap()))
+            }
             _ => EvalSet::new(x, Some(flat(&c["y"]).iter().map(|&v| v as u32).collect()), None),
         };
         let ctx = CurvatureContext::new(&model, &params, &set, 16, loss).unwrap();
-        let close = |what: &str, a: f64, e: f64| assert!((a - e).abs() <= REL * e.abs().max(1e-3), "{name} {what}: {a} vs {e}");
+        let close =
+            |what: &str, a: f64, e: f64| assert!((a - e).abs() <= REL * e.abs().max(1e-3), "{name} {what}: {a} vs {e}");
         close("loss", ctx.loss_at(&params), c["loss_value"].as_f64().unwrap());
         let h = HessianOperator { ctx: &ctx };
-        let top = lanczos_eigenpairs(&h, &LanczosParams { k: 3, tol: 1e-10, max_iters: 300, ..Default::default() }, &RngStream::new(0)).unwrap();
+        let top = lanczos_eigenpairs(
+            &h,
+            &LanczosParams { k: 3, tol: 1e-10, max_iters: 300, ..Default::default() },
+            &RngStream::new(0),
+        )
+        .unwrap();
         for (i, e) in flat(&c["hessian_top3"]).iter().enumerate() {
             close(&format!("top eigenvalue {i}"), top.eigenvalues[i], *e);
         }
-        let bottom = lanczos_eigenpairs(&h, &LanczosParams { k: 3, target: EigenTarget::SmallestAlgebraic, tol: 1e-10, max_iters: 300, ..Default::default() }, &RngStream::new(0)).unwrap();
+        let bottom = lanczos_eigenpairs(
+            &h,
+            &LanczosParams {
+                k: 3,
+                target: EigenTarget::SmallestAlgebraic,
+                tol: 1e-10,
+                max_iters: 300,
+                ..Default::default()
+            },
+            &RngStream::new(0),
+        )
+        .unwrap();
         for (i, e) in flat(&c["hessian_bottom3"]).iter().enumerate() {
             close(&format!("bottom eigenvalue {i}"), bottom.eigenvalues[i], *e);
         }
         let ex = exact_spectrum(&h, 500, c["near_zero_tau"].as_f64().unwrap(), 1.0).unwrap();
         close("trace", ex.trace, c["hessian_trace"].as_f64().unwrap());
         close("Frobenius norm", ex.frobenius_norm, c["hessian_frobenius_norm"].as_f64().unwrap());
-        close("effective dimensionality", ex.effective_dimensionality, c["effective_dimensionality_z1"].as_f64().unwrap());
+        close(
+            "effective dimensionality",
+            ex.effective_dimensionality,
+            c["effective_dimensionality_z1"].as_f64().unwrap(),
+        );
         assert_eq!(ex.near_zero_fraction, c["near_zero_fraction"].as_f64().unwrap(), "{name} near-zero fraction");
         let ggn = exact_spectrum(&GgnOperator { ctx: &ctx }, 500, 1e-3, 1.0).unwrap();
         for (i, e) in flat(&c["ggn_top3"]).iter().enumerate() {
@@ -291,11 +343,19 @@ fn epsilon_sharpness_reaches_the_box_maximum_on_a_quadratic() {
         let base = ctx.loss_at(&params);
         let mut best = f64::NEG_INFINITY;
         for mask in 0..16u32 {
-            let q: Vec<f64> = params.iter().enumerate().map(|(i, &p)| p + if mask >> i & 1 == 1 { 1.0 } else { -1.0 } * eps * (p.abs() + 1.0)).collect();
+            let q: Vec<f64> = params
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| p + if mask >> i & 1 == 1 { 1.0 } else { -1.0 } * eps * (p.abs() + 1.0))
+                .collect();
             best = best.max(ctx.loss_at(&q));
         }
         let expect = 100.0 * (best - base) / (1.0 + base);
-        assert!((s.sharpness - expect).abs() <= 1e-9 * expect.abs().max(1e-12), "eps {eps}: {} vs brute force {expect}", s.sharpness);
+        assert!(
+            (s.sharpness - expect).abs() <= 1e-9 * expect.abs().max(1e-12),
+            "eps {eps}: {} vs brute force {expect}",
+            s.sharpness
+        );
         assert!(s.sharpness > 0.0);
     }
 }
@@ -312,7 +372,8 @@ fn filter_normalized_directions_match_row_norms_and_skip_biases() {
             let (rows, cols) = (e.shape[0], e.shape[1]);
             for r in 0..rows {
                 let dn: f64 = seg[r * cols..(r + 1) * cols].iter().map(|v| v * v).sum::<f64>().sqrt();
-                let pn: f64 = p[e.offset + r * cols..e.offset + (r + 1) * cols].iter().map(|v| v * v).sum::<f64>().sqrt();
+                let pn: f64 =
+                    p[e.offset + r * cols..e.offset + (r + 1) * cols].iter().map(|v| v * v).sum::<f64>().sqrt();
                 assert!((dn - pn).abs() < 1e-12 * (1.0 + pn), "{} row {r}", e.name);
             }
         } else {
@@ -361,7 +422,12 @@ fn edge_of_stability_top_eigenvalue_approaches_two_over_eta() {
         let (_, g) = ctx.loss_gradient_at(&p);
         if step % 200 == 0 || step + 1 == EOS_STEPS {
             let h = HessianOperator { ctx: &ctx };
-            let l = lanczos_eigenpairs(&h, &LanczosParams { k: 1, tol: 1e-4, ..Default::default() }, &RngStream::new(step as u64)).unwrap();
+            let l = lanczos_eigenpairs(
+                &h,
+                &LanczosParams { k: 1, tol: 1e-4, ..Default::default() },
+                &RngStream::new(step as u64),
+            )
+            .unwrap();
             history.push((step, l.eigenvalues[0]));
         }
         for (a, b) in p.iter_mut().zip(&g) {
@@ -371,7 +437,10 @@ fn edge_of_stability_top_eigenvalue_approaches_two_over_eta() {
     let last = history.last().unwrap().1;
     let target = 2.0 / eta;
     assert!(history[0].1 < 0.8 * target, "no sharpening phase to observe: starts at {:?}", history[0]);
-    assert!((0.8 * target..=1.2 * target).contains(&last), "lambda_max {last} vs 2/eta = {target}; history {history:?}");
+    assert!(
+        (0.8 * target..=1.2 * target).contains(&last),
+        "lambda_max {last} vs 2/eta = {target}; history {history:?}"
+    );
 }
 
 const EOS_ETA: f64 = 1.0;

@@ -33,7 +33,9 @@
 //! grad_norm = 0.0                     # adds mu ||grad L||^2 (gradient 2 mu H grad L, exact HVP)
 //!
 //! [budget]
-//! epochs = 20                         # or steps = 5000
+//! epochs = 20                         # or steps = 5000 (steps = 0: initialisation only)
+//! until_train_loss = 0.02             # optional: stop at the first evaluation reaching it
+//! until_train_accuracy = 0.995        # optional (with both, both must hold)
 //!
 //! [eval]
 //! every = 125                         # steps between evaluations (0 = off)
@@ -326,6 +328,13 @@ pub struct BudgetSpec {
     pub steps: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epochs: Option<u64>,
+    /// Stop early once the evaluated training loss is at most this (checked at evaluations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_train_loss: Option<f64>,
+    /// Stop early once the evaluated training accuracy is at least this (with
+    /// `until_train_loss`, both must hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_train_accuracy: Option<f64>,
 }
 
 /// When and on what to evaluate.
@@ -523,7 +532,9 @@ impl RunSpec {
         match (self.budget.steps, self.budget.epochs) {
             (Some(_), Some(_)) => return err("[budget] sets both steps and epochs; give one".into()),
             (None, None) => return err("[budget] needs steps or epochs".into()),
-            (Some(0), _) | (_, Some(0)) => return err("[budget] must be positive".into()),
+            (_, Some(0)) => {
+                return err("[budget] epochs must be positive (steps = 0 measures the initialisation only)".into());
+            }
             _ => {}
         }
         let lr = self.optimizer.lr();

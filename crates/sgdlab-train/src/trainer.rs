@@ -15,7 +15,10 @@ use ndarray::{Array2, Axis};
 use rand::RngExt;
 use sgdlab_data::{Dataset, Split};
 use sgdlab_linalg::{RngStream, Scalar, standard_normal};
-use sgdlab_nn::{Batch, Loss, Model, Objective, Params, Reduction, Targets, load_checkpoint, save_checkpoint};
+use sgdlab_nn::{
+    Batch, Loss, Model, NamedTensor, Objective, Params, Reduction, Targets, load_checkpoint, load_tensors,
+    save_checkpoint, save_tensors,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,10 +58,12 @@ pub struct Measurement {
 pub trait MeasurementHook {
     /// Whether to measure after update `step` of `total` (step 0 = initialisation).
     fn due(&self, step: u64, total: u64) -> bool;
-    /// Measures; parameters are given in f64 (probes run in f64 by default).
+    /// Measures after update `step` of `total`; parameters are given in f64 (probes run in f64
+    /// by default).
     fn measure(
         &mut self,
         step: u64,
+        total: u64,
         model: &Model,
         params: &Params<f64>,
         data: &Dataset,
@@ -72,7 +77,7 @@ impl MeasurementHook for NoHook {
     fn due(&self, _: u64, _: u64) -> bool {
         false
     }
-    fn measure(&mut self, _: u64, _: &Model, _: &Params<f64>, _: &Dataset) -> Result<Vec<Measurement>, String> {
+    fn measure(&mut self, _: u64, _: u64, _: &Model, _: &Params<f64>, _: &Dataset) -> Result<Vec<Measurement>, String> {
         Ok(Vec::new())
     }
 }
@@ -156,6 +161,7 @@ struct Run<'a, T> {
     spec_hash: String,
     direction_noise: Option<Array2<T>>,
     diagonal_noise: Option<Vec<T>>,
+    stopped_early: bool,
 }
 
 fn eval_indices(n: usize, subset: usize, stream: RngStream) -> Vec<usize> {
@@ -317,6 +323,7 @@ impl<'a, T: Scalar> Run<'a, T> {
             spec_hash,
             direction_noise,
             diagonal_noise,
+            stopped_early: false,
         })
     }
 
@@ -591,12 +598,13 @@ impl<'a, T: Scalar> Run<'a, T> {
         ];
         // Optimizer state first: a checkpoint counts only once its parameter file exists.
         let state_path = dir.join(format!("step-{step}.state.safetensors"));
-        let tensors: Vec<(String, Vec<usize>, Vec<T>)> =
-            self.state.buffers().into_iter().map(|(n, b)| (n.to_string(), vec![b.len()], b.clone())).collect();
+        let buffers = self.state.buffers();
+        let shapes: Vec<[usize; 1]> = buffers.iter().map(|(_, b)| [b.len()]).collect();
+        let tensors: Vec<NamedTensor<'_, T>> =
+            buffers.iter().zip(&shapes).map(|((n, b), s)| (*n, s.as_slice(), b.as_slice())).collect();
         save_tensors(&state_path, &tensors, &meta)?;
         let path = dir.join(format!("step-{step}.safetensors"));
-        let meta_ref: Vec<(&str, String)> = meta.iter().map(|(k, v)| (*k, v.clone())).collect();
-        save_checkpoint(&path, &self.model, &self.theta, &meta_ref)?;
+        save_checkpoint(&path, &self.model, &self.theta, &meta)?;
         // Keep the most recent `keep`.
         let keep = self.spec.checkpoint.keep;
         if keep > 0 {
@@ -623,7 +631,7 @@ impl<'a, T: Scalar> Run<'a, T> {
         self.theta = ck.params;
         let (tensors, meta) = load_tensors::<T>(&dir.join(format!("step-{step}.state.safetensors")))?;
         let mut st = OptimizerState::default();
-        for (name, data) in tensors {
+        for (name, _, data) in tensors {
             st.set_buffer(&name, data);
         }
         st.adam_steps = meta.get("adam_steps").and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -729,6 +737,10 @@ impl<'a, T: Scalar> Run<'a, T> {
             }
         }
         metrics.flush()?;
+        record.total_steps = self.total;
+        if self.stopped_early && record.status == RunStatus::Running {
+            record.message = Some(format!("reached the training target at step {step}"));
+        }
         if record.status == RunStatus::Running {
             record.status = RunStatus::Completed;
             save_checkpoint(
@@ -745,7 +757,7 @@ impl<'a, T: Scalar> Run<'a, T> {
     }
 
     fn measure(
-        &self,
+        &mut self,
         step: u64,
         metrics: &mut MetricsWriter,
         hook: &mut dyn MeasurementHook,
@@ -761,6 +773,16 @@ impl<'a, T: Scalar> Run<'a, T> {
             last.insert("train_accuracy".into(), a);
             prog.train_loss = Some(l);
             prog.train_accuracy = Some(a);
+            // Training targets end the run here (checked at evaluations only).
+            let b = &self.spec.budget;
+            let reached = step > 0
+                && (b.until_train_loss.is_some() || b.until_train_accuracy.is_some())
+                && b.until_train_loss.is_none_or(|t| l <= t)
+                && b.until_train_accuracy.is_none_or(|t| a >= t);
+            if reached && step < self.total {
+                self.total = step;
+                self.stopped_early = true;
+            }
             if let Some((td, idx)) = &self.eval_test {
                 let (l, a) = self.evaluate(td, idx)?;
                 metrics.write(step, ep, "test", "loss", l)?;
@@ -773,7 +795,7 @@ impl<'a, T: Scalar> Run<'a, T> {
         if hook.due(step, self.total) {
             let p64: Params<f64> = self.theta.cast();
             let ms = hook
-                .measure(step, &self.model, &p64, self.data)
+                .measure(step, self.total, &self.model, &p64, self.data)
                 .map_err(|message| TrainError::Hook { step, message })?;
             for m in ms {
                 metrics.write(step, ep, &m.probe, &m.name, m.value)?;
@@ -795,65 +817,4 @@ fn list_checkpoints(dir: &Path) -> Vec<u64> {
         dir.join(format!("step-{step}.state.safetensors")).exists().then_some(step)
     })
     .collect()
-}
-
-/// Saves named flat tensors (optimizer state) as safetensors, atomically.
-fn save_tensors<T: Scalar>(
-    path: &Path,
-    tensors: &[(String, Vec<usize>, Vec<T>)],
-    meta: &[(&str, String)],
-) -> Result<(), TrainError> {
-    use safetensors::tensor::{Dtype as St, TensorView};
-    let dtype = if T::NAME == "f32" { St::F32 } else { St::F64 };
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, d)| {
-            d.iter()
-                .flat_map(|&v| {
-                    if T::NAME == "f32" {
-                        (v.to_f64() as f32).to_le_bytes().to_vec()
-                    } else {
-                        v.to_f64().to_le_bytes().to_vec()
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((n, s, _), b)| {
-            TensorView::new(dtype, s.clone(), b).map(|v| (n.clone(), v)).map_err(|e| TrainError::io(path, e))
-        })
-        .collect::<Result<_, _>>()?;
-    let meta: std::collections::HashMap<String, String> =
-        meta.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    let data = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| TrainError::io(path, e))?;
-    sgdlab_nn::write_atomic(path, &data).map_err(|e| TrainError::io(path, e))
-}
-
-type NamedTensors<T> = Vec<(String, Vec<T>)>;
-
-fn load_tensors<T: Scalar>(path: &Path) -> Result<(NamedTensors<T>, BTreeMap<String, String>), TrainError> {
-    use safetensors::tensor::{Dtype as St, SafeTensors};
-    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| TrainError::io(path, format!("not a valid safetensors file: {e}")))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| TrainError::io(path, e))?;
-    let meta: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
-    let mut out = Vec::new();
-    for (name, view) in st.tensors() {
-        let d = view.data();
-        let vals: Vec<T> = match view.dtype() {
-            St::F32 => {
-                d.chunks_exact(4).map(|c| T::from_f64(f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)).collect()
-            }
-            St::F64 => {
-                d.chunks_exact(8).map(|c| T::from_f64(f64::from_le_bytes(c.try_into().expect("8 bytes")))).collect()
-            }
-            other => return Err(TrainError::io(path, format!("tensor '{name}' has dtype {other:?}"))),
-        };
-        out.push((name, vals));
-    }
-    Ok((out, meta))
 }

@@ -353,3 +353,22 @@ fn mismatched_data_and_spec_are_clear_errors() {
     let e = train(&b, &opts, &mut NoHook, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("different spec"), "{e}");
 }
+
+#[test]
+fn training_targets_stop_the_run_at_the_first_evaluation_reaching_them() {
+    let text = MNIST1D_SGD
+        .replace("[budget]\nsteps = 100", "[budget]\nsteps = 400\nuntil_train_accuracy = 0.5")
+        .replace("every = 25", "every = 10");
+    let s = spec(&text);
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_in(&s, dir.path(), None);
+    assert_eq!(r.status, RunStatus::Completed);
+    assert!(r.total_steps < 400 && r.total_steps.is_multiple_of(10), "{}", r.total_steps);
+    assert_eq!(r.steps_completed, r.total_steps);
+    assert!(r.final_metrics["train_accuracy"] >= 0.5);
+    // The evaluation before the stop had not reached the target.
+    let m = sgdlab_train::read_metrics(dir.path()).unwrap();
+    let before = m.iter().find(|x| x.probe == "train" && x.name == "accuracy" && x.step == r.total_steps - 10).unwrap();
+    assert!(before.value.unwrap() < 0.5);
+    assert!(r.message.unwrap().contains("reached the training target"));
+}

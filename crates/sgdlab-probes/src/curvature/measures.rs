@@ -6,10 +6,11 @@ use crate::common::ProbeError;
 use ndarray::Array2;
 use rand::RngExt;
 use serde::Serialize;
-use sgdlab_linalg::{standard_normal, symmetric_eigen, RngStream, Scalar};
+use sgdlab_linalg::{RngStream, Scalar, standard_normal, symmetric_eigen};
 use sgdlab_nn::{Layer, Model};
 use sgdlab_operators::{
-    effective_dimensionality, hutchinson_trace, materialize, near_zero_fraction, HutchinsonParams, LinearOperator, ProbeDistribution,
+    HutchinsonParams, LinearOperator, ProbeDistribution, effective_dimensionality, hutchinson_trace, materialize,
+    near_zero_fraction,
 };
 
 /// Mean loss, accuracy and gradient norm over the evaluation set.
@@ -47,7 +48,12 @@ pub struct ExactSpectrum {
 }
 
 /// Materialises `op` column by column (refused above `max_dim`) and eigendecomposes it.
-pub fn exact_spectrum<T: Scalar>(op: &dyn LinearOperator<T>, max_dim: usize, tau: f64, z: f64) -> Result<ExactSpectrum, ProbeError> {
+pub fn exact_spectrum<T: Scalar>(
+    op: &dyn LinearOperator<T>,
+    max_dim: usize,
+    tau: f64,
+    z: f64,
+) -> Result<ExactSpectrum, ProbeError> {
     let a = materialize(op, max_dim)?;
     let n = a.nrows();
     let a64: Array2<f64> = a.mapv(|v| v.to_f64());
@@ -90,7 +96,11 @@ pub struct SharpnessEstimate {
 }
 
 /// Epsilon-sharpness by projected sign-gradient ascent (see [`SharpnessEstimate`]).
-pub fn epsilon_sharpness<T: Scalar>(ctx: &CurvatureContext<'_, T>, epsilon: f64, steps: usize) -> Result<SharpnessEstimate, ProbeError> {
+pub fn epsilon_sharpness<T: Scalar>(
+    ctx: &CurvatureContext<'_, T>,
+    epsilon: f64,
+    steps: usize,
+) -> Result<SharpnessEstimate, ProbeError> {
     if !(epsilon > 0.0 && epsilon.is_finite()) {
         return Err(ProbeError::Invalid(format!("epsilon must be positive, got {epsilon}")));
     }
@@ -157,11 +167,23 @@ pub struct SlicePoint {
 }
 
 /// `L(theta + alpha d1 + beta d2)` on a grid (2-D slice; pass `betas = [0]` and any `d2` for 1-D).
-pub fn landscape_slice<T: Scalar>(ctx: &CurvatureContext<'_, T>, d1: &[T], d2: &[T], alphas: &[f64], betas: &[f64]) -> Vec<SlicePoint> {
+pub fn landscape_slice<T: Scalar>(
+    ctx: &CurvatureContext<'_, T>,
+    d1: &[T],
+    d2: &[T],
+    alphas: &[f64],
+    betas: &[f64],
+) -> Vec<SlicePoint> {
     let mut out = Vec::with_capacity(alphas.len() * betas.len());
     for &b in betas {
         for &a in alphas {
-            let p: Vec<T> = ctx.params.iter().zip(d1).zip(d2).map(|((&t, &u), &v)| t + T::from_f64(a) * u + T::from_f64(b) * v).collect();
+            let p: Vec<T> = ctx
+                .params
+                .iter()
+                .zip(d1)
+                .zip(d2)
+                .map(|((&t, &u), &v)| t + T::from_f64(a) * u + T::from_f64(b) * v)
+                .collect();
             let (loss, accuracy) = ctx.loss_accuracy_at(&p);
             out.push(SlicePoint { alpha: a, beta: b, loss, accuracy });
         }
@@ -230,20 +252,27 @@ impl Default for NoiseParams {
 
 /// Gradient-noise trace, alignment with the Hessian and related quantities (see
 /// [`NoiseEstimate`]).
-pub fn gradient_noise<T: Scalar>(ctx: &CurvatureContext<'_, T>, params: &NoiseParams, stream: &RngStream) -> Result<NoiseEstimate, ProbeError> {
+pub fn gradient_noise<T: Scalar>(
+    ctx: &CurvatureContext<'_, T>,
+    params: &NoiseParams,
+    stream: &RngStream,
+) -> Result<NoiseEstimate, ProbeError> {
     if params.batch_size == 0 {
         return Err(ProbeError::Invalid("batch_size must be positive".into()));
     }
     let noise = GradientNoiseOperator::new(ctx)?;
     let h = HessianOperator { ctx };
     let d = ctx.dim();
-    let hp = HutchinsonParams { probes: params.probes.max(2), distribution: ProbeDistribution::Rademacher, block_size: 10 };
+    let hp =
+        HutchinsonParams { probes: params.probes.max(2), distribution: ProbeDistribution::Rademacher, block_size: 10 };
     let th = hutchinson_trace(&h, &hp, &stream.child("trace"))?;
     // ||H||_F^2 = E||H v||^2 over Rademacher v, with the same number of probes.
     let mut rng = stream.child("frobenius").rng();
     let probes = ProbeDistribution::Rademacher.sample::<T, _>(hp.probes, d, &mut rng);
     let hv = h.apply_block(probes.view());
-    let fro_h = (hv.rows().into_iter().map(|r| r.iter().map(|&v| v.to_f64() * v.to_f64()).sum::<f64>()).sum::<f64>() / hp.probes as f64).sqrt();
+    let fro_h = (hv.rows().into_iter().map(|r| r.iter().map(|&v| v.to_f64() * v.to_f64()).sum::<f64>()).sum::<f64>()
+        / hp.probes as f64)
+        .sqrt();
     // Tr(H Sigma) over (a subset of) the centred per-example gradients.
     let n = noise.centred().nrows();
     let m = if params.hvp_examples == 0 || params.hvp_examples >= n { n } else { params.hvp_examples };
@@ -332,7 +361,10 @@ pub fn hill_estimator(xs: &[f64], k: usize) -> Result<f64, ProbeError> {
 pub fn mohammadi_estimator<T: Scalar>(x: &Array2<T>, m: usize) -> Result<f64, ProbeError> {
     let n = x.nrows() / m.max(1);
     if m < 2 || n == 0 {
-        return Err(ProbeError::Invalid(format!("Mohammadi estimator: need block size >= 2 and at least one block, got m = {m}, {} vectors", x.nrows())));
+        return Err(ProbeError::Invalid(format!(
+            "Mohammadi estimator: need block size >= 2 and at least one block, got m = {m}, {} vectors",
+            x.nrows()
+        )));
     }
     let norm = |r: ndarray::ArrayView1<'_, T>| r.iter().map(|&v| v.to_f64() * v.to_f64()).sum::<f64>().sqrt();
     let mean_log_x = (0..n * m).map(|i| norm(x.row(i)).ln()).sum::<f64>() / (n * m) as f64;
@@ -391,8 +423,17 @@ pub fn gradient_noise_tail_index<T: Scalar>(
         }
     }
     let mohammadi_alpha = mohammadi_estimator(&x, block_size)?;
-    let norms: Vec<f64> = x.rows().into_iter().map(|r| r.iter().map(|&v| v.to_f64() * v.to_f64()).sum::<f64>().sqrt()).collect();
+    let norms: Vec<f64> =
+        x.rows().into_iter().map(|r| r.iter().map(|&v| v.to_f64() * v.to_f64()).sum::<f64>().sqrt()).collect();
     let k = ((hill_fraction * total as f64).round() as usize).clamp(1, total - 1);
     let hill_alpha = hill_estimator(&norms, k)?;
-    Ok(TailIndexEstimate { mohammadi_alpha, hill_alpha, hill_k: k, block_size, blocks, batch_size, gradient_evaluations: total + 1 })
+    Ok(TailIndexEstimate {
+        mohammadi_alpha,
+        hill_alpha,
+        hill_k: k,
+        block_size,
+        blocks,
+        batch_size,
+        gradient_evaluations: total + 1,
+    })
 }

@@ -8,10 +8,11 @@ mod measures;
 mod operators;
 
 pub use measures::{
-    epsilon_sharpness, exact_spectrum, filter_normalized_direction, gradient_noise, gradient_noise_tail_index, hill_estimator,
-    interpolation, landscape_slice, loss_summary, mohammadi_estimator, ExactSpectrum, LossSummary, NoiseEstimate, NoiseParams,
-    SharpnessEstimate, SlicePoint, TailIndexEstimate,
+    ExactSpectrum, LossSummary, NoiseEstimate, NoiseParams, SharpnessEstimate, SlicePoint, TailIndexEstimate,
+    epsilon_sharpness, exact_spectrum, filter_normalized_direction, gradient_noise, gradient_noise_tail_index,
+    hill_estimator, interpolation, landscape_slice, loss_summary, mohammadi_estimator,
 };
 pub use operators::{
-    CurvatureContext, FisherKind, FisherOperator, GgnOperator, GradientNoiseOperator, HessianOperator, MAX_STORED_GRADIENT_BYTES,
+    CurvatureContext, FisherKind, FisherOperator, GgnOperator, GradientNoiseOperator, HessianOperator,
+    MAX_STORED_GRADIENT_BYTES,
 };

@@ -17,7 +17,7 @@
 use crate::common::{EvalSet, ProbeError};
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::RngExt;
-use sgdlab_linalg::{matmul_into, standard_normal, RngStream, Scalar};
+use sgdlab_linalg::{RngStream, Scalar, matmul_into, standard_normal};
 use sgdlab_nn::{Batch, Loss, Model, Objective, Reduction, Targets};
 use sgdlab_operators::LinearOperator;
 use std::ops::Range;
@@ -33,7 +33,13 @@ pub struct CurvatureContext<'a, T> {
 
 impl<'a, T: Scalar> CurvatureContext<'a, T> {
     /// Checks shapes and targets once, so that operators never fail later.
-    pub fn new(model: &'a Model, params: &'a [T], set: &'a EvalSet<T>, batch_size: usize, loss: Loss) -> Result<Self, ProbeError> {
+    pub fn new(
+        model: &'a Model,
+        params: &'a [T],
+        set: &'a EvalSet<T>,
+        batch_size: usize,
+        loss: Loss,
+    ) -> Result<Self, ProbeError> {
         if set.is_empty() {
             return Err(ProbeError::Invalid("the evaluation set is empty".into()));
         }
@@ -98,7 +104,11 @@ impl<'a, T: Scalar> CurvatureContext<'a, T> {
     /// Mean loss over the whole set at parameters `p` (same model and data).
     pub fn loss_at(&self, p: &[T]) -> f64 {
         let obj = self.sum();
-        let s: f64 = self.batches.iter().map(|r| self.model.loss(p, &self.batch(r.clone()), &obj).expect("checked in new").to_f64()).sum();
+        let s: f64 = self
+            .batches
+            .iter()
+            .map(|r| self.model.loss(p, &self.batch(r.clone()), &obj).expect("checked in new").to_f64())
+            .sum();
         s * self.scale().to_f64()
     }
 
@@ -121,7 +131,11 @@ impl<'a, T: Scalar> CurvatureContext<'a, T> {
         let mut gb = vec![T::zero(); self.dim()];
         let mut loss = 0.0;
         for r in &self.batches {
-            loss += self.model.gradient_into(p, &self.batch(r.clone()), &self.sum(), &mut gb).expect("checked in new").to_f64();
+            loss += self
+                .model
+                .gradient_into(p, &self.batch(r.clone()), &self.sum(), &mut gb)
+                .expect("checked in new")
+                .to_f64();
             for (a, &v) in g.iter_mut().zip(&gb) {
                 *a += v;
             }
@@ -245,12 +259,18 @@ impl<'a, T: Scalar> FisherOperator<'a, T> {
             FisherKind::Exact => None,
             FisherKind::Empirical => {
                 check_storage::<T>(ctx.len(), ctx.dim(), "the empirical Fisher")?;
-                let parts: Vec<Array2<T>> = ctx.batches.iter().map(|r| ctx.per_example_rows(r.clone(), None, None)).collect();
-                Some(ndarray::concatenate(Axis(0), &parts.iter().map(|a| a.view()).collect::<Vec<_>>()).expect("same widths"))
+                let parts: Vec<Array2<T>> =
+                    ctx.batches.iter().map(|r| ctx.per_example_rows(r.clone(), None, None)).collect();
+                Some(
+                    ndarray::concatenate(Axis(0), &parts.iter().map(|a| a.view()).collect::<Vec<_>>())
+                        .expect("same widths"),
+                )
             }
             FisherKind::MonteCarlo { samples } => {
                 if samples == 0 {
-                    return Err(ProbeError::Invalid("the Monte-Carlo Fisher needs at least one sample per example".into()));
+                    return Err(ProbeError::Invalid(
+                        "the Monte-Carlo Fisher needs at least one sample per example".into(),
+                    ));
                 }
                 check_storage::<T>(ctx.len() * samples, ctx.dim(), "the Monte-Carlo Fisher")?;
                 let mut rng = stream.child("fisher-labels").rng();
@@ -258,13 +278,19 @@ impl<'a, T: Scalar> FisherOperator<'a, T> {
                 let mse_variance = 1.0 / (2.0 * cn);
                 let mut parts = Vec::new();
                 for r in &ctx.batches {
-                    let z = ctx.model.forward(ctx.params, ctx.set.x.slice(ndarray::s![r.clone(), ..])).expect("checked in new");
+                    let z = ctx
+                        .model
+                        .forward(ctx.params, ctx.set.x.slice(ndarray::s![r.clone(), ..]))
+                        .expect("checked in new");
                     for _ in 0..samples {
                         let (labels, values) = sample_targets(ctx.loss, z.view(), mse_variance, &mut rng);
                         parts.push(ctx.per_example_rows(r.clone(), labels, values));
                     }
                 }
-                Some(ndarray::concatenate(Axis(0), &parts.iter().map(|a| a.view()).collect::<Vec<_>>()).expect("same widths"))
+                Some(
+                    ndarray::concatenate(Axis(0), &parts.iter().map(|a| a.view()).collect::<Vec<_>>())
+                        .expect("same widths"),
+                )
             }
         };
         Ok(FisherOperator { ctx, kind, rows })
@@ -280,7 +306,12 @@ impl<'a, T: Scalar> FisherOperator<'a, T> {
 /// label from sigmoid(z) (logistic), or z + N(0, variance) (MSE). The per-example objective is
 /// `c N l_i`, so MSE's is `(c N) ||z - y||^2`: the negative log-likelihood (up to a constant) of a
 /// Gaussian with variance `1 / (2 c N)`, which is `K / 2` for the mean over all elements.
-fn sample_targets<T: Scalar>(loss: Loss, z: ArrayView2<'_, T>, mse_variance: f64, rng: &mut sgdlab_linalg::StreamRng) -> (Option<Vec<u32>>, Option<Array2<T>>) {
+fn sample_targets<T: Scalar>(
+    loss: Loss,
+    z: ArrayView2<'_, T>,
+    mse_variance: f64,
+    rng: &mut sgdlab_linalg::StreamRng,
+) -> (Option<Vec<u32>>, Option<Array2<T>>) {
     match loss {
         Loss::CrossEntropy => {
             let labels = z
@@ -303,7 +334,11 @@ fn sample_targets<T: Scalar>(loss: Loss, z: ArrayView2<'_, T>, mse_variance: f64
             (Some(labels), None)
         }
         Loss::Logistic => {
-            let labels = z.rows().into_iter().map(|row| u32::from(rng.random::<f64>() < 1.0 / (1.0 + (-row[0].to_f64()).exp()))).collect();
+            let labels = z
+                .rows()
+                .into_iter()
+                .map(|row| u32::from(rng.random::<f64>() < 1.0 / (1.0 + (-row[0].to_f64()).exp())))
+                .collect();
             (Some(labels), None)
         }
         Loss::Mse => {
@@ -338,7 +373,8 @@ impl<T: Scalar> GradientNoiseOperator<T> {
     pub fn new(ctx: &CurvatureContext<'_, T>) -> Result<Self, ProbeError> {
         check_storage::<T>(ctx.len(), ctx.dim(), "the gradient-noise covariance")?;
         let parts: Vec<Array2<T>> = ctx.batches.iter().map(|r| ctx.per_example_rows(r.clone(), None, None)).collect();
-        let mut g = ndarray::concatenate(Axis(0), &parts.iter().map(|a| a.view()).collect::<Vec<_>>()).expect("same widths");
+        let mut g =
+            ndarray::concatenate(Axis(0), &parts.iter().map(|a| a.view()).collect::<Vec<_>>()).expect("same widths");
         let inv = T::one() / T::from_usize(g.nrows());
         let mean = g.sum_axis(Axis(0)).mapv(|v| v * inv);
         for mut row in g.rows_mut() {

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""PyHessian side of the curvature benchmark (bench/run_curvature_bench.sh drives both sides).
+
+MLP 784-512-512-10 (PyTorch default init, seed 0, float32) at initialisation, cross-entropy
+(mean) on the first 1,000 MNIST test images (../shared/data, pixels / 255). Writes the weights
+(safetensors, PyTorch names) and the data (.npy) for sgdlab, then times PyHessian's top
+eigenvalue (power iteration, its defaults maxIter=100, tol=1e-3) and its trace (Hutchinson,
+defaults maxIter=100, tol=1e-3), counting Hessian-vector products by wrapping
+pyhessian.hessian.hessian_vector_product. Prints one JSON object.
+
+Usage: python bench/anchors/pyhessian_bench.py --out DIR [--threads N] [--repeats R]
+Reference only: needs torch, pyhessian, safetensors, numpy (a virtual environment outside the repo).
+"""
+import argparse
+import gzip
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import pyhessian
+import pyhessian.hessian as ph
+from safetensors.torch import save_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data", "mnist"))
+
+
+def read_idx(path):
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    magic = int.from_bytes(raw[:4], "big")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--samples", type=int, default=1000)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    os.makedirs(a.out, exist_ok=True)
+    x = read_idx(os.path.join(DATA, "t10k-images-idx3-ubyte.gz"))[: a.samples].reshape(a.samples, 784).astype(np.float32) / 255.0
+    y = read_idx(os.path.join(DATA, "t10k-labels-idx1-ubyte.gz"))[: a.samples].astype(np.int64)
+    np.save(os.path.join(a.out, "x.npy"), x)
+    np.save(os.path.join(a.out, "y.npy"), y)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(a.out, "mlp.safetensors"))
+    criterion = torch.nn.CrossEntropyLoss()
+    data = (torch.from_numpy(x), torch.from_numpy(y))
+
+    counter = {"hvp": 0}
+    original = ph.hessian_vector_product
+
+    def counting(gradsH, params, v):
+        counter["hvp"] += 1
+        return original(gradsH, params, v)
+
+    ph.hessian_vector_product = counting
+
+    def timed(fn):
+        times, hvps, value = [], [], None
+        for _ in range(a.repeats):
+            counter["hvp"] = 0
+            t0 = time.perf_counter()
+            comp = ph.hessian(model, criterion, data=data, cuda=False)  # includes its gradient pass
+            value = fn(comp)
+            times.append(time.perf_counter() - t0)
+            hvps.append(counter["hvp"])
+        return {"median_s": statistics.median(times), "times_s": times, "hvps": hvps[-1], "value": value}
+
+    top = timed(lambda c: float(c.eigenvalues(top_n=1)[0][0]))
+    tr = timed(lambda c: float(np.mean(c.trace())))
+    print(json.dumps({
+        "threads": a.threads,
+        "samples": a.samples,
+        "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "pyhessian": getattr(pyhessian, "__version__", "0.1"), "numpy": np.__version__},
+        "top_eigenvalue": top,
+        "trace": tr,
+    }))
+
+
+if __name__ == "__main__":
+    main()

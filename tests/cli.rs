@@ -1,0 +1,197 @@
+//! End-to-end tests of the command line: the binary as a user runs it.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn sgdlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sgdlab")).args(args).output().expect("run sgdlab")
+}
+
+fn stdout_json(o: &Output) -> Value {
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        s.trim().lines().count(),
+        1,
+        "stdout must be one JSON object, got:\n{s}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_str(s.trim()).unwrap()
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn version_and_help() {
+    let o = sgdlab(&["--version"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("sgdlab 0."));
+    let o = sgdlab(&["--help"]);
+    let h = String::from_utf8_lossy(&o.stdout);
+    for c in ["reproduce", "train", "probe", "data", "model"] {
+        assert!(h.contains(c), "--help lacks {c}");
+    }
+}
+
+#[test]
+fn train_then_probe_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let spec = root().join("examples/mnist1d-sgd.toml");
+    let o = sgdlab(&[
+        "--threads",
+        "1",
+        "train",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "data=mnist1d:n=1000",
+        "--set",
+        "budget.epochs=3",
+        "--set",
+        "checkpoint.every=50",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rec = stdout_json(&o);
+    assert_eq!(rec["status"], "completed");
+    assert_eq!(rec["total_steps"], 75);
+    for f in ["spec.toml", "metrics.jsonl", "final.safetensors", "record.json"] {
+        assert!(out.join(f).exists(), "missing {f}");
+    }
+    let ckpt = out.join("final.safetensors");
+    let c = ckpt.to_str().unwrap();
+    let o = sgdlab(&["probe", "loss", "--model", c, "--data", "mnist1d:n=1000", "--samples", "200", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = stdout_json(&o);
+    for k in ["loss", "accuracy", "grad_norm", "matvecs"] {
+        assert!(v[k].is_number(), "probe loss lacks {k}: {v}");
+    }
+    let o = sgdlab(&[
+        "probe",
+        "hessian",
+        "--model",
+        c,
+        "--data",
+        "mnist1d:n=1000",
+        "--samples",
+        "200",
+        "--top-k",
+        "3",
+        "--trace",
+        "--probes",
+        "10",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = stdout_json(&o);
+    let top: Vec<f64> = v["top_eigenvalues"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_eq!(top.len(), 3);
+    assert!(top[0] >= top[1] && top[1] >= top[2], "{top:?}");
+    assert!(v["trace"]["estimate"].is_number() && v["trace"]["stderr"].is_number());
+    assert!(v["matvecs"].as_u64().unwrap() >= 13);
+    // A small model's exact spectrum.
+    let small = dir.path().join("small");
+    let o = sgdlab(&[
+        "train",
+        spec.to_str().unwrap(),
+        "--out",
+        small.to_str().unwrap(),
+        "--set",
+        "model=mlp:40-8-10:tanh",
+        "--set",
+        "data=mnist1d:n=1000",
+        "--set",
+        "budget.epochs=1",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sc = small.join("final.safetensors");
+    let o = sgdlab(&[
+        "probe",
+        "hessian",
+        "--model",
+        sc.to_str().unwrap(),
+        "--data",
+        "mnist1d:n=1000",
+        "--samples",
+        "100",
+        "--exact",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = stdout_json(&o);
+    assert_eq!(v["eigenvalues"].as_array().unwrap().len(), 40 * 8 + 8 + 8 * 10 + 10);
+    assert!(v["near_zero_fraction"].is_number() && v["trace"]["estimate"].is_number());
+    let o = sgdlab(&[
+        "probe",
+        "sharpness",
+        "--model",
+        sc.to_str().unwrap(),
+        "--data",
+        "mnist1d:n=1000",
+        "--samples",
+        "100",
+        "--steps",
+        "3",
+        "--json",
+    ]);
+    assert!(o.status.success());
+    assert!(stdout_json(&o)["sharpness"][0]["sharpness"].as_f64().unwrap() >= 0.0);
+}
+
+#[test]
+fn bad_input_gives_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "model = \"mlp:40-10:relu\"\ndata = \"mnist1d\"\nfoo = 1\n[optimizer]\nname = \"sgd\"\nlr = 0.1\nbatch_size = 8\n[budget]\nsteps = 3\n").unwrap();
+    let o = sgdlab(&["train", bad.to_str().unwrap(), "--out", dir.path().join("r").to_str().unwrap(), "--quiet"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains("bad.toml") && e.contains("unknown field `foo`"), "{e}");
+    let o = sgdlab(&["probe", "loss", "--model", dir.path().join("missing.safetensors").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.safetensors"));
+    let t = root().join("tests/golden/torch_sequential_bad_shape.safetensors");
+    let o = sgdlab(&["model", "--checkpoint", t.to_str().unwrap(), "--arch", "mlp:4-5-5-3:relu"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("'2.weight'") && e.trim().lines().count() == 1, "{e}");
+}
+
+#[test]
+fn a_diverging_run_exits_with_status_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = root().join("examples/mnist1d-sgd.toml");
+    let out = dir.path().join("d");
+    let o = sgdlab(&[
+        "train",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "optimizer.lr=1e7",
+        "--set",
+        "budget.epochs=1",
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    let rec: Value = serde_json::from_str(&std::fs::read_to_string(out.join("record.json")).unwrap()).unwrap();
+    assert_eq!(rec["status"], "diverged");
+    assert!(rec["diverged_at_step"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn data_info_json_has_the_documented_keys() {
+    let o = sgdlab(&["data", "info", "mnist1d", "--json"]);
+    assert!(o.status.success());
+    let v = stdout_json(&o);
+    assert_eq!(v["splits"]["train"]["n"], 4000);
+    assert_eq!(v["splits"]["test"]["n"], 1000);
+    assert_eq!(v["splits"]["train"]["classes"], 10);
+    assert_eq!(v["splits"]["train"]["class_counts"].as_array().unwrap().len(), 10);
+}
