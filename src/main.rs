@@ -52,6 +52,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Die quietly when the reader of stdout goes away (`sgdlab ... | head`), like other CLI tools,
+    // instead of panicking on a broken pipe.
+    #[cfg(unix)]
+    // SAFETY: resetting a signal to its default disposition at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     sgdlab_linalg::set_threads(cli.threads);
     let result = match cli.command {

@@ -195,3 +195,20 @@ fn data_info_json_has_the_documented_keys() {
     assert_eq!(v["splits"]["train"]["classes"], 10);
     assert_eq!(v["splits"]["train"]["class_counts"].as_array().unwrap().len(), 10);
 }
+
+#[test]
+fn study_list_and_plan() {
+    let o = sgdlab(&["study", "list"]);
+    assert!(o.status.success());
+    let s = String::from_utf8_lossy(&o.stdout);
+    for name in ["batch-sharpness", "rank-depth", "rank-depth-completion"] {
+        assert!(s.contains(name), "{s}");
+    }
+    let o = sgdlab(&["study", "plan", "batch-sharpness", "--json"]);
+    assert!(o.status.success());
+    let plan = stdout_json(&o);
+    assert_eq!(plan["runs"].as_array().unwrap().len(), 10);
+    let o = sgdlab(&["study", "plan", "no-such-study"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("neither a built-in study"));
+}

@@ -173,8 +173,9 @@ impl Split {
         if let Some(((i, j), v)) = features.indexed_iter().find(|(_, v)| !v.is_finite()) {
             return Err(DataError::invalid(&name, format!("feature {j} of example {i} is {v}")));
         }
+        // NaN marks an unobserved regression target (masked losses); infinities are errors.
         if let Targets::Regression(y) = &targets
-            && let Some(((i, j), v)) = y.indexed_iter().find(|(_, v)| !v.is_finite())
+            && let Some(((i, j), v)) = y.indexed_iter().find(|(_, v)| v.is_infinite())
         {
             return Err(DataError::invalid(&name, format!("target {j} of example {i} is {v}")));
         }

@@ -3,9 +3,9 @@
 //! See [`SPEC_GRAMMAR`] for the grammar, every source and transform, every key and its default.
 
 use crate::generators::{
-    Activation, Amplitudes, BooleanCubeSpec, BooleanTarget, CloneKind, DominoesSpec, GaussianCloneSpec,
-    GaussianMixtureSpec, LmsSpec, MatrixCompletionSpec, Mnist1dSpec, SimpleCoordinate, SinesSpec, TeacherSpec,
-    TeacherTargets, gaussian_clone,
+    Activation, Amplitudes, BooleanCubeSpec, BooleanTarget, CloneKind, CompletionLayout, DominoesSpec,
+    GaussianCloneSpec, GaussianMixtureSpec, LmsSpec, MatrixCompletionSpec, Mnist1dSpec, SimpleCoordinate, SinesSpec,
+    TeacherSpec, TeacherTargets, gaussian_clone,
 };
 use crate::loaders::{load_cifar10_dir, load_idx_pair, load_npy_pair};
 use crate::transform::StandardiseBy;
@@ -48,8 +48,10 @@ Sources
   boolean              {-1,1}^d: d [7], target [parity] (parity|monomial|and|random), degree [d],
                        set [first degree coordinates] (e.g. 0+2+4), n_train [all points], seed [0]
                        -> train (whole cube) or train/test
-  matrix-completion    rows [32], cols [32], rank [3], observed [0.3], seed [0]
-                       -> train (observed entries) / test (hidden), one-hot row|col features
+  matrix-completion    rows [32], cols [32], rank [3], observed [0.3], layout [entries] (entries|columns),
+                       seed [0] -> train (observed entries) / test (hidden): entries = one example per
+                       entry with one-hot row|col features; columns = one example per column (one-hot
+                       e_c -> M[:, c], entries of the other split NaN = unobserved)
   dominoes             of=(SPEC) (required; image data with train/test splits), top [0+1], bottom [4+9],
                        seed [0] -> each split, plus test-top-randomised and test-bottom-randomised
 
@@ -637,7 +639,7 @@ fn parse_source(spec: &str, name: &str, raw: Option<&str>) -> Result<SourceSpec,
             })
         }
         "matrix-completion" => {
-            let a = Args::new(spec, name, raw, &["rows", "cols", "rank", "observed", "seed"], &[0])?;
+            let a = Args::new(spec, name, raw, &["rows", "cols", "rank", "observed", "layout", "seed"], &[0])?;
             let d = MatrixCompletionSpec::default();
             SourceSpec::MatrixCompletion(MatrixCompletionSpec {
                 rows: a.uint("rows", d.rows)?,
@@ -645,6 +647,11 @@ fn parse_source(spec: &str, name: &str, raw: Option<&str>) -> Result<SourceSpec,
                 rank: a.uint("rank", d.rank)?,
                 observed: a.float("observed", d.observed)?,
                 seed: a.seed(d.seed)?,
+                layout: a.choice(
+                    "layout",
+                    &[("entries", CompletionLayout::Entries), ("columns", CompletionLayout::Columns)],
+                    d.layout,
+                )?,
             })
         }
         "dominoes" => {
@@ -848,7 +855,7 @@ impl DatasetSpec {
             SourceSpec::GaussianClone { spec, of } => gaussian_clone(&of.load()?, spec),
             SourceSpec::Teacher(s) => s.generate(),
             SourceSpec::Boolean(s) => s.generate(),
-            SourceSpec::MatrixCompletion(s) => s.generate()?.to_dataset(),
+            SourceSpec::MatrixCompletion(s) => s.generate()?.to_dataset_with(s.layout),
             SourceSpec::Dominoes { spec, of } => spec.generate(&of.load()?),
         }
     }
@@ -1027,8 +1034,16 @@ impl fmt::Display for SourceSpec {
             }
             SourceSpec::MatrixCompletion(s) => write!(
                 f,
-                "matrix-completion:rows={},cols={},rank={},observed={},seed={}",
-                s.rows, s.cols, s.rank, s.observed, s.seed
+                "matrix-completion:rows={},cols={},rank={},observed={},layout={},seed={}",
+                s.rows,
+                s.cols,
+                s.rank,
+                s.observed,
+                match s.layout {
+                    CompletionLayout::Entries => "entries",
+                    CompletionLayout::Columns => "columns",
+                },
+                s.seed
             ),
             SourceSpec::Dominoes { spec, of } => write!(
                 f,
@@ -1166,6 +1181,7 @@ mod tests {
             "boolean:d=5,target=and,set=0+1,n_train=16",
             "boolean:d=10,target=monomial,degree=3",
             "matrix-completion",
+            "matrix-completion:layout=columns,rank=2",
             "dominoes:of=(idx:a,b|split:test=2000),top=0+1,bottom=4+9",
             "mnist1d|subset:n=1000|label-noise:fraction=0.25|random-labels|binarise:even-odd|unit-norm",
             "mnist1d|binarise:neg=0+2,pos=1",

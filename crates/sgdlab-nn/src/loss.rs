@@ -4,7 +4,7 @@
 //! | loss | per-example loss `l_i` | `Reduction::Mean` divides the sum by |
 //! |---|---|---|
 //! | `CrossEntropy` (class targets) | `-log softmax(z_i)[y_i]` | B |
-//! | `Mse` (value targets, or class targets as one-hot) | `sum_k (z_ik - y_ik)^2` | B * K (all elements, as `nn.MSELoss`) |
+//! | `Mse` (value targets, or class targets as one-hot) | `sum_k (z_ik - y_ik)^2` over observed targets (a NaN target is unobserved and contributes nothing: masked losses such as matrix completion) | B * K (all elements, as `nn.MSELoss`, observed or not) |
 //! | `Logistic` (K = 1, class targets 0/1) | `softplus(z_i) - y_i z_i` (`BCEWithLogitsLoss`) | B |
 //!
 //! `Reduction::Sum` is the plain sum of the per-example losses.
@@ -110,6 +110,11 @@ impl Loss {
                 return Err(NnError::Targets("cross_entropy needs class targets, got real values".into()));
             }
             (Loss::Mse, Targets::Values(v)) => {
+                if let Some(((i, j), y)) = v.indexed_iter().find(|(_, y)| y.is_infinite()) {
+                    return Err(NnError::Targets(format!(
+                        "target {j} of example {i} is {y} (NaN marks an unobserved target; infinities are errors)"
+                    )));
+                }
                 if v.ncols() != k {
                     return Err(NnError::Shape(format!(
                         "targets have {} columns, the model has {k} outputs",
@@ -174,8 +179,9 @@ impl Loss {
                     .iter()
                     .enumerate()
                     .map(|(j, &v)| {
-                        let d = v - Self::target_value(targets, i, j);
-                        d * d
+                        let y = Self::target_value(targets, i, j);
+                        // A NaN target is unobserved: it contributes nothing.
+                        if y.is_nan() { T::zero() } else { (v - y) * (v - y) }
                     })
                     .sum(),
                 Loss::Logistic => {
@@ -218,7 +224,11 @@ impl Loss {
                 }
                 Loss::Mse => {
                     for (j, gv) in grow.iter_mut().enumerate() {
-                        let d = row[j] - Self::target_value(targets, i, j);
+                        let y = Self::target_value(targets, i, j);
+                        if y.is_nan() {
+                            continue;
+                        }
+                        let d = row[j] - y;
                         total += d * d;
                         *gv = s * T::from_f64(2.0) * d;
                     }
@@ -236,10 +246,12 @@ impl Loss {
     }
 
     /// `H_z dz`: the Hessian of the reduced loss with respect to the logits (block diagonal over
-    /// examples) applied to `dz`.
+    /// examples) applied to `dz`. Only MSE reads the targets (unobserved NaN entries have zero
+    /// curvature).
     pub fn hessian_vp<T: Scalar>(
         &self,
         z: ArrayView2<'_, T>,
+        targets: &Targets<'_, T>,
         dz: ArrayView2<'_, T>,
         reduction: Reduction,
     ) -> Array2<T> {
@@ -247,7 +259,7 @@ impl Loss {
         let s: T = self.scale(b, k, reduction);
         let mut out = Array2::zeros((b, k));
         let mut ls = vec![T::zero(); k];
-        for ((row, drow), mut orow) in z.rows().into_iter().zip(dz.rows()).zip(out.rows_mut()) {
+        for (i, ((row, drow), mut orow)) in z.rows().into_iter().zip(dz.rows()).zip(out.rows_mut()).enumerate() {
             match self {
                 Loss::CrossEntropy => {
                     let r: Vec<T> = row.iter().copied().collect();
@@ -259,7 +271,11 @@ impl Loss {
                     }
                 }
                 Loss::Mse => {
-                    for (o, &d) in orow.iter_mut().zip(drow.iter()) {
+                    let masked = matches!(targets, Targets::Values(_));
+                    for (j, (o, &d)) in orow.iter_mut().zip(drow.iter()).enumerate() {
+                        if masked && Self::target_value(targets, i, j).is_nan() {
+                            continue;
+                        }
                         *o = s * T::from_f64(2.0) * d;
                     }
                 }
@@ -330,6 +346,28 @@ mod tests {
     }
 
     #[test]
+    fn mse_ignores_unobserved_nan_targets() {
+        let z = ndarray::array![[1.0, 2.0], [0.5, -1.0]];
+        let dz = ndarray::array![[0.3, -0.2], [0.7, 0.1]];
+        let y = ndarray::array![[0.0, f64::NAN], [f64::NAN, 1.0]];
+        let t = Targets::Values(y.view());
+        // Observed: (1 - 0)^2 + (-1 - 1)^2 = 5, over all 4 elements.
+        assert_eq!(Loss::Mse.value(z.view(), &t, Reduction::Mean), 5.0 / 4.0);
+        let (v, g) = Loss::Mse.value_and_grad(z.view(), &t, Reduction::Sum);
+        assert_eq!(v, 5.0);
+        assert_eq!(g, ndarray::array![[2.0, 0.0], [0.0, -4.0]]);
+        let h = Loss::Mse.hessian_vp(z.view(), &t, dz.view(), Reduction::Sum);
+        assert_eq!(h, ndarray::array![[0.6, 0.0], [0.0, 0.2]]);
+        // Differences of the gradient agree with the masked Hessian.
+        let eps = 1e-6;
+        let (_, gp) = Loss::Mse.value_and_grad((&z + &(&dz * eps)).view(), &t, Reduction::Sum);
+        let (_, gm) = Loss::Mse.value_and_grad((&z - &(&dz * eps)).view(), &t, Reduction::Sum);
+        for (a, b) in ((&gp - &gm) / (2.0 * eps)).iter().zip(h.iter()) {
+            assert!((a - b).abs() < 1e-8);
+        }
+    }
+
+    #[test]
     fn logistic_is_stable_and_matches_formula() {
         let z = ndarray::array![[2.0], [-800.0]];
         let t = Targets::Classes(&[0, 0]);
@@ -366,7 +404,7 @@ mod tests {
                 let (_, gp) = loss.value_and_grad(zp.view(), &t, red);
                 let (_, gm) = loss.value_and_grad(zm.view(), &t, red);
                 let hfd = (&gp - &gm) / (2.0 * h);
-                let hv = loss.hessian_vp(z, dz, red);
+                let hv = loss.hessian_vp(z, &t, dz, red);
                 for (a, b) in hfd.iter().zip(hv.iter()) {
                     assert!((a - b).abs() < 1e-8, "{loss} {red:?} Hessian: {a} vs {b}");
                 }

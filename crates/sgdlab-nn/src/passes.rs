@@ -273,7 +273,7 @@ impl Model {
             let v = v.as_standard_layout();
             let v = v.as_slice().expect("standard layout");
             let (dz, tts) = self.jvp_pass(p, Some(v), &f.traces, None);
-            let dgz = obj.loss.hessian_vp(f.logits.view(), dz.view(), obj.reduction);
+            let dgz = obj.loss.hessian_vp(f.logits.view(), &batch.targets, dz.view(), obj.reduction);
             let out = out.as_slice_mut().expect("rows of a fresh array are contiguous");
             let gp = (j == 0).then_some(&mut gradient[..]);
             self.backward_tangent(p, v, &f.traces, &tts, gz.clone(), dgz, gp, out);
@@ -311,7 +311,7 @@ impl Model {
         for (v, mut o) in vs.rows().into_iter().zip(out.rows_mut()) {
             let v = v.as_standard_layout();
             let (dz, _) = self.jvp_pass(p, Some(v.as_slice().expect("standard layout")), &f.traces, None);
-            let q = obj.loss.hessian_vp(f.logits.view(), dz.view(), obj.reduction);
+            let q = obj.loss.hessian_vp(f.logits.view(), &batch.targets, dz.view(), obj.reduction);
             self.backward(p, &f.traces, q, Some(o.as_slice_mut().expect("contiguous")), false);
         }
         Ok(out)

@@ -398,7 +398,7 @@ fn model_passes_match_finite_differences() {
                 };
                 let (ju, jv) = (jd(&u), jd(&v));
                 let z = m.forward(&s.p, s.x.view()).unwrap();
-                let hjv = case.loss.hessian_vp(z.view(), jv.view(), reduction);
+                let hjv = case.loss.hessian_vp(z.view(), &b.targets, jv.view(), reduction);
                 let gv = m.ggn_vp(&s.p, &b, &obj, &v).unwrap();
                 let gu = m.ggn_vp(&s.p, &b, &obj, &u).unwrap();
                 assert_close(
@@ -590,4 +590,48 @@ fn shape_errors_are_errors_not_panics() {
             .to_string()
             .contains("direction has 1 entries")
     );
+}
+
+/// MSE with unobserved (NaN) targets, as in matrix completion: gradient, HVP and GGN of the model
+/// against differences, and the unobserved entries have no influence at all.
+#[test]
+fn masked_mse_passes_match_finite_differences() {
+    let model = Model::new(&"mlp:4-6-3:tanh".parse::<ArchSpec>().unwrap());
+    let mut rng = RngStream::new(31).rng();
+    let p: Vec<f64> = randv(&mut rng, model.num_params()).iter().map(|v| 0.6 * v).collect();
+    let x = randn(&mut rng, (5, 4));
+    let mut y = randn(&mut rng, (5, 3));
+    for (i, j) in [(0, 1), (2, 0), (2, 2), (4, 1)] {
+        y[(i, j)] = f64::NAN;
+    }
+    let b = Batch { x: x.view(), targets: Targets::Values(y.view()) };
+    let v = randv(&mut rng, model.num_params());
+    for reduction in objectives() {
+        let obj = Objective { loss: Loss::Mse, reduction };
+        let lg = model.loss_and_gradient(&p, &b, &obj).unwrap();
+        assert!(lg.loss.is_finite() && lg.gradient.iter().all(|g| g.is_finite()));
+        let fd = (model.loss(&axpy(&p, H, &v), &b, &obj).unwrap() - model.loss(&axpy(&p, -H, &v), &b, &obj).unwrap())
+            / (2.0 * H);
+        assert_close("masked gradient . v", &[dot(&lg.gradient, &v)], &[fd], TOL_FIRST);
+        let hv = model.hvp(&p, &b, &obj, &v).unwrap();
+        let gp = model.loss_and_gradient(&axpy(&p, H, &v), &b, &obj).unwrap().gradient;
+        let gm = model.loss_and_gradient(&axpy(&p, -H, &v), &b, &obj).unwrap().gradient;
+        let fd_hv: Vec<f64> = gp.iter().zip(&gm).map(|(a, c)| (a - c) / (2.0 * H)).collect();
+        assert_close("masked HVP", &hv, &fd_hv, TOL_SECOND);
+        // Changing an unobserved target's position value changes nothing: compare with the
+        // same targets where NaN entries are replaced by the model's own outputs (zero error).
+        let z = model.forward(&p, x.view()).unwrap();
+        let filled = ndarray::Zip::from(&y).and(&z).map_collect(|&t, &o| if t.is_nan() { o } else { t });
+        let bf = Batch { x: x.view(), targets: Targets::Values(filled.view()) };
+        let lf = model.loss_and_gradient(&p, &bf, &obj).unwrap();
+        assert!((lf.loss - lg.loss).abs() < 1e-14);
+        assert_close("masked = zero-error gradient", &lg.gradient, &lf.gradient, TOL_EXACT);
+        let gv = model.ggn_vp(&p, &b, &obj, &v).unwrap();
+        assert!(gv.iter().all(|g| g.is_finite()));
+    }
+    let bad = ndarray::Array2::from_elem((5, 3), f64::INFINITY);
+    let e = model
+        .loss(&p, &Batch { x: x.view(), targets: Targets::Values(bad.view()) }, &Objective::mean(Loss::Mse))
+        .unwrap_err();
+    assert!(e.to_string().contains("infinities are errors"));
 }

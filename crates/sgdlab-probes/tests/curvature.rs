@@ -155,7 +155,7 @@ fn every_curvature_operator_matches_an_explicit_matrix() {
         for c in 0..n * k {
             let mut e = Array2::zeros((n, k));
             e[(c / k, c % k)] = 1.0;
-            let col = t.loss.hessian_vp(z.view(), e.view(), Reduction::Mean);
+            let col = t.loss.hessian_vp(z.view(), &t.set.targets(0..n), e.view(), Reduction::Mean);
             // Reduction::Mean over the 7 examples is exactly the set's mean normaliser.
             for (r, v) in col.iter().enumerate() {
                 hz[(r, c)] = *v;

@@ -19,6 +19,7 @@ pub use verdict::compute_verdict;
 pub const BUILTIN: &[(&str, &str, &str)] = &[
     ("batch-sharpness", "7.1", include_str!("../studies/batch-sharpness.toml")),
     ("rank-depth", "1.3", include_str!("../studies/rank-depth.toml")),
+    ("rank-depth-completion", "1.3", include_str!("../studies/rank-depth-completion.toml")),
 ];
 
 /// A built-in study by name, or a study file.

@@ -6,7 +6,7 @@
 //! | `hessian` | `k` (1), `tol` (1e-3), `operator` ("hessian" or "ggn") | `top_eigenvalue`, `top_eigenvalue_2`, ..., `matvecs` |
 //! | `trace` | `probes` (30) | `trace`, `trace_stderr` |
 //! | `sharpness` | `epsilon` (1e-3), `steps` (20) | `sharpness` |
-//! | `representation-rank` | `centring` ("none"), `layer` ("last": the last block before the logits) | `effective_rank`, `effective_rank_gram`, `stable_rank` |
+//! | `representation-rank` | `centring` ("none"), `layer` ("last": the last block before the logits; "logits"; or a layer name) | `effective_rank`, `effective_rank_gram`, `stable_rank` |
 //!
 //! Each measurement evaluates `samples` examples of `split` (a subset drawn from the run's seed
 //! by the stream `measure/<label>`), in batches of `batch_size`, in f64.
@@ -154,6 +154,8 @@ impl StudyHook {
                 let layer = opt_str(m, "layer", "last")?;
                 let chosen = if layer == "last" {
                     r.layers.len().checked_sub(2).and_then(|i| r.layers.get(i))
+                } else if layer == "logits" {
+                    r.layers.last()
                 } else {
                     r.layers.iter().find(|l| l.layer.name == layer)
                 }

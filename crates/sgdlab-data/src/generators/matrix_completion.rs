@@ -23,12 +23,29 @@ pub struct MatrixCompletionSpec {
     pub observed: f64,
     /// Seed.
     pub seed: u64,
+    /// How the problem is laid out as a dataset.
+    pub layout: CompletionLayout,
+}
+
+/// Dataset layouts of a matrix-completion problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompletionLayout {
+    /// One example per entry: features one-hot row then one-hot column (`rows + cols`), target
+    /// the entry; train = observed entries, test = hidden ones.
+    #[default]
+    Entries,
+    /// One example per column `c`: features the one-hot `e_c` (`cols`), targets the column
+    /// `M[:, c]` (`rows` values) with the entries of the other split marked unobserved (NaN; MSE
+    /// ignores them). A network `W = W_L ... W_1` then predicts `M` as a whole: the deep linear
+    /// matrix completion of Arora et al. (2019) and Huh et al. (PROTOCOLS 1.3b).
+    Columns,
 }
 
 impl Default for MatrixCompletionSpec {
     /// The protocol's 32 x 32, rank 3, 30% observed.
     fn default() -> Self {
-        MatrixCompletionSpec { rows: 32, cols: 32, rank: 3, observed: 0.3, seed: 0 }
+        MatrixCompletionSpec { rows: 32, cols: 32, rank: 3, observed: 0.3, seed: 0, layout: CompletionLayout::Entries }
     }
 }
 
@@ -51,7 +68,23 @@ impl MatrixCompletion {
     /// column (`rows + cols` features), regression target the entry `[n, 1]`; split `train` = the
     /// observed entries, `test` = the others, each in row-major order.
     pub fn to_dataset(&self) -> Result<Dataset, DataError> {
+        self.to_dataset_with(CompletionLayout::Entries)
+    }
+
+    /// The problem as a dataset in the given layout.
+    pub fn to_dataset_with(&self, layout: CompletionLayout) -> Result<Dataset, DataError> {
         let (m, n) = self.truth.dim();
+        if layout == CompletionLayout::Columns {
+            let mut splits = Vec::new();
+            for (name, want) in [("train", true), ("test", false)] {
+                let x = Array2::<f32>::eye(n);
+                let y = Array2::from_shape_fn((n, m), |(c, r)| {
+                    if self.observed[[r, c]] == want { self.truth[[r, c]] } else { f32::NAN }
+                });
+                splits.push(Split::new(name, x, Targets::Regression(y))?);
+            }
+            return Dataset::new("matrix-completion", None, splits);
+        }
         let mut splits = Vec::new();
         for (name, want) in [("train", true), ("test", false)] {
             let entries: Vec<(usize, usize)> =
@@ -96,5 +129,31 @@ impl MatrixCompletionSpec {
             observed[[e / self.cols, e % self.cols]] = true;
         }
         Ok(MatrixCompletion { truth, observed })
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn column_layout_partitions_the_entries_between_train_and_test() {
+        let mc = MatrixCompletionSpec::default().generate().unwrap();
+        let d = mc.to_dataset_with(CompletionLayout::Columns).unwrap();
+        let (tr, te) = (d.train().unwrap(), d.test().unwrap());
+        assert_eq!((tr.len(), tr.dim()), (32, 32));
+        let (ytr, yte) = (tr.targets().values().unwrap(), te.targets().values().unwrap());
+        let observed = ytr.iter().filter(|v| !v.is_nan()).count();
+        let hidden = yte.iter().filter(|v| !v.is_nan()).count();
+        assert_eq!((observed, hidden), (307, 1024 - 307));
+        for c in 0..32 {
+            assert_eq!(tr.features()[[c, c]], 1.0);
+            for r in 0..32 {
+                // Exactly one split holds each entry, with the true value.
+                let (a, b) = (ytr[[c, r]], yte[[c, r]]);
+                assert!(a.is_nan() != b.is_nan());
+                assert_eq!(if a.is_nan() { b } else { a }, mc.truth[[r, c]]);
+            }
+        }
     }
 }

@@ -14,7 +14,7 @@ pub use boolean::{BooleanCubeSpec, BooleanTarget};
 pub use dominoes::DominoesSpec;
 pub use gaussian::{CloneKind, GaussianCloneSpec, GaussianMixtureSpec, gaussian_clone};
 pub use lms::{LmsData, LmsSpec, SimpleCoordinate, lms_slab_index};
-pub use matrix_completion::{MatrixCompletion, MatrixCompletionSpec};
+pub use matrix_completion::{CompletionLayout, MatrixCompletion, MatrixCompletionSpec};
 pub use mnist1d::{MNIST1D_RAW_TEMPLATES, Mnist1dSpec, mnist1d_templates};
 pub use sines::{Amplitudes, SinesSpec, SumOfSines};
 pub use teacher::{Activation, TeacherMlp, TeacherSpec, TeacherTargets};
