@@ -27,6 +27,7 @@ run() { # name, then sgdlab args; prints median wall time over 3 runs and the la
 }
 run top64 --top-k 1 --tol 1e-3
 run top32 --top-k 1 --tol 1e-3 --dtype f32
+run top32_loose --top-k 1 --tol 1e-2 --dtype f32
 run trace64 --trace --probes 100
 run trace32 --trace --probes 100 --dtype f32
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -40,12 +41,12 @@ print(f"reference top eigenvalue (sgdlab Lanczos, f64, residual 1e-10): {ref:.6f
 print("| tool | quantity | HVPs | value | rel. error | median time (s) |")
 print("|---|---|---|---|---|---|")
 p = ph["top_eigenvalue"]
-print(f"| PyHessian {ph['versions']['pyhessian']} (torch {ph['versions']['torch']}, f32, in-process) | top eigenvalue | {p['hvps']} | {p['value']:.6f} | {abs(p['value']-ref)/ref:.2e} | {p['median_s']:.3f} |")
-for n, lab in [("top64", "f64"), ("top32", "f32")]:
+print(f"| PyHessian {ph['versions']['pyhessian']} (torch {ph['versions']['torch']}, f32, in-process) | top eigenvalue | {p['hvps']} (per repeat {p['hvps_per_repeat']}) | {p['value']:.6f} | {abs(p['value']-ref)/ref:.2e} | {p['median_s']:.3f} |")
+for n, lab in [("top64", "f64, tol 1e-3"), ("top32", "f32, tol 1e-3"), ("top32_loose", "f32, tol 1e-2")]:
     v = j(n)
     print(f"| sgdlab ({lab}, whole process) | top eigenvalue | {v['top_matvecs']} | {v['top_eigenvalues'][0]:.6f} | {abs(v['top_eigenvalues'][0]-ref)/ref:.2e} | {t(n):.3f} |")
 p = ph["trace"]
-print(f"| PyHessian (f32, in-process) | trace | {p['hvps']} | {p['value']:.4f} | - | {p['median_s']:.3f} |")
+print(f"| PyHessian (f32, in-process) | trace | {p['hvps']} (per repeat {p['hvps_per_repeat']}) | {p['value']:.4f} | - | {p['median_s']:.3f} (runs {', '.join(f'{x:.2f}' for x in p['times_s'])}) |")
 for n, lab in [("trace64", "f64"), ("trace32", "f32")]:
     v = j(n)["trace"]
     print(f"| sgdlab ({lab}, whole process) | trace +- stderr | {v['matvecs']} | {v['estimate']:.4f} +- {v['stderr']:.4f} | - | {t(n):.3f} |")

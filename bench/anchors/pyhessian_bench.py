@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 import pyhessian
-import pyhessian.hessian as ph
+import pyhessian.hessian  # noqa: F401  (the package re-exports the class under the module's name)
 from safetensors.torch import save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,7 +42,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--samples", type=int, default=1000)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -57,6 +57,7 @@ def main():
     criterion = torch.nn.CrossEntropyLoss()
     data = (torch.from_numpy(x), torch.from_numpy(y))
 
+    ph = sys.modules["pyhessian.hessian"]
     counter = {"hvp": 0}
     original = ph.hessian_vector_product
 
@@ -75,7 +76,7 @@ def main():
             value = fn(comp)
             times.append(time.perf_counter() - t0)
             hvps.append(counter["hvp"])
-        return {"median_s": statistics.median(times), "times_s": times, "hvps": hvps[-1], "value": value}
+        return {"median_s": statistics.median(times), "times_s": times, "hvps_per_repeat": hvps, "hvps": int(statistics.median(hvps)), "value": value}
 
     top = timed(lambda c: float(c.eigenvalues(top_n=1)[0][0]))
     tr = timed(lambda c: float(np.mean(c.trace())))

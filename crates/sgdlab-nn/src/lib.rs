@@ -40,4 +40,4 @@ pub use layer::{Layer, LayerNorm, Linear};
 pub use loss::{Loss, Reduction, Targets};
 pub use model::Model;
 pub use params::{ParamEntry, ParamLayout, Params};
-pub use passes::{Batch, HvpResult, LossGradient, Objective};
+pub use passes::{Batch, HvpCache, HvpResult, LossGradient, Objective};

@@ -54,6 +54,16 @@ struct Forward<T> {
     traces: Vec<Trace<T>>,
 }
 
+/// A batch's forward pass and loss gradient at fixed parameters, kept for repeated exact
+/// Hessian-vector products (Lanczos, Hutchinson): each product then costs one jvp and one
+/// tangent backward pass, without redoing the forward pass.
+pub struct HvpCache<T> {
+    forward: Forward<T>,
+    gz: Array2<T>,
+    /// The loss of the batch.
+    pub loss: T,
+}
+
 impl Model {
     fn check_params<T>(&self, p: &[T]) -> Result<(), NnError> {
         if p.len() != self.num_params() {
@@ -262,12 +272,58 @@ impl Model {
                 self.num_params()
             )));
         }
-        let f = self.forward_traced(p, batch.x);
-        let (loss, gz) = obj.loss.value_and_grad(f.logits.view(), &batch.targets, obj.reduction);
+        let cache = self.hvp_cache(p, batch, obj)?;
         let mut gradient = vec![T::zero(); self.num_params()];
+        let hvps = self.hvps_with(p, &cache, batch, obj, vs, Some(&mut gradient));
+        Ok(HvpResult { loss: cache.loss, gradient, hvps })
+    }
+
+    /// The forward pass and loss gradient of a batch, for [`Model::hvp_cached`].
+    pub fn hvp_cache<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective) -> Result<HvpCache<T>, NnError> {
+        self.check_batch(p, batch, obj)?;
+        let forward = self.forward_traced(p, batch.x);
+        let (loss, gz) = obj.loss.value_and_grad(forward.logits.view(), &batch.targets, obj.reduction);
+        Ok(HvpCache { forward, gz, loss })
+    }
+
+    /// Exact Hessian-vector products `H v_j` for the rows of `vs` from a cached forward pass of
+    /// the same parameters and batch ([`Model::hvp_cache`]).
+    pub fn hvp_cached<T: Scalar>(
+        &self,
+        p: &[T],
+        cache: &HvpCache<T>,
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        vs: ArrayView2<'_, T>,
+    ) -> Result<Array2<T>, NnError> {
+        self.check_params(p)?;
+        if vs.ncols() != self.num_params() || cache.forward.logits.nrows() != batch.x.nrows() {
+            return Err(NnError::Shape(format!(
+                "directions have {} entries for {} parameters; cache of {} examples for a batch of {}",
+                vs.ncols(),
+                self.num_params(),
+                cache.forward.logits.nrows(),
+                batch.x.nrows()
+            )));
+        }
+        Ok(self.hvps_with(p, cache, batch, obj, vs, None))
+    }
+
+    fn hvps_with<T: Scalar>(
+        &self,
+        p: &[T],
+        cache: &HvpCache<T>,
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        vs: ArrayView2<'_, T>,
+        mut gradient: Option<&mut [T]>,
+    ) -> Array2<T> {
+        let f = &cache.forward;
         let mut hvps = Array2::zeros((vs.nrows(), self.num_params()));
-        if vs.nrows() == 0 {
-            self.backward(p, &f.traces, gz.clone(), Some(&mut gradient), false);
+        if vs.nrows() == 0
+            && let Some(g) = gradient.as_deref_mut()
+        {
+            self.backward(p, &f.traces, cache.gz.clone(), Some(g), false);
         }
         for (j, (v, mut out)) in vs.rows().into_iter().zip(hvps.rows_mut()).enumerate() {
             let v = v.as_standard_layout();
@@ -275,10 +331,10 @@ impl Model {
             let (dz, tts) = self.jvp_pass(p, Some(v), &f.traces, None);
             let dgz = obj.loss.hessian_vp(f.logits.view(), &batch.targets, dz.view(), obj.reduction);
             let out = out.as_slice_mut().expect("rows of a fresh array are contiguous");
-            let gp = (j == 0).then_some(&mut gradient[..]);
-            self.backward_tangent(p, v, &f.traces, &tts, gz.clone(), dgz, gp, out);
+            let gp = if j == 0 { gradient.as_deref_mut() } else { None };
+            self.backward_tangent(p, v, &f.traces, &tts, cache.gz.clone(), dgz, gp, out);
         }
-        Ok(HvpResult { loss, gradient, hvps })
+        hvps
     }
 
     /// Exact Hessian-vector product `H v`.

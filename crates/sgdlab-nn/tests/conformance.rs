@@ -389,6 +389,16 @@ fn model_passes_match_finite_differences() {
                 assert_close(&format!("{tag}: hvp_block row 0"), block.hvps.row(0).as_slice().unwrap(), &hv, 0.0);
                 assert_close(&format!("{tag}: hvp_block row 1"), block.hvps.row(1).as_slice().unwrap(), &hu, 0.0);
                 assert_close(&format!("{tag}: hvp_block gradient"), &block.gradient, &lg.gradient, TOL_EXACT);
+                // Products from a cached forward pass equal fresh ones, bit for bit.
+                let cache = m.hvp_cache(&s.p, &b, &obj).unwrap();
+                let cached = m.hvp_cached(&s.p, &cache, &b, &obj, vs.view()).unwrap();
+                assert_close(
+                    &format!("{tag}: hvp_cached"),
+                    cached.as_slice().unwrap(),
+                    block.hvps.as_slice().unwrap(),
+                    0.0,
+                );
+                assert!((cache.loss - lg.loss).abs() <= TOL_EXACT * (1.0 + lg.loss.abs()));
 
                 // GGN: u . G v = (J u) . H_z (J v) with J u, J v from differences of the logits.
                 let jd = |w: &[f64]| {

@@ -29,6 +29,8 @@ pub struct CurvatureContext<'a, T> {
     pub set: &'a EvalSet<T>,
     pub batches: Vec<Range<usize>>,
     pub loss: Loss,
+    /// Forward passes kept for Hessian-vector products, built on first use.
+    hvp_caches: std::sync::OnceLock<Vec<sgdlab_nn::HvpCache<T>>>,
 }
 
 impl<'a, T: Scalar> CurvatureContext<'a, T> {
@@ -44,7 +46,7 @@ impl<'a, T: Scalar> CurvatureContext<'a, T> {
             return Err(ProbeError::Invalid("the evaluation set is empty".into()));
         }
         let batches = set.batches(batch_size);
-        let ctx = CurvatureContext { model, params, set, batches, loss };
+        let ctx = CurvatureContext { model, params, set, batches, loss, hvp_caches: std::sync::OnceLock::new() };
         for r in &ctx.batches {
             let b = ctx.batch(r.clone());
             model.loss(params, &b, &ctx.sum())?;
@@ -180,10 +182,17 @@ impl<T: Scalar> LinearOperator<T> for HessianOperator<'_, T> {
     }
     fn apply_block(&self, block: ArrayView2<'_, T>) -> Array2<T> {
         let c = self.ctx;
+        // The forward pass of each batch is computed once and reused by every product.
+        let caches = c.hvp_caches.get_or_init(|| {
+            c.batches
+                .iter()
+                .map(|r| c.model.hvp_cache(c.params, &c.batch(r.clone()), &c.sum()).expect("checked in new"))
+                .collect()
+        });
         scaled_sum(c.dim(), block.nrows(), c.scale(), |out| {
-            for r in &c.batches {
-                let h = c.model.hvp_block(c.params, &c.batch(r.clone()), &c.sum(), block).expect("checked in new");
-                *out += &h.hvps;
+            for (r, cache) in c.batches.iter().zip(caches) {
+                *out +=
+                    &c.model.hvp_cached(c.params, cache, &c.batch(r.clone()), &c.sum(), block).expect("checked in new");
             }
         })
     }
