@@ -16,12 +16,14 @@ TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 REPORT="$OUT/kernels.md"
 : > "$REPORT"
 log() { echo "$*" | tee -a "$REPORT" >&2; }
+quiet() { python3 bench/wait_quiet.py 0.15 1800 2>&1 | tee -a "$REPORT" >&2; }
 
 cargo bench -p sgdlab-nn --bench passes --no-run --quiet
 cargo bench -p sgdlab-linalg --bench matmul --no-run --quiet
 CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --quiet --manifest-path bench/matmul-threshold/Cargo.toml
 
 log "## passes (cargo bench -p sgdlab-nn --bench passes; Criterion medians; one thread)"
+quiet
 log "uptime before: $(uptime)"
 cargo bench -p sgdlab-nn --bench passes > "$OUT/passes.log" 2>&1
 log "uptime after:  $(uptime)"
@@ -29,6 +31,7 @@ log ""
 python3 bench/criterion_tables.py "$TARGET_DIR/criterion" | sed -n '/^| model/,/^$/p' | tee -a "$REPORT"
 
 log "## matmul (cargo bench -p sgdlab-linalg --bench matmul; Criterion medians)"
+quiet
 log "uptime before: $(uptime)"
 cargo bench -p sgdlab-linalg --bench matmul > "$OUT/matmul.log" 2>&1
 log "uptime after:  $(uptime)"
@@ -37,6 +40,7 @@ python3 bench/criterion_tables.py "$TARGET_DIR/criterion" | sed -n '/^| m x k x 
 log ""
 
 log "## matmul threshold probe (faer Par::Seq vs Par::rayon(2), every shape)"
+quiet
 log "uptime before: $(uptime)"
 "$TARGET_DIR/release/matmul-threshold" | tee -a "$REPORT"
 log "uptime after:  $(uptime)"
@@ -44,6 +48,7 @@ log "uptime after:  $(uptime)"
 if [[ "${MALLOC:-0}" == 1 ]]; then
   log ""
   log "## passes with glibc heap trimming off (GLIBC_TUNABLES trim/mmap thresholds 256 MiB)"
+  quiet
   log "uptime before: $(uptime)"
   GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=268435456 \
     cargo bench -p sgdlab-nn --bench passes > "$OUT/passes-notrim.log" 2>&1

@@ -9,6 +9,7 @@
 #              OUT     results directory            [bench/results]
 #              SGDLAB_BIN  use this sgdlab binary instead of building the work tree
 #                          (e.g. one built from `git archive HEAD`, when the tree is mid-edit)
+#              SGDLAB_REV  the revision SGDLAB_BIN was built from (a label for the tables)
 #              HYPERFINE=1  also cross-check the whole-process medians with hyperfine
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,11 +26,13 @@ if [[ -z "${SGDLAB_BIN:-}" ]]; then
   SGDLAB_BIN=target/release/sgdlab
 fi
 cp "$SGDLAB_BIN" "$BIN_DIR/sgdlab"
-echo "sgdlab $("$BIN_DIR/sgdlab" --version)  |  $("$PYTHON" -c 'import torch; print("torch", torch.__version__)')" >&2
+# SGDLAB_REV labels a binary built elsewhere (its --version says "git unknown" outside a clone).
+NOTE="$("$BIN_DIR/sgdlab" --version)${SGDLAB_REV:+ (revision $SGDLAB_REV)}; $("$PYTHON" -c 'import torch, numpy; print("torch", torch.__version__, "numpy", numpy.__version__)'); $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "$NOTE" >&2
 echo "uptime before: $(uptime)" >&2
 
 python3 bench/train_bench.py --sgdlab "$BIN_DIR/sgdlab" --python "$PYTHON" --rounds "$ROUNDS" \
-  --json-out "$OUT/train_runs.json" --md-out "$OUT/train_tables.md"
+  --note "$NOTE" --json-out "$OUT/train_runs.json" --md-out "$OUT/train_tables.md"
 
 if [[ "${HYPERFINE:-0}" == 1 ]]; then
   command -v hyperfine >/dev/null || { echo "hyperfine not found (apt-get install -y hyperfine)" >&2; exit 1; }

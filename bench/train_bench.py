@@ -98,6 +98,7 @@ def main():
     ap.add_argument("--max-wait", type=float, default=900.0)
     ap.add_argument("--contaminated", type=float, default=0.25, help="foreign load (cores) above which a run is flagged")
     ap.add_argument("--retries", type=int, default=3, help="times a flagged run is run again (the last attempt is kept)")
+    ap.add_argument("--note", default="", help="a line printed at the top of the Markdown (versions)")
     ap.add_argument("--json-out", required=True)
     ap.add_argument("--md-out", required=True)
     args = ap.parse_args()
@@ -127,6 +128,7 @@ def main():
         cpus=NCPU,
         rounds=args.rounds,
         warmup=args.warmup,
+        note=args.note,
     )
     log(f"load average before: {meta['loadavg_before']}")
     log(f"warm-up ({args.warmup} run(s) of each case)")
@@ -171,7 +173,7 @@ def main():
         c["median_whole_clean_s"] = statistics.median(x["whole_s"] for x in clean) if clean else float("nan")
         c["median_loop_clean_s"] = statistics.median(x["loop_s"] for x in clean) if clean else float("nan")
     jobs = sorted({c["job"] for c in cases}, key=args.jobs.split(",").index)
-    lines = [
+    lines = ([args.note, ""] if args.note else []) + [
         f"Measured {meta['started']} to {meta['finished']}; {args.rounds} interleaved rounds after "
         f"{args.warmup} warm-up run(s) per case; load average (1/5/15 min) before "
         f"`{meta['loadavg_before']}`, after `{meta['loadavg_after']}`.",

@@ -1,10 +1,8 @@
 //! `sgdlab reproduce`: every built-in study, then an index page of verdicts.
 
-use crate::cmd_study::{default_jobs, run_one};
+use crate::cmd_study::{ctrl_c, default_jobs, run_one};
 use anyhow::Result;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -25,15 +23,7 @@ pub struct ReproduceArgs {
 }
 
 pub fn run(a: ReproduceArgs) -> Result<i32> {
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let s = stop.clone();
-        let _ = ctrlc::set_handler(move || {
-            if s.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-    }
+    let stop = ctrl_c();
     let jobs = a.jobs.unwrap_or_else(default_jobs);
     let mut dirs = Vec::new();
     for (name, _, _) in sgdlab_studies::BUILTIN {

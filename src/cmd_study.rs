@@ -57,7 +57,8 @@ pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn ctrl_c() -> Arc<AtomicBool> {
+/// A stop flag set by the first Ctrl-C (the second one exits at once).
+pub fn ctrl_c() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let _ = ctrlc::set_handler(move || {

@@ -106,6 +106,17 @@ impl Model {
         Ok(())
     }
 
+    fn check_directions<T>(&self, vs: &ArrayView2<'_, T>) -> Result<(), NnError> {
+        if vs.ncols() != self.num_params() {
+            return Err(NnError::Shape(format!(
+                "directions have {} entries, the model has {} parameters",
+                vs.ncols(),
+                self.num_params()
+            )));
+        }
+        Ok(())
+    }
+
     fn forward_traced<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>) -> Forward<T> {
         let mut h = x.to_owned();
         let mut traces = Vec::with_capacity(self.layers().len());
@@ -265,13 +276,7 @@ impl Model {
         vs: ArrayView2<'_, T>,
     ) -> Result<HvpResult<T>, NnError> {
         self.check_batch(p, batch, obj)?;
-        if vs.ncols() != self.num_params() {
-            return Err(NnError::Shape(format!(
-                "directions have {} entries, the model has {} parameters",
-                vs.ncols(),
-                self.num_params()
-            )));
-        }
+        self.check_directions(&vs)?;
         let cache = self.hvp_cache(p, batch, obj)?;
         let mut gradient = vec![T::zero(); self.num_params()];
         let hvps = self.hvps_with(p, &cache, batch, obj, vs, Some(&mut gradient));
@@ -355,13 +360,7 @@ impl Model {
         vs: ArrayView2<'_, T>,
     ) -> Result<Array2<T>, NnError> {
         self.check_batch(p, batch, obj)?;
-        if vs.ncols() != self.num_params() {
-            return Err(NnError::Shape(format!(
-                "directions have {} entries, the model has {} parameters",
-                vs.ncols(),
-                self.num_params()
-            )));
-        }
+        self.check_directions(&vs)?;
         let f = self.forward_traced(p, batch.x);
         let mut out = Array2::zeros((vs.nrows(), self.num_params()));
         for (v, mut o) in vs.rows().into_iter().zip(out.rows_mut()) {
