@@ -6,7 +6,7 @@ torch.nn.Sequential / nn.CrossEntropyLoss / nn.MSELoss / nn.BCEWithLogitsLoss an
 It writes nothing.
 
 Run (from the repository root):
-    /work/venv-ref/bin/python tests/golden/crosscheck_torch.py
+    $VENV/bin/python tests/golden/crosscheck_torch.py
 """
 
 import json

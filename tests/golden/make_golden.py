@@ -6,7 +6,7 @@ PyTorch losses and reductions, BackPACK-style per-example gradients) from scratc
 tests/golden/golden_mlp.json. Never regenerate the JSON from sgdlab itself.
 
 Run (from the repository root, with the reference venv, see tests/golden/README.md):
-    /work/venv-ref/bin/python tests/golden/make_golden.py
+    $VENV/bin/python tests/golden/make_golden.py
 """
 
 import json

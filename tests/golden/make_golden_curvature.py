@@ -8,7 +8,7 @@ jax.hessian, the GGN J^T H_z J with jax.jacfwd / jax.hessian, and writes scalar 
 spectra to tests/golden/golden_curvature.json. Never regenerate the JSON from sgdlab itself.
 
 Run (from the repository root, with the reference venv, see tests/golden/README.md):
-    /work/venv-ref/bin/python tests/golden/make_golden_curvature.py
+    $VENV/bin/python tests/golden/make_golden_curvature.py
 """
 
 import json

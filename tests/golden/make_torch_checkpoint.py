@@ -9,7 +9,7 @@ Writes (next to this script):
   torch_sequential_bad_shape.safetensors  the same tensors but 2.weight has shape [5,4] (error path)
 
 Run (from the repository root, with the reference venv, see tests/golden/README.md):
-    /work/venv-ref/bin/python tests/golden/make_torch_checkpoint.py
+    $VENV/bin/python tests/golden/make_torch_checkpoint.py
 """
 
 import json
