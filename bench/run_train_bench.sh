@@ -44,7 +44,19 @@ if [[ "${HYPERFINE:-0}" == 1 ]]; then
       args+=(-n "$job pytorch t$t" "$PYTHON bench/anchors/torch_train.py --job $job --threads $t")
     done
   done
-  hyperfine -N --warmup 1 --runs "$ROUNDS" --export-markdown "$OUT/train_hyperfine.md" \
-    --export-json "$OUT/train_hyperfine.json" "${args[@]}"
+  echo "hyperfine uptime before: $(uptime)" >&2
+  hyperfine -N --warmup 1 --runs "$ROUNDS" --export-json "$OUT/train_hyperfine.json" "${args[@]}"
+  echo "hyperfine uptime after: $(uptime)" >&2
+  # hyperfine's own Markdown export gives means; the tables use medians.
+  python3 - "$OUT/train_hyperfine.json" > "$OUT/train_hyperfine.md" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print("hyperfine -N, 1 warm-up run, then the runs of each command one after another (not interleaved).")
+print()
+print("| command | median (s) | mean ± sd (s) | min-max (s) | runs |")
+print("|---|---:|---:|---:|---:|")
+for r in d["results"]:
+    print(f"| {r['command']} | {r['median']:.3f} | {r['mean']:.3f} ± {r['stddev']:.3f} | {r['min']:.3f}-{r['max']:.3f} | {len(r['times'])} |")
+PY
 fi
 echo "uptime after: $(uptime)" >&2

@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -249,10 +250,27 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.md_out)), exist_ok=True)
     with open(args.md_out, "w") as f:
         f.write("\n".join(lines) + "\n")
+    # No machine paths in the results: the binary, the interpreter and scratch dirs by role,
+    # repository files relative to the repository root.
+    root = os.path.dirname(here)
+
+    def display(a):
+        if a == args.sgdlab:
+            return "sgdlab"
+        if a == args.python:
+            return "PYTHON"
+        if a.startswith(tmp):
+            return "<scratch>"
+        if a.startswith(root + os.sep):
+            return os.path.relpath(a, root)
+        return a
+
     for c in cases:
         del c["parse"]
+        c["argv"] = [display(a) for a in c["argv"]]
     with open(args.json_out, "w") as f:
         json.dump(dict(meta=meta, quiet=quiet, discarded=discarded, cases=cases), f, indent=1)
+    shutil.rmtree(tmp, ignore_errors=True)
     print("\n".join(lines))
 
 
