@@ -70,6 +70,24 @@ fn view2_mut<T>(p: &mut [T], rows: usize, cols: usize) -> ArrayViewMut2<'_, T> {
     ArrayViewMut2::from_shape((rows, cols), &mut p[..rows * cols]).expect("parameter slice has the layer's size")
 }
 
+/// Adds `v` to every row of `y` (a bias).
+fn add_to_rows<T: Scalar>(y: &mut Array2<T>, v: &[T]) {
+    for mut row in y.rows_mut() {
+        for (a, &b) in row.iter_mut().zip(v) {
+            *a += b;
+        }
+    }
+}
+
+/// Multiplies every row of `y` element-wise by `v` (a layer-norm gain).
+fn scale_rows<T: Scalar>(y: &mut Array2<T>, v: &[T]) {
+    for mut row in y.rows_mut() {
+        for (a, &b) in row.iter_mut().zip(v) {
+            *a *= b;
+        }
+    }
+}
+
 fn add_row_sums<T: Scalar>(dst: &mut [T], g: &ArrayView2<'_, T>) {
     for row in g.rows() {
         for (d, &v) in dst.iter_mut().zip(row.iter()) {
@@ -96,12 +114,7 @@ impl Linear {
         let mut y = Array2::zeros((x.nrows(), self.out_dim));
         matmul_into(y.view_mut(), false, x, self.weight(p).t(), T::one());
         if self.bias {
-            let b = self.bias_of(p);
-            for mut row in y.rows_mut() {
-                for (v, &bi) in row.iter_mut().zip(b) {
-                    *v += bi;
-                }
-            }
+            add_to_rows(&mut y, self.bias_of(p));
         }
         y
     }
@@ -122,12 +135,7 @@ impl Linear {
         if let Some(dp) = dp {
             matmul_into(dy.view_mut(), started, x, self.weight(dp).t(), T::one());
             if self.bias {
-                let db = self.bias_of(dp);
-                for mut row in dy.rows_mut() {
-                    for (v, &bi) in row.iter_mut().zip(db) {
-                        *v += bi;
-                    }
-                }
+                add_to_rows(&mut dy, self.bias_of(dp));
             }
         }
         dy
@@ -293,11 +301,7 @@ impl LayerNorm {
             Some(dx) => {
                 let mut t = self.xhat_tangent(&st, dx);
                 if let Some(g) = self.gamma(p) {
-                    for mut row in t.rows_mut() {
-                        for (v, &gi) in row.iter_mut().zip(g) {
-                            *v *= gi;
-                        }
-                    }
+                    scale_rows(&mut t, g);
                 }
                 t
             }
@@ -317,11 +321,7 @@ impl LayerNorm {
     fn gxhat<T: Scalar>(&self, p: &[T], gy: ArrayView2<'_, T>) -> Array2<T> {
         let mut g = gy.to_owned();
         if let Some(gamma) = self.gamma(p) {
-            for mut row in g.rows_mut() {
-                for (v, &gi) in row.iter_mut().zip(gamma) {
-                    *v *= gi;
-                }
-            }
+            scale_rows(&mut g, gamma);
         }
         g
     }
