@@ -8,7 +8,9 @@
 //! * `vjp`: the cotangents `gx = J_x^T gy` and `gp += J_p^T gy` (summed over the batch);
 //! * `vjp_per_example`: the same with one row of parameter cotangents per example;
 //! * `vjp_tangent` (the R-operator of Pearlmutter 1994): the tangent of `(gx, gp)` along
-//!   `(dx, dp, dgy)`, which makes Hessian-vector products exact by forward-over-reverse.
+//!   `(dx, dp, dgy)`, which makes Hessian-vector products exact by forward-over-reverse;
+//! * `jet2` (module `jet`): second-order forward mode along a line in parameter space, which
+//!   gives quadratic forms `v^T H v` without a backward pass.
 //!
 //! Parameter layout per layer (PyTorch names and shapes): linear `weight [out, in]` (row-major)
 //! then `bias [out]`; layer norm `weight [dim]` then `bias [dim]`; a residual block's parameters are
@@ -17,6 +19,8 @@
 use crate::activation::Activation;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
 use sgdlab_linalg::{Scalar, matmul_into};
+
+mod jet;
 
 /// A linear (fully connected) layer `y = x W^T + b`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

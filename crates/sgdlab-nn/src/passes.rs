@@ -1,6 +1,7 @@
 //! Model-level passes, written once over the layer rules: forward, loss and gradient, exact
 //! Hessian-vector products (forward-over-reverse), Gauss-Newton-vector products, output jvps,
-//! per-example gradients, input Jacobians and per-layer activations.
+//! per-example gradients, input Jacobians and per-layer activations; quadratic forms `v^T H v` and
+//! `v^T G v` by forward passes only (module `quadratic`).
 //!
 //! All passes take the flat parameter vector `p` (layout of [`Model::layout`]) and a batch, never
 //! mutate anything, and return an error (not a panic) when shapes do not fit.
@@ -11,6 +12,8 @@ use crate::loss::{Loss, Reduction, Targets};
 use crate::model::Model;
 use ndarray::{Array2, Array3, ArrayView2, Axis};
 use sgdlab_linalg::Scalar;
+
+mod quadratic;
 
 /// Inputs `[batch, in_dim]` with their targets.
 #[derive(Debug, Clone, Copy)]

@@ -2,16 +2,20 @@
 //!
 //! * every layer: jvp against central differences; vjp by the dot-product test against the jvp;
 //!   the R-operator (tangent of the vjp) against central differences of the vjp; per-example
-//!   parameter cotangents summing to the batch ones and equal to the single-example ones;
+//!   parameter cotangents summing to the batch ones and equal to the single-example ones; the
+//!   second-order forward rule (`jet2`): its first tangent equals the jvp, its second the
+//!   derivative of the jvp along the curve (central differences);
 //! * every loss and reduction, over several architectures (each activation, layer norm, no bias,
 //!   residual blocks): gradient against central differences of the loss; HVP against
-//!   differences of the gradient; HVP symmetry; GGN products against an explicit J^T H_z J built
+//!   differences of the gradient; HVP symmetry; quadratic forms `v^T H v`, `v^T G v` by forward
+//!   passes against differences and the products; GGN products against an explicit J^T H_z J built
 //!   from finite differences of the logits; output jvp (parameters and inputs) against
 //!   differences of the logits; per-example gradients summing to the gradient and equal to the
 //!   single-example gradients; the input Jacobian against differences; activations ending in
 //!   the logits;
 //! * tiny nets (< 100 parameters, batches of 3 and 4): the explicit Hessian built from HVP columns
-//!   equals the one from second differences of the loss, and is symmetric.
+//!   equals the one from second differences of the loss, and is symmetric; its diagonal and a
+//!   random quadratic form by second-order forward mode match the same differences.
 //!
 //! Inputs are drawn with fixed seeds; kinked activations (ReLU, leaky ReLU, Hat) are evaluated away
 //! from their kinks (the harness checks the margin before differencing).
@@ -242,6 +246,55 @@ fn every_layer_passes_jvp_vjp_and_r_operator_checks() {
             );
             assert_close(&format!("{name} b{batch}: R-op dgp vs differences"), &dgp, &fd_gp, TOL_SECOND);
 
+            // Second-order forward mode along p + t dp with the input on x + t dx + (t^2/2) d2x:
+            // dy is the jvp; d2y is the t-derivative of the jvp along the curve (whose velocity is
+            // dx + t d2x), checked by central differences of that (already verified) jvp.
+            let d2x = randn(&mut rng, (batch, in_dim));
+            let (jdy, jd2y) = layer.jet2(&p, &dp, &trace, Some(&dx), Some(&d2x));
+            let jdy = jdy.expect("a moving input gives a tangent");
+            assert_close(
+                &format!("{name}: jet2 dy equals jvp"),
+                jdy.as_slice().unwrap(),
+                dy.as_slice().unwrap(),
+                TOL_EXACT,
+            );
+            let jvp_along = |t: f64| {
+                let xs = &x + &(&dx * t) + &(&d2x * (0.5 * t * t));
+                let vel = &dx + &(&d2x * t);
+                let (_, tr) = traced(&layer, &axpy(&p, t, &dp), &xs);
+                layer.jvp(&axpy(&p, t, &dp), Some(&dp), &tr, Some(vel)).0
+            };
+            let fd_d2y = (&jvp_along(H) - &jvp_along(-H)) / (2.0 * H);
+            let jd2y = jd2y.unwrap_or_else(|| Array2::zeros(fd_d2y.dim()));
+            assert_close(
+                &format!("{name} b{batch}: jet2 d2y vs differences of the jvp"),
+                jd2y.as_slice().unwrap(),
+                fd_d2y.as_slice().unwrap(),
+                TOL_SECOND,
+            );
+            // A fixed input (None) is the same as zero tangents, and without d2x the jet is the
+            // d2x = 0 case of the full one.
+            let zero = Array2::zeros((batch, in_dim));
+            let (a0, b0) = layer.jet2(&p, &dp, &trace, None, None);
+            let (a1, b1) = layer.jet2(&p, &dp, &trace, Some(&zero), Some(&zero));
+            let or_zero = |o: Option<Array2<f64>>| o.unwrap_or_else(|| Array2::zeros((batch, out)));
+            for (what, a, b) in [("dy", a0, a1), ("d2y", b0, b1)] {
+                assert_close(
+                    &format!("{name}: jet2 {what} with fixed input"),
+                    or_zero(a).as_slice().unwrap(),
+                    or_zero(b).as_slice().unwrap(),
+                    TOL_EXACT,
+                );
+            }
+            let (_, b2) = layer.jet2(&p, &dp, &trace, Some(&dx), None);
+            let (_, b3) = layer.jet2(&p, &dp, &trace, Some(&dx), Some(&zero));
+            assert_close(
+                &format!("{name}: jet2 d2y without d2x"),
+                or_zero(b2).as_slice().unwrap(),
+                or_zero(b3).as_slice().unwrap(),
+                TOL_EXACT,
+            );
+
             // Per-example parameter cotangents: rows sum to the batch cotangent and each row is
             // the single-example cotangent.
             let mut rows = Array2::zeros((batch, np));
@@ -400,6 +453,14 @@ fn model_passes_match_finite_differences() {
                 );
                 assert!((cache.loss - lg.loss).abs() <= TOL_EXACT * (1.0 + lg.loss.abs()));
 
+                // Quadratic forms by second-order forward mode: v^T H v against v . (differences
+                // of the gradient) and against the HVPs; cached = fresh, bit for bit.
+                let q = m.hessian_quadratic_forms(&s.p, &b, &obj, vs.view()).unwrap();
+                assert_close(&format!("{tag}: v^T H v vs differences"), &q[..1], &[dot(&v, &fd_hv)], TOL_SECOND);
+                assert_close(&format!("{tag}: quadratic forms vs HVPs"), &q, &[dot(&v, &hv), dot(&u, &hu)], TOL_EXACT);
+                let qc = m.hessian_quadratic_forms_cached(&s.p, &cache, &b, &obj, vs.view()).unwrap();
+                assert_close(&format!("{tag}: cached quadratic forms"), &qc, &q, 0.0);
+
                 // GGN: u . G v = (J u) . H_z (J v) with J u, J v from differences of the logits.
                 let jd = |w: &[f64]| {
                     let zp = m.forward(&axpy(&s.p, H, w), s.x.view()).unwrap();
@@ -419,6 +480,13 @@ fn model_passes_match_finite_differences() {
                 );
                 let (a, c) = (dot(&u, &gv), dot(&v, &gu));
                 assert!((a - c).abs() <= TOL_EXACT * (1.0 + a.abs()), "{tag}: GGN symmetry {a} vs {c}");
+                // GGN quadratic forms: v^T G v = (J v) . H_z (J v), from differences of the logits
+                // and from the GGN products.
+                let qg = m.ggn_quadratic_forms(&s.p, &b, &obj, vs.view()).unwrap();
+                assert_close(&format!("{tag}: v^T G v vs differences"), &qg[..1], &[(&jv * &hjv).sum()], TOL_FIRST);
+                assert_close(&format!("{tag}: GGN forms vs products"), &qg, &[dot(&v, &gv), dot(&u, &gu)], TOL_EXACT);
+                let qgc = m.ggn_quadratic_forms_cached(&s.p, &cache, &b, &obj, vs.view()).unwrap();
+                assert_close(&format!("{tag}: cached GGN forms"), &qgc, &qg, 0.0);
 
                 // Per-example gradients: rows sum to the gradient; row i is the gradient of the
                 // batch loss restricted to example i (same normaliser).
@@ -552,11 +620,23 @@ fn explicit_hessian_of_tiny_nets_matches_second_differences() {
                 fd.as_slice().unwrap(),
                 TOL_HESSIAN_FD,
             );
+            // Quadratic forms against the same second differences: the diagonal (forms of the
+            // coordinate vectors) and a random direction.
+            let diag = m.hessian_quadratic_forms(&s.p, &b, &obj, eye.view()).unwrap();
+            let fd_diag: Vec<f64> = (0..np).map(|i| fd[(i, i)]).collect();
+            assert_close(&format!("{} b{batch}: diagonal by jets", case.arch), &diag, &fd_diag, TOL_HESSIAN_FD);
+            let w = Array1::from(randv(&mut RngStream::new(22).child(case.arch).rng(), np));
+            let qw = m.hessian_quadratic_forms(&s.p, &b, &obj, w.view().insert_axis(ndarray::Axis(0))).unwrap();
+            assert_close(
+                &format!("{} b{batch}: w^T H w by jets", case.arch),
+                &qw,
+                &[w.dot(&fd.dot(&w))],
+                TOL_HESSIAN_FD,
+            );
             // The GGN materialised is symmetric positive semi-definite.
             let ggn = m.ggn_vp_block(&s.p, &b, &obj, eye.view()).unwrap();
             let e = sgdlab_linalg::symmetric_eigen(ggn.view()).unwrap();
             assert!(e.values[0] >= -1e-12 * scale, "{}: GGN min eigenvalue {}", case.arch, e.values[0]);
-            let _ = Array1::<f64>::zeros(0);
         }
     }
 }
@@ -581,6 +661,11 @@ fn f32_passes_agree_with_f64() {
     // 1000x tighter than any real bug.
     assert_close("f32 gradient", &g32, &g64, 1e-4);
     assert_close("f32 HVP", &h32, &h64, 1e-4);
+    let vs64 = ndarray::ArrayView2::from_shape((1, v.len()), &v).unwrap();
+    let vs32 = ndarray::ArrayView2::from_shape((1, v32.len()), &v32).unwrap();
+    let q64 = m.hessian_quadratic_forms(&s.p, &s.batch(), &obj, vs64).unwrap();
+    let q32 = m.hessian_quadratic_forms(&p32, &b32, &obj, vs32).unwrap();
+    assert_close("f32 v^T H v", &[q32[0] as f64], &q64, 1e-4);
 }
 
 #[test]
