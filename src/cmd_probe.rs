@@ -98,15 +98,22 @@ struct HessianArgs {
     /// Lanczos iteration cap.
     #[arg(long, default_value_t = 200)]
     max_iters: usize,
-    /// Estimate the trace (Hutchinson with Rademacher probes).
+    /// Estimate the trace (Hutchinson with Rademacher probes). Each probe's z^T H z comes from
+    /// second-order forward mode (no backward pass; cheaper than a Hessian-vector product) for the
+    /// Hessian and from a jvp for the GGN/Fisher.
     #[arg(long)]
     trace: bool,
-    /// Probes (matrix-vector products) for the trace.
+    /// Probes for the trace (with --hutchpp: the whole budget of products and quadratic forms).
     #[arg(long, default_value_t = 100)]
     probes: usize,
-    /// Use Hutch++ (Meyer et al. 2021) instead of Hutchinson, with --probes matvecs in all.
+    /// Use Hutch++ (Meyer et al. 2021) instead of Hutchinson: a third of --probes as sketch
+    /// products, the rest as quadratic forms.
     #[arg(long)]
     hutchpp: bool,
+    /// Compute each trace probe's z^T A z from a full matrix-vector product instead of the
+    /// operator's quadratic forms (same estimate up to rounding; for cross-checks and timing).
+    #[arg(long)]
+    trace_by_products: bool,
     /// Materialise the matrix and compute its whole spectrum (small models only).
     #[arg(long)]
     exact: bool,
@@ -338,31 +345,29 @@ fn probe_hessian(l: &Loaded, p: Precision, a: &HessianArgs) -> Result<()> {
             }
         }
         if a.trace {
-            let before = op.matvecs();
+            let (before, forms_before) = (op.matvecs(), op.quadratic_forms_used());
+            let forms = !a.trace_by_products;
             let (trace, stderr) = if a.hutchpp {
                 let e = hutch_plus_plus_trace(
                     &op,
-                    &HutchPlusPlusParams {
-                        matvecs: a.probes,
-                        distribution: ProbeDistribution::Rademacher,
-                        block_size: 10,
-                    },
+                    &HutchPlusPlusParams { matvecs: a.probes, quadratic_forms: forms, ..Default::default() },
                     &l.stream.child("trace"),
                 )?;
                 (e.trace, e.standard_error)
             } else {
                 let e = hutchinson_trace(
                     &op,
-                    &HutchinsonParams { probes: a.probes, distribution: ProbeDistribution::Rademacher, block_size: 10 },
+                    &HutchinsonParams { probes: a.probes, quadratic_forms: forms, ..Default::default() },
                     &l.stream.child("trace"),
                 )?;
                 (e.trace, e.standard_error)
             };
             let used = op.matvecs() - before;
-            out["trace"] = json!({"estimate": trace, "stderr": stderr, "method": if a.hutchpp { "hutch++" } else { "hutchinson" }, "matvecs": used});
+            let forms_used = op.quadratic_forms_used() - forms_before;
+            out["trace"] = json!({"estimate": trace, "stderr": stderr, "method": if a.hutchpp { "hutch++" } else { "hutchinson" }, "probes": a.probes, "matvecs": used, "quadratic_forms": forms_used});
             let _ = writeln!(
                 table,
-                "trace {trace:.6} +- {stderr:.6} ({used} matvecs, {})",
+                "trace {trace:.6} +- {stderr:.6} ({}, {used} matvecs, {forms_used} quadratic forms)",
                 if a.hutchpp { "Hutch++" } else { "Hutchinson" }
             );
         }
@@ -420,7 +425,8 @@ fn probe_hessian(l: &Loaded, p: Precision, a: &HessianArgs) -> Result<()> {
             );
         }
         out["matvecs"] = json!(op.matvecs());
-        let _ = writeln!(table, "matvecs {}", op.matvecs());
+        out["quadratic_forms"] = json!(op.quadratic_forms_used());
+        let _ = writeln!(table, "matvecs {}, quadratic forms {}", op.matvecs(), op.quadratic_forms_used());
         emit(common.json, &out, || table)
     }
     typed!(p, go(l, a))
@@ -537,7 +543,7 @@ fn probe_noise(l: &Loaded, p: Precision, a: &NoiseArgs) -> Result<()> {
         let v = merge(header(l, &a.common), serde_json::to_value(&e)?);
         emit(a.common.json, &v, || {
             format!(
-                "Tr Sigma          {:.6e}\nTr H              {:.6e} +- {:.2e}\nTr(H Sigma)       {:.6e} +- {:.2e} ({} examples)\nalignment R       {:.4}  (1 = isotropic)\nalignment cosine  {:.4}\nbatch {}: Tr Sigma_B {:.6e}, Tr(H Sigma_B) {:.6e}\nmatvecs {}\n",
+                "Tr Sigma          {:.6e}\nTr H              {:.6e} +- {:.2e}\nTr(H Sigma)       {:.6e} +- {:.2e} ({} examples)\nalignment R       {:.4}  (1 = isotropic)\nalignment cosine  {:.4}\nbatch {}: Tr Sigma_B {:.6e}, Tr(H Sigma_B) {:.6e}\nmatvecs {}, quadratic forms {}\n",
                 e.trace_sigma,
                 e.trace_hessian,
                 e.trace_hessian_stderr,
@@ -549,7 +555,8 @@ fn probe_noise(l: &Loaded, p: Precision, a: &NoiseArgs) -> Result<()> {
                 e.batch_size,
                 e.trace_sigma_batch,
                 e.trace_h_sigma_batch,
-                e.matvecs
+                e.matvecs,
+                e.quadratic_forms
             )
         })
     }

@@ -70,6 +70,16 @@ pub enum OperatorError {
         /// Products done before this call.
         matvecs: usize,
     },
+    /// The operator's `quadratic_forms` returned the wrong number of values or a non-finite one.
+    #[error("{estimator}: quadratic_forms {problem} (after {forms} quadratic forms)")]
+    BadQuadraticForms {
+        /// The estimator that called the operator.
+        estimator: &'static str,
+        /// What was wrong: a count mismatch or the first non-finite value's row.
+        problem: String,
+        /// Forms computed before this call.
+        forms: usize,
+    },
     /// A small dense decomposition (of a projected matrix) failed.
     #[error(transparent)]
     Decomposition(#[from] DecompError),

@@ -37,6 +37,15 @@ pub trait LinearOperator<T: Scalar> {
     fn is_symmetric(&self) -> bool {
         true
     }
+
+    /// `z_i^T A z_i` for each row `z_i` of `block`, when the operator computes these quadratic
+    /// forms more cheaply than the products themselves (a network's Hessian does, by
+    /// second-order forward mode). `None`, the default, means it does not: trace estimators then
+    /// use [`apply_block`](Self::apply_block) and take the dot products.
+    fn quadratic_forms(&self, block: ArrayView2<'_, T>) -> Option<Vec<f64>> {
+        let _ = block;
+        None
+    }
 }
 
 macro_rules! forward_operator {
@@ -53,6 +62,9 @@ macro_rules! forward_operator {
             }
             fn is_symmetric(&self) -> bool {
                 (**self).is_symmetric()
+            }
+            fn quadratic_forms(&self, block: ArrayView2<'_, T>) -> Option<Vec<f64>> {
+                (**self).quadratic_forms(block)
             }
         }
     )*};
@@ -168,6 +180,10 @@ impl<T: Scalar, A: LinearOperator<T>, B: LinearOperator<T>> LinearOperator<T> fo
     fn is_symmetric(&self) -> bool {
         self.a.is_symmetric() && self.b.is_symmetric()
     }
+    fn quadratic_forms(&self, block: ArrayView2<'_, T>) -> Option<Vec<f64>> {
+        let (a, b) = (self.a.quadratic_forms(block)?, self.b.quadratic_forms(block)?);
+        Some(a.iter().zip(&b).map(|(x, y)| x + y).collect())
+    }
 }
 
 /// `alpha A`: `apply_block(X) = alpha (X A^T)`.
@@ -195,6 +211,10 @@ impl<T: Scalar, O: LinearOperator<T>> LinearOperator<T> for ScaledOperator<T, O>
     }
     fn is_symmetric(&self) -> bool {
         self.inner.is_symmetric()
+    }
+    fn quadratic_forms(&self, block: ArrayView2<'_, T>) -> Option<Vec<f64>> {
+        let a = self.alpha.to_f64();
+        Some(self.inner.quadratic_forms(block)?.into_iter().map(|q| a * q).collect())
     }
 }
 
@@ -226,6 +246,11 @@ impl<T: Scalar, O: LinearOperator<T>> LinearOperator<T> for ShiftedOperator<T, O
     fn is_symmetric(&self) -> bool {
         self.inner.is_symmetric()
     }
+    fn quadratic_forms(&self, block: ArrayView2<'_, T>) -> Option<Vec<f64>> {
+        let q = self.inner.quadratic_forms(block)?;
+        let s = self.sigma.to_f64();
+        Some(q.into_iter().zip(block.rows()).map(|(q, z)| q + s * norm(z).powi(2)).collect())
+    }
 }
 
 /// A pass-through wrapper that counts matrix-vector products (rows of every block applied) and
@@ -238,12 +263,13 @@ pub struct CountingOperator<O> {
     inner: O,
     matvecs: AtomicUsize,
     calls: AtomicUsize,
+    forms: AtomicUsize,
 }
 
 impl<O> CountingOperator<O> {
     /// Wrap `inner` with both counters at zero.
     pub fn new(inner: O) -> Self {
-        CountingOperator { inner, matvecs: AtomicUsize::new(0), calls: AtomicUsize::new(0) }
+        CountingOperator { inner, matvecs: AtomicUsize::new(0), calls: AtomicUsize::new(0), forms: AtomicUsize::new(0) }
     }
     /// Matrix-vector products so far (the sum of the row counts of all blocks applied).
     pub fn matvecs(&self) -> usize {
@@ -253,10 +279,16 @@ impl<O> CountingOperator<O> {
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::Relaxed)
     }
-    /// Set both counters to zero.
+    /// Quadratic forms `z^T A z` the inner operator computed directly (rows of blocks passed to
+    /// `quadratic_forms` for which it returned values).
+    pub fn quadratic_forms_used(&self) -> usize {
+        self.forms.load(Ordering::Relaxed)
+    }
+    /// Set all counters to zero.
     pub fn reset(&self) {
         self.matvecs.store(0, Ordering::Relaxed);
         self.calls.store(0, Ordering::Relaxed);
+        self.forms.store(0, Ordering::Relaxed);
     }
     /// The wrapped operator.
     pub fn inner(&self) -> &O {
@@ -284,6 +316,11 @@ impl<T: Scalar, O: LinearOperator<T>> LinearOperator<T> for CountingOperator<O> 
     }
     fn is_symmetric(&self) -> bool {
         self.inner.is_symmetric()
+    }
+    fn quadratic_forms(&self, block: ArrayView2<'_, T>) -> Option<Vec<f64>> {
+        let q = self.inner.quadratic_forms(block)?;
+        self.forms.fetch_add(block.nrows(), Ordering::Relaxed);
+        Some(q)
     }
 }
 
@@ -353,6 +390,48 @@ pub(crate) fn apply_in_blocks<T: Scalar>(
         let y = checked_apply(op, x.slice(s![done..done + c, ..]), estimator, *matvecs)?;
         *matvecs += c;
         out.slice_mut(s![done..done + c, ..]).assign(&y);
+        done += c;
+    }
+    Ok(out)
+}
+
+/// `z_i^T A z_i` for the rows of `x`, in chunks of at most `block_size` rows: by the operator's
+/// own quadratic forms when `use_forms` and it has them (counted in `forms`), else by products
+/// (counted in `matvecs`) and dot products. The values are the same up to rounding either way.
+pub(crate) fn quadratic_forms_in_blocks<T: Scalar>(
+    op: &dyn LinearOperator<T>,
+    x: ArrayView2<'_, T>,
+    block_size: usize,
+    use_forms: bool,
+    estimator: &'static str,
+    matvecs: &mut usize,
+    forms: &mut usize,
+) -> Result<Vec<f64>, OperatorError> {
+    let k = x.nrows();
+    let mut out = Vec::with_capacity(k);
+    let mut done = 0;
+    while done < k {
+        let c = block_size.max(1).min(k - done);
+        let block = x.slice(s![done..done + c, ..]);
+        let direct = if use_forms { op.quadratic_forms(block) } else { None };
+        match direct {
+            Some(q) => {
+                let bad = |problem: String| OperatorError::BadQuadraticForms { estimator, problem, forms: *forms };
+                if q.len() != c {
+                    return Err(bad(format!("returned {} values for a block of {c} rows", q.len())));
+                }
+                if let Some(i) = q.iter().position(|v| !v.is_finite()) {
+                    return Err(bad(format!("returned a non-finite value for row {i}")));
+                }
+                *forms += c;
+                out.extend(q);
+            }
+            None => {
+                let y = checked_apply(op, block, estimator, *matvecs)?;
+                *matvecs += c;
+                out.extend(row_dots(block, y.view()));
+            }
+        }
         done += c;
     }
     Ok(out)

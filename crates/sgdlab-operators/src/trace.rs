@@ -1,7 +1,7 @@
 //! Stochastic trace estimation: Hutchinson and Hutch++.
 
 use crate::OperatorError;
-use crate::operator::{LinearOperator, apply_in_blocks, norm, orthogonalise_against, row_dots};
+use crate::operator::{LinearOperator, apply_in_blocks, norm, orthogonalise_against, quadratic_forms_in_blocks};
 use crate::probes::{MeanEstimate, ProbeDistribution};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -17,11 +17,20 @@ pub struct HutchinsonParams {
     pub distribution: ProbeDistribution,
     /// Probes per `apply_block` call (memory knob only; results do not depend on it).
     pub block_size: usize,
+    /// Use the operator's own quadratic forms `z^T A z` when it has them
+    /// ([`LinearOperator::quadratic_forms`]; a network's Hessian computes them by forward passes
+    /// only, cheaper than a product). Default true; the estimate is the same up to rounding.
+    pub quadratic_forms: bool,
 }
 
 impl Default for HutchinsonParams {
     fn default() -> Self {
-        HutchinsonParams { probes: 30, distribution: ProbeDistribution::Rademacher, block_size: 10 }
+        HutchinsonParams {
+            probes: 30,
+            distribution: ProbeDistribution::Rademacher,
+            block_size: 10,
+            quadratic_forms: true,
+        }
     }
 }
 
@@ -34,8 +43,10 @@ pub struct TraceEstimate {
     pub standard_error: f64,
     /// The per-probe values `z_i^T A z_i`, in probe order.
     pub samples: Vec<f64>,
-    /// Products used (`m`).
+    /// Products used (`m`, or 0 when the operator computed the quadratic forms itself).
     pub matvecs: usize,
+    /// Quadratic forms the operator computed directly (`m`, or 0 when it has none).
+    pub quadratic_forms: usize,
     /// The probe distribution.
     pub distribution: ProbeDistribution,
 }
@@ -68,15 +79,23 @@ pub fn hutchinson_trace<T: Scalar>(
     check_block(params.block_size, "hutchinson_trace")?;
     let n = op.dim();
     let z = params.distribution.sample::<T, _>(params.probes, n, &mut rng.child("probes").rng());
-    let mut matvecs = 0;
-    let az = apply_in_blocks(op, z.view(), params.block_size, "hutchinson_trace", &mut matvecs)?;
-    let samples = row_dots(z.view(), az.view());
+    let (mut matvecs, mut forms) = (0, 0);
+    let samples = quadratic_forms_in_blocks(
+        op,
+        z.view(),
+        params.block_size,
+        params.quadratic_forms,
+        "hutchinson_trace",
+        &mut matvecs,
+        &mut forms,
+    )?;
     let m = MeanEstimate::from_samples(&samples);
     Ok(TraceEstimate {
         trace: m.value,
         standard_error: m.standard_error,
         samples,
         matvecs,
+        quadratic_forms: forms,
         distribution: params.distribution,
     })
 }
@@ -92,11 +111,19 @@ pub struct HutchPlusPlusParams {
     pub distribution: ProbeDistribution,
     /// Vectors per `apply_block` call (memory knob only).
     pub block_size: usize,
+    /// Use the operator's own quadratic forms for `tr(Q^T A Q)` and the residual probes when it
+    /// has them (only the sketch `A S` then needs products). Default true.
+    pub quadratic_forms: bool,
 }
 
 impl Default for HutchPlusPlusParams {
     fn default() -> Self {
-        HutchPlusPlusParams { matvecs: 30, distribution: ProbeDistribution::Rademacher, block_size: 10 }
+        HutchPlusPlusParams {
+            matvecs: 30,
+            distribution: ProbeDistribution::Rademacher,
+            block_size: 10,
+            quadratic_forms: true,
+        }
     }
 }
 
@@ -116,8 +143,11 @@ pub struct HutchPlusPlusEstimate {
     pub sketch_rank: usize,
     /// The per-probe values `g_i^T (I - P) A (I - P) g_i`.
     pub samples: Vec<f64>,
-    /// Products used (`s + sketch_rank + g <= m`).
+    /// Products used (`s + sketch_rank + g <= m`; only `s` when the operator computed the
+    /// quadratic forms itself).
     pub matvecs: usize,
+    /// Quadratic forms the operator computed directly (`sketch_rank + g`, or 0).
+    pub quadratic_forms: usize,
 }
 
 /// Hutch++ (Meyer, Musco, Musco & Woodruff 2021, Algorithm 1): with `S` an `n x s` random sketch
@@ -165,9 +195,10 @@ pub fn hutch_plus_plus_trace<T: Scalar>(
         }
     }
     let r = q.nrows();
+    let mut forms = 0;
+    let (bs, use_forms) = (params.block_size, params.quadratic_forms);
     let low_rank_trace = if r > 0 {
-        let aq = apply_in_blocks(op, q.view(), params.block_size, NAME, &mut matvecs)?;
-        row_dots(q.view(), aq.view()).iter().sum()
+        quadratic_forms_in_blocks(op, q.view(), bs, use_forms, NAME, &mut matvecs, &mut forms)?.iter().sum()
     } else {
         0.0
     };
@@ -180,9 +211,8 @@ pub fn hutch_plus_plus_trace<T: Scalar>(
             matmul_into(gm.view_mut(), true, h.view(), q.view(), -T::one());
         }
     }
-    let ag = apply_in_blocks(op, gm.view(), params.block_size, NAME, &mut matvecs)?;
     // (I - P) A g' has the same inner product with g' as A g' (g' is already orthogonal to Q).
-    let samples = row_dots(gm.view(), ag.view());
+    let samples = quadratic_forms_in_blocks(op, gm.view(), bs, use_forms, NAME, &mut matvecs, &mut forms)?;
     let m = MeanEstimate::from_samples(&samples);
     Ok(HutchPlusPlusEstimate {
         trace: low_rank_trace + m.value,
@@ -192,5 +222,6 @@ pub fn hutch_plus_plus_trace<T: Scalar>(
         sketch_rank: r,
         samples,
         matvecs,
+        quadratic_forms: forms,
     })
 }

@@ -168,6 +168,30 @@ fn every_curvature_operator_matches_an_explicit_matrix() {
             materialize(&FisherOperator::new(&ctx, FisherKind::Exact, &RngStream::new(0)).unwrap(), 100).unwrap();
         assert_close(&format!("{name}: exact Fisher = GGN"), &fisher, &ggn, TOL_EXACT);
 
+        // Quadratic forms computed by forward passes only: on the coordinate vectors they are the
+        // diagonals of the explicit matrices; on random vectors, the forms of the materialised
+        // operators (batches of 3 and 7 alike).
+        let eye = Array2::<f64>::eye(np);
+        let diag = |m: &Array2<f64>| Array2::from_shape_vec((1, np), m.diag().to_vec()).unwrap();
+        let row = |q: Vec<f64>| Array2::from_shape_vec((1, q.len()), q).unwrap();
+        let hq = HessianOperator { ctx: &ctx }.quadratic_forms(eye.view()).unwrap();
+        assert_close(&format!("{name}: Hessian forms = diagonal"), &row(hq), &diag(&hfd), TOL_FD_MATRIX);
+        let gq = GgnOperator { ctx: &ctx }.quadratic_forms(eye.view()).unwrap();
+        assert_close(&format!("{name}: GGN forms = diagonal"), &row(gq), &diag(&ggn_explicit), TOL_FD_MATRIX);
+        let w = Array2::from_shape_fn((3, np), |(i, j)| ((i * 31 + j * 17) % 13) as f64 / 6.0 - 1.0);
+        let forms = |m: &Array2<f64>| row(w.rows().into_iter().map(|x| x.dot(&m.dot(&x))).collect());
+        for (what, q, m) in [
+            ("Hessian", HessianOperator { ctx: &ctx7 }.quadratic_forms(w.view()), &h),
+            ("GGN", GgnOperator { ctx: &ctx7 }.quadratic_forms(w.view()), &ggn),
+            (
+                "exact Fisher",
+                FisherOperator::new(&ctx, FisherKind::Exact, &RngStream::new(0)).unwrap().quadratic_forms(w.view()),
+                &ggn,
+            ),
+        ] {
+            assert_close(&format!("{name}: {what} forms vs products"), &row(q.unwrap()), &forms(m), TOL_EXACT);
+        }
+
         // Empirical Fisher and gradient-noise covariance from per-example gradients by differences.
         let g = fd_per_example(&t);
         let ef_explicit = g.t().dot(&g) / n as f64;
@@ -324,6 +348,16 @@ fn jax_golden_curvature_matches() {
             close(&format!("GGN eigenvalue {i}"), ggn.eigenvalues[i], *e);
         }
         close("GGN trace", ggn.trace, c["ggn_trace"].as_f64().unwrap());
+        // The traces again as sums of the quadratic forms of the coordinate vectors (forward
+        // passes only).
+        let eye = Array2::<f64>::eye(model.num_params());
+        close(
+            "trace by forms",
+            h.quadratic_forms(eye.view()).unwrap().iter().sum(),
+            c["hessian_trace"].as_f64().unwrap(),
+        );
+        let gq: f64 = GgnOperator { ctx: &ctx }.quadratic_forms(eye.view()).unwrap().iter().sum();
+        close("GGN trace by forms", gq, c["ggn_trace"].as_f64().unwrap());
     }
 }
 

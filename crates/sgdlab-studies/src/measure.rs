@@ -134,7 +134,7 @@ impl StudyHook {
                 let hp = HutchinsonParams {
                     probes: probes.max(2),
                     distribution: ProbeDistribution::Rademacher,
-                    block_size: 10,
+                    ..Default::default()
                 };
                 let t = hutchinson_trace(&HessianOperator { ctx: &ctx }, &hp, &stream.child("trace"))
                     .map_err(|e| e.to_string())?;

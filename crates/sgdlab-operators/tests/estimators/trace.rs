@@ -1,11 +1,11 @@
 //! Hutchinson and Hutch++ trace estimators.
 
 use crate::common::{Known, flat, linspace, outliers, power_law};
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 use sgdlab_linalg::RngStream;
 use sgdlab_operators::{
-    CountingOperator, DenseOperator, HutchPlusPlusParams, HutchinsonParams, ProbeDistribution, hutch_plus_plus_trace,
-    hutchinson_trace,
+    CountingOperator, DenseOperator, HutchPlusPlusParams, HutchinsonParams, LinearOperator, ProbeDistribution,
+    ScaledOperator, ShiftedOperator, SumOperator, hutch_plus_plus_trace, hutchinson_trace,
 };
 
 /// Sums of n products in f64.
@@ -53,7 +53,7 @@ fn hutchinson_is_unbiased_within_its_standard_error() {
     let k = Known::new(power_law(120, 0.5), &RngStream::new(7).child("hutch/matrix"));
     let op = k.op();
     for dist in [ProbeDistribution::Rademacher, ProbeDistribution::Gaussian] {
-        let p = HutchinsonParams { probes: 40, distribution: dist, block_size: 16 };
+        let p = HutchinsonParams { probes: 40, distribution: dist, block_size: 16, ..Default::default() };
         let z = z_scores(
             40,
             |r| {
@@ -161,4 +161,83 @@ fn f32_trace_estimators_agree_with_f64_to_f32_accuracy() {
     let b = hutch_plus_plus_trace(&k.op_f32(), &hp, &r).unwrap();
     // Hutch++ adds the s = 10 sketch terms to the probe mean: ten times the per-sample allowance.
     assert!((a.trace - b.trace).abs() <= atol * 10.0, "{} vs {}", a.trace, b.trace);
+}
+
+/// A dense operator that also computes its quadratic forms directly (as a network's Hessian does
+/// by forward passes), optionally corrupting them to exercise the estimators' checks.
+struct WithForms {
+    inner: DenseOperator<f64>,
+    corrupt: Option<&'static str>,
+}
+
+impl LinearOperator<f64> for WithForms {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn apply_block(&self, block: ArrayView2<'_, f64>) -> Array2<f64> {
+        self.inner.apply_block(block)
+    }
+    fn quadratic_forms(&self, block: ArrayView2<'_, f64>) -> Option<Vec<f64>> {
+        let a = self.inner.matrix();
+        let mut q: Vec<f64> = block.rows().into_iter().map(|z| z.dot(&a.dot(&z))).collect();
+        match self.corrupt {
+            Some("short") => {
+                q.pop();
+            }
+            Some("nan") => q[0] = f64::NAN,
+            _ => {}
+        }
+        Some(q)
+    }
+}
+
+#[test]
+fn quadratic_forms_replace_products_without_changing_the_estimates() {
+    let k = Known::new(outliers(90), &RngStream::new(12).child("forms/matrix"));
+    let r = RngStream::new(12).child("forms");
+    let op = CountingOperator::new(WithForms { inner: k.op(), corrupt: None });
+    let hp = HutchinsonParams { probes: 25, block_size: 7, ..Default::default() };
+    let a = hutchinson_trace(&op, &hp, &r).unwrap();
+    assert_eq!((a.matvecs, a.quadratic_forms, op.matvecs(), op.quadratic_forms_used()), (0, 25, 0, 25));
+    let b = hutchinson_trace(&op, &HutchinsonParams { quadratic_forms: false, ..hp.clone() }, &r).unwrap();
+    assert_eq!((b.matvecs, b.quadratic_forms), (25, 0));
+    crate::common::assert_close_all("forms vs products", &a.samples, &b.samples, 0.0, EXACT_RTOL);
+    // An operator without forms falls back to products even when forms are asked for.
+    let c = hutchinson_trace(&k.op(), &hp, &r).unwrap();
+    assert_eq!((c.matvecs, c.quadratic_forms), (25, 0));
+    // Hutch++: only the sketch needs products; the projection and probe terms are forms.
+    op.reset();
+    let pp = HutchPlusPlusParams { matvecs: 31, ..Default::default() };
+    let h = hutch_plus_plus_trace(&op, &pp, &r).unwrap();
+    assert_eq!((h.matvecs, h.quadratic_forms, op.matvecs()), (10, 21, 10));
+    let h2 = hutch_plus_plus_trace(&k.op(), &pp, &r).unwrap();
+    assert_eq!((h2.matvecs, h2.quadratic_forms), (31, 0));
+    assert!((h.trace - h2.trace).abs() <= EXACT_RTOL * h2.trace.abs().max(1.0), "{} vs {}", h.trace, h2.trace);
+    // Wrappers carry the forms: 2A + 3I and A + A.
+    let (s, sh) = (ScaledOperator::new(&op, 2.0), ShiftedOperator::new(&op, 3.0));
+    let z = ProbeDistribution::Gaussian.sample::<f64, _>(3, k.op().dim(), &mut r.child("z").rng());
+    let direct = op.quadratic_forms(z.view()).unwrap();
+    let norms: Vec<f64> = z.rows().into_iter().map(|x| x.dot(&x)).collect();
+    let two: Vec<f64> = direct.iter().map(|q| 2.0 * q).collect();
+    crate::common::assert_close_all("scaled forms", &s.quadratic_forms(z.view()).unwrap(), &two, 0.0, EXACT_RTOL);
+    let shifted: Vec<f64> = direct.iter().zip(&norms).map(|(q, n)| q + 3.0 * n).collect();
+    crate::common::assert_close_all("shifted forms", &sh.quadratic_forms(z.view()).unwrap(), &shifted, 0.0, EXACT_RTOL);
+    let sum = SumOperator::new(&op, &op).unwrap();
+    crate::common::assert_close_all("sum forms", &sum.quadratic_forms(z.view()).unwrap(), &two, 0.0, EXACT_RTOL);
+    assert!(SumOperator::new(&op, k.op()).unwrap().quadratic_forms(z.view()).is_none(), "one side without forms");
+}
+
+#[test]
+fn bad_quadratic_forms_are_errors_naming_the_estimator() {
+    let k = Known::new(flat(20), &RngStream::new(13).child("badforms/matrix"));
+    let r = RngStream::new(13).child("badforms");
+    for (corrupt, expect) in
+        [("short", "returned 9 values for a block of 10 rows"), ("nan", "non-finite value for row 0")]
+    {
+        let op = WithForms { inner: k.op(), corrupt: Some(corrupt) };
+        let e = hutchinson_trace(&op, &HutchinsonParams::default(), &r).unwrap_err().to_string();
+        assert!(e.starts_with("hutchinson_trace: quadratic_forms") && e.contains(expect), "{e}");
+        let e = hutch_plus_plus_trace(&op, &HutchPlusPlusParams::default(), &r).unwrap_err().to_string();
+        assert!(e.starts_with("hutch_plus_plus_trace: quadratic_forms") && e.contains(expect), "{e}");
+    }
 }

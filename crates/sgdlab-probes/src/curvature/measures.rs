@@ -230,7 +230,11 @@ pub struct NoiseEstimate {
     pub trace_sigma_batch: f64,
     pub trace_h_sigma_batch: f64,
     pub dim: usize,
+    /// Hessian-vector products used (the `||H||_F` probes).
     pub matvecs: usize,
+    /// Quadratic forms `v^T H v` computed by forward passes (the trace probes and the
+    /// `hvp_examples` centred gradients).
+    pub quadratic_forms: usize,
 }
 
 /// Options of [`gradient_noise`].
@@ -263,8 +267,11 @@ pub fn gradient_noise<T: Scalar>(
     let noise = GradientNoiseOperator::new(ctx)?;
     let h = HessianOperator { ctx };
     let d = ctx.dim();
-    let hp =
-        HutchinsonParams { probes: params.probes.max(2), distribution: ProbeDistribution::Rademacher, block_size: 10 };
+    let hp = HutchinsonParams {
+        probes: params.probes.max(2),
+        distribution: ProbeDistribution::Rademacher,
+        ..Default::default()
+    };
     let th = hutchinson_trace(&h, &hp, &stream.child("trace"))?;
     // ||H||_F^2 = E||H v||^2 over Rademacher v, with the same number of probes.
     let mut rng = stream.child("frobenius").rng();
@@ -290,10 +297,8 @@ pub fn gradient_noise<T: Scalar>(
     let mut quad = Vec::with_capacity(m);
     for chunk in idx.chunks(32) {
         let u = noise.centred().select(ndarray::Axis(0), chunk);
-        let hu = h.apply_block(u.view());
-        for (a, b) in u.rows().into_iter().zip(hu.rows()) {
-            quad.push(a.iter().zip(b.iter()).map(|(&x, &y)| x.to_f64() * y.to_f64()).sum::<f64>());
-        }
+        // (g_i - g)^T H (g_i - g) by forward passes only (the Hessian's quadratic forms).
+        quad.extend(h.quadratic_forms(u.view()).expect("the Hessian operator computes quadratic forms"));
     }
     let mean = quad.iter().sum::<f64>() / m as f64;
     let stderr = if m < n && m > 1 {
@@ -321,7 +326,8 @@ pub fn gradient_noise<T: Scalar>(
         trace_sigma_batch: trace_sigma / b,
         trace_h_sigma_batch: mean / b,
         dim: d,
-        matvecs: th.matvecs + hp.probes + m,
+        matvecs: th.matvecs + hp.probes,
+        quadratic_forms: th.quadratic_forms + m,
     })
 }
 

@@ -147,6 +147,36 @@ impl<'a, T: Scalar> CurvatureContext<'a, T> {
         (loss * c.to_f64(), g)
     }
 
+    /// The forward pass (and loss gradient) of each batch, computed on first use and reused by
+    /// every Hessian-vector product and quadratic form.
+    fn hvp_caches(&self) -> &[sgdlab_nn::HvpCache<T>] {
+        self.hvp_caches.get_or_init(|| {
+            self.batches
+                .iter()
+                .map(|r| {
+                    self.model.hvp_cache(self.params, &self.batch(r.clone()), &self.sum()).expect("checked in new")
+                })
+                .collect()
+        })
+    }
+
+    /// `c * sum over batches` of per-batch quadratic forms of the rows of `block`, in f64.
+    fn forms_over_batches(
+        &self,
+        block: ArrayView2<'_, T>,
+        per_batch: impl Fn(&sgdlab_nn::HvpCache<T>, &Batch<'_, T>) -> Vec<T>,
+    ) -> Vec<f64> {
+        let mut q = vec![0.0f64; block.nrows()];
+        for (r, cache) in self.batches.iter().zip(self.hvp_caches()) {
+            for (a, v) in q.iter_mut().zip(per_batch(cache, &self.batch(r.clone()))) {
+                *a += v.to_f64();
+            }
+        }
+        let c = self.scale().to_f64();
+        q.iter_mut().for_each(|v| *v *= c);
+        q
+    }
+
     /// Per-example gradients `g_i = grad(c N l_i)` (rows), whose mean is the gradient of `L`,
     /// with the given targets for the examples of each batch (`None` = the true targets).
     fn per_example_rows(&self, r: Range<usize>, labels: Option<Vec<u32>>, values: Option<Array2<T>>) -> Array2<T> {
@@ -182,19 +212,20 @@ impl<T: Scalar> LinearOperator<T> for HessianOperator<'_, T> {
     }
     fn apply_block(&self, block: ArrayView2<'_, T>) -> Array2<T> {
         let c = self.ctx;
-        // The forward pass of each batch is computed once and reused by every product.
-        let caches = c.hvp_caches.get_or_init(|| {
-            c.batches
-                .iter()
-                .map(|r| c.model.hvp_cache(c.params, &c.batch(r.clone()), &c.sum()).expect("checked in new"))
-                .collect()
-        });
         scaled_sum(c.dim(), block.nrows(), c.scale(), |out| {
-            for (r, cache) in c.batches.iter().zip(caches) {
+            for (r, cache) in c.batches.iter().zip(c.hvp_caches()) {
                 *out +=
                     &c.model.hvp_cached(c.params, cache, &c.batch(r.clone()), &c.sum(), block).expect("checked in new");
             }
         })
+    }
+
+    /// `v^T H v` by second-order forward mode (no backward pass), summed over the batches.
+    fn quadratic_forms(&self, block: ArrayView2<'_, T>) -> Option<Vec<f64>> {
+        let c = self.ctx;
+        Some(c.forms_over_batches(block, |cache, b| {
+            c.model.hessian_quadratic_forms_cached(c.params, cache, b, &c.sum(), block).expect("checked in new")
+        }))
     }
 }
 
@@ -214,6 +245,14 @@ impl<T: Scalar> LinearOperator<T> for GgnOperator<'_, T> {
                 *out += &c.model.ggn_vp_block(c.params, &c.batch(r.clone()), &c.sum(), block).expect("checked in new");
             }
         })
+    }
+
+    /// `v^T G v = (J v)^T H_z (J v)`, one jvp per direction and batch.
+    fn quadratic_forms(&self, block: ArrayView2<'_, T>) -> Option<Vec<f64>> {
+        let c = self.ctx;
+        Some(c.forms_over_batches(block, |cache, b| {
+            c.model.ggn_quadratic_forms_cached(c.params, cache, b, &c.sum(), block).expect("checked in new")
+        }))
     }
 }
 
@@ -365,6 +404,15 @@ impl<T: Scalar> LinearOperator<T> for FisherOperator<'_, T> {
         match &self.rows {
             None => GgnOperator { ctx: self.ctx }.apply_block(block),
             Some(g) => outer_product_apply(g, block, T::one() / T::from_usize(g.nrows())),
+        }
+    }
+
+    /// The exact Fisher's forms are the GGN's; the sampled ones are products with stored rows
+    /// already, so they have none of their own.
+    fn quadratic_forms(&self, block: ArrayView2<'_, T>) -> Option<Vec<f64>> {
+        match self.rows {
+            None => GgnOperator { ctx: self.ctx }.quadratic_forms(block),
+            Some(_) => None,
         }
     }
 }
