@@ -30,6 +30,7 @@ run top32 --top-k 1 --tol 1e-3 --dtype f32
 run top32_loose --top-k 1 --tol 1e-2 --dtype f32
 run trace64 --trace --probes 100
 run trace32 --trace --probes 100 --dtype f32
+run trace32_products --trace --probes 100 --dtype f32 --trace-by-products
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 $PY - "$OUT" <<'PYEOF'
 import json, sys, os
@@ -46,8 +47,10 @@ for n, lab in [("top64", "f64, tol 1e-3"), ("top32", "f32, tol 1e-3"), ("top32_l
     v = j(n)
     print(f"| sgdlab ({lab}, whole process) | top eigenvalue | {v['top_matvecs']} | {v['top_eigenvalues'][0]:.6f} | {abs(v['top_eigenvalues'][0]-ref)/ref:.2e} | {t(n):.3f} |")
 p = ph["trace"]
-print(f"| PyHessian (f32, in-process) | trace | {p['hvps']} (per repeat {p['hvps_per_repeat']}) | {p['value']:.4f} | - | {p['median_s']:.3f} (runs {', '.join(f'{x:.2f}' for x in p['times_s'])}) |")
-for n, lab in [("trace64", "f64"), ("trace32", "f32")]:
+print(f"| PyHessian (f32, in-process, default stop) | trace | {p['hvps']} (per repeat {p['hvps_per_repeat']}) | {p['value']:.4f} | - | {p['median_s']:.3f} (runs {', '.join(f'{x:.2f}' for x in p['times_s'])}) |")
+p = ph["trace_100_probes"]
+print(f"| PyHessian (f32, in-process, 100 probes) | trace | {p['hvps']} | {p['value']:.4f} | - | {p['median_s']:.3f} (runs {', '.join(f'{x:.2f}' for x in p['times_s'])}) |")
+for n, lab in [("trace64", "f64, forward-mode forms"), ("trace32", "f32, forward-mode forms"), ("trace32_products", "f32, HVPs")]:
     v = j(n)["trace"]
-    print(f"| sgdlab ({lab}, whole process) | trace +- stderr | {v['matvecs']} | {v['estimate']:.4f} +- {v['stderr']:.4f} | - | {t(n):.3f} |")
+    print(f"| sgdlab ({lab}, whole process) | trace +- stderr | {v['matvecs']} HVPs + {v['quadratic_forms']} forms | {v['estimate']:.4f} +- {v['stderr']:.4f} | - | {t(n):.3f} |")
 PYEOF

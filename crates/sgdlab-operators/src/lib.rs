@@ -49,7 +49,7 @@ pub use operator::{
     ShiftedOperator, SumOperator, materialize,
 };
 pub use power::{PowerIterationEstimate, PowerIterationParams, PowerStop, power_iteration};
-pub use probes::{MeanEstimate, ProbeDistribution};
+pub use probes::{MeanEstimate, ProbeDistribution, ProbeSampler};
 pub use slq::{QuadratureRule, SpectralDensityEstimate, SpectralDensityParams, lanczos_quadrature, spectral_density};
 pub use spectrum::{EffectiveDimensionalityEstimate, effective_dimensionality, near_zero_fraction};
 pub use trace::{

@@ -29,24 +29,45 @@ impl ProbeDistribution {
     /// function of the generator's state, so a test can redraw exactly the probes an estimator
     /// used from the same named stream.
     pub fn sample<T: Scalar, R: rand::Rng + ?Sized>(self, k: usize, n: usize, rng: &mut R) -> Array2<T> {
+        ProbeSampler::new(self, rng).next_block(k, n)
+    }
+}
+
+/// Draws the probes of [`ProbeDistribution::sample`] a block at a time: consecutive blocks are
+/// exactly the consecutive rows of one big sample from the same generator (Rademacher bits carry
+/// over between blocks), so an estimator keeps only `block_size` probes in memory without
+/// changing a single value.
+pub struct ProbeSampler<'r, R: ?Sized> {
+    distribution: ProbeDistribution,
+    rng: &'r mut R,
+    word: u64,
+    left: u32,
+}
+
+impl<'r, R: rand::Rng + ?Sized> ProbeSampler<'r, R> {
+    /// A sampler drawing from `rng`.
+    pub fn new(distribution: ProbeDistribution, rng: &'r mut R) -> Self {
+        ProbeSampler { distribution, rng, word: 0, left: 0 }
+    }
+
+    /// The next `[k, n]` block, in row-major order.
+    pub fn next_block<T: Scalar>(&mut self, k: usize, n: usize) -> Array2<T> {
         let mut out = Array2::zeros((k, n));
-        match self {
+        match self.distribution {
             ProbeDistribution::Rademacher => {
-                let mut word = 0u64;
-                let mut left = 0u32;
                 for x in out.iter_mut() {
-                    if left == 0 {
-                        word = rng.next_u64();
-                        left = 64;
+                    if self.left == 0 {
+                        self.word = self.rng.next_u64();
+                        self.left = 64;
                     }
-                    *x = if word & 1 == 1 { T::one() } else { -T::one() };
-                    word >>= 1;
-                    left -= 1;
+                    *x = if self.word & 1 == 1 { T::one() } else { -T::one() };
+                    self.word >>= 1;
+                    self.left -= 1;
                 }
             }
             ProbeDistribution::Gaussian => {
                 for x in out.iter_mut() {
-                    *x = standard_normal::<T, R>(rng);
+                    *x = standard_normal::<T, R>(self.rng);
                 }
             }
         }
@@ -111,5 +132,18 @@ mod tests {
         // Deterministic in the stream.
         let again = ProbeDistribution::Rademacher.sample::<f64, _>(100, 100, &mut RngStream::new(1).child("r").rng());
         assert_eq!(z, again);
+    }
+
+    #[test]
+    fn blocks_from_a_sampler_are_the_rows_of_one_sample() {
+        // 67 columns: Rademacher words straddle the block boundaries.
+        for d in [ProbeDistribution::Rademacher, ProbeDistribution::Gaussian] {
+            let whole = d.sample::<f64, _>(10, 67, &mut RngStream::new(2).child("b").rng());
+            let mut rng = RngStream::new(2).child("b").rng();
+            let mut sampler = ProbeSampler::new(d, &mut rng);
+            let parts: Vec<Array2<f64>> = [3, 1, 4, 2].iter().map(|&k| sampler.next_block(k, 67)).collect();
+            let joined = ndarray::concatenate(ndarray::Axis(0), &parts.iter().map(|a| a.view()).collect::<Vec<_>>());
+            assert_eq!(joined.unwrap(), whole, "{d:?}");
+        }
     }
 }

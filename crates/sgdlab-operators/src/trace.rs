@@ -2,7 +2,7 @@
 
 use crate::OperatorError;
 use crate::operator::{LinearOperator, apply_in_blocks, norm, orthogonalise_against, quadratic_forms_in_blocks};
-use crate::probes::{MeanEstimate, ProbeDistribution};
+use crate::probes::{MeanEstimate, ProbeDistribution, ProbeSampler};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use sgdlab_linalg::{RngStream, Scalar, matmul_into};
@@ -78,17 +78,25 @@ pub fn hutchinson_trace<T: Scalar>(
     }
     check_block(params.block_size, "hutchinson_trace")?;
     let n = op.dim();
-    let z = params.distribution.sample::<T, _>(params.probes, n, &mut rng.child("probes").rng());
+    // Probes are drawn a block at a time (memory O(block_size * n)), the same values as one big
+    // sample.
+    let mut probe_rng = rng.child("probes").rng();
+    let mut sampler = ProbeSampler::new(params.distribution, &mut probe_rng);
     let (mut matvecs, mut forms) = (0, 0);
-    let samples = quadratic_forms_in_blocks(
-        op,
-        z.view(),
-        params.block_size,
-        params.quadratic_forms,
-        "hutchinson_trace",
-        &mut matvecs,
-        &mut forms,
-    )?;
+    let mut samples = Vec::with_capacity(params.probes);
+    while samples.len() < params.probes {
+        let c = params.block_size.min(params.probes - samples.len());
+        let z = sampler.next_block::<T>(c, n);
+        samples.extend(quadratic_forms_in_blocks(
+            op,
+            z.view(),
+            c,
+            params.quadratic_forms,
+            "hutchinson_trace",
+            &mut matvecs,
+            &mut forms,
+        )?);
+    }
     let m = MeanEstimate::from_samples(&samples);
     Ok(TraceEstimate {
         trace: m.value,
