@@ -209,18 +209,31 @@ fn every_layer_passes_jvp_vjp_and_r_operator_checks() {
             assert!(layer.vjp(&p, &trace, u.view(), Some(&mut gp2), false).is_none());
             assert_close(&format!("{name}: vjp without gx"), &gp2, &gp, 0.0);
 
-            // R-operator against central differences of the vjp along (dx, dp, du).
+            // The traced vjp (the plain backward pass the R-operator starts from) equals the vjp
+            // and keeps the output cotangent.
             let mut gp_t = vec![0.0; np];
-            let mut dgp = vec![0.0; np];
-            let (gx_t, dgx) =
-                layer.vjp_tangent(&p, &dp, &trace, &tt, u.view(), du.view(), Some(&mut gp_t), &mut dgp, true).unwrap();
+            let (gx_t, cot) = layer.vjp_traced(&p, &trace, u.clone(), Some(&mut gp_t), true);
             assert_close(
-                &format!("{name}: R-op gx equals vjp gx"),
-                gx_t.as_slice().unwrap(),
+                &format!("{name}: traced vjp gx equals vjp gx"),
+                gx_t.unwrap().as_slice().unwrap(),
                 gx.as_slice().unwrap(),
                 TOL_EXACT,
             );
-            assert_close(&format!("{name}: R-op gp equals vjp gp"), &gp_t, &gp, TOL_EXACT);
+            assert_close(&format!("{name}: traced vjp gp equals vjp gp"), &gp_t, &gp, TOL_EXACT);
+            assert_close(
+                &format!("{name}: traced output cotangent"),
+                cot.output.as_slice().unwrap(),
+                u.as_slice().unwrap(),
+                0.0,
+            );
+
+            // R-operator against central differences of the vjp along (dx, dp, du).
+            let mut dgp = vec![0.0; np];
+            let dgx = layer.vjp_tangent(&p, &dp, &trace, &tt, &cot, du.view(), &mut dgp, true).unwrap();
+            // need_gx = false still accumulates the parameter tangent.
+            let mut dgp2 = vec![0.0; np];
+            assert!(layer.vjp_tangent(&p, &dp, &trace, &tt, &cot, du.view(), &mut dgp2, false).is_none());
+            assert_close(&format!("{name}: R-op without dgx"), &dgp2, &dgp, 0.0);
             let vjp_at = |s: f64| {
                 let ps = axpy(&p, s, &dp);
                 let xs = &x + &(&dx * s);
