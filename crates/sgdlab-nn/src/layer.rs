@@ -58,8 +58,10 @@ pub struct Trace<T> {
     pub inner: Vec<Trace<T>>,
 }
 
-/// The forward tangents of one layer: the tangent of its input (`None` when it is zero, as for
-/// the data entering the first layer) and, for a residual block, those of its inner layers.
+/// The forward tangents of one layer: the tangent of its input and, for a residual block, those
+/// of its inner layers. The input tangent is `None` when it is zero (as for the data entering the
+/// first layer) or when the R-operator does not need it: a piecewise-linear activation's rule
+/// does not use it (its second derivative vanishes), so its jvp updates the tangent in place.
 #[derive(Debug, Clone)]
 pub struct TangentTrace<T> {
     pub input: Option<Array2<T>>,
@@ -556,12 +558,12 @@ impl Layer {
         let x = trace.input.view();
         let dy = match self {
             Layer::Linear(l) => l.jvp(p, dp, x, dx.as_ref().map(|d| d.view())),
-            Layer::Activation(a) => match &dx {
-                Some(dx) => {
-                    let mut dy = dx.clone();
-                    Zip::from(&mut dy).and(&x).for_each(|d, &xv| *d *= a.df(xv));
-                    dy
+            Layer::Activation(a) => match dx {
+                Some(mut dx) if a.is_piecewise_linear() => {
+                    Zip::from(&mut dx).and(&x).for_each(|d, &xv| *d *= a.df(xv));
+                    return (dx, TangentTrace { input: None, inner: Vec::new() });
                 }
+                Some(ref dx) => Zip::from(dx).and(&x).map_collect(|&d, &xv| d * a.df(xv)),
                 None => Array2::zeros(x.dim()),
             },
             Layer::LayerNorm(l) => l.jvp(p, dp, x, dx.as_ref().map(|d| d.view())),
@@ -598,22 +600,19 @@ impl Layer {
         let x = trace.input.view();
         match self {
             Layer::Linear(l) => l.vjp(p, x, gy, gp, need_gx),
-            Layer::Activation(a) => need_gx.then(|| {
-                let mut gx = gy.to_owned();
-                Zip::from(&mut gx).and(&x).for_each(|g, &xv| *g *= a.df(xv));
-                gx
-            }),
+            Layer::Activation(a) => need_gx.then(|| Zip::from(&gy).and(&x).map_collect(|&g, &xv| g * a.df(xv))),
             Layer::LayerNorm(l) => l.vjp(p, x, gy, gp, need_gx),
             Layer::Residual(inner) => {
-                let mut g = gy.to_owned();
+                let mut g: Option<Array2<T>> = None;
                 let mut gp = gp;
                 let offs = offsets(inner);
                 for ((l, t), &off) in inner.iter().zip(&trace.inner).rev().zip(offs.iter().rev()) {
                     let n = l.num_params();
                     let gpl = gp.as_deref_mut().map(|s| &mut s[off..off + n]);
-                    g = l.vjp(&p[off..off + n], t, g.view(), gpl, true).expect("need_gx was set");
+                    let gin = g.as_ref().map_or(gy, |a| a.view());
+                    g = Some(l.vjp(&p[off..off + n], t, gin, gpl, true).expect("need_gx was set"));
                 }
-                need_gx.then(|| g + gy)
+                need_gx.then(|| g.expect("a residual block has at least one layer") + gy)
             }
         }
     }
@@ -685,7 +684,8 @@ impl Layer {
     /// parameter tangent `dp` and the output-cotangent tangent `dgy`, at the output cotangent `gy`
     /// of a plain backward pass (in `cotangent`, from [`Layer::vjp_traced`]). Adds the parameter
     /// cotangent's tangent `dgp` into `dgp` and returns the input cotangent's tangent `dgx` when
-    /// `need_gx`. The cotangents themselves (`gx`, `gp`) come from the plain backward pass.
+    /// `need_gx`. The cotangents themselves (`gx`, `gp`) come from the plain backward pass. `dgy`
+    /// is taken by value so that element-wise rules can update it in place.
     #[allow(clippy::too_many_arguments)]
     pub fn vjp_tangent<T: Scalar>(
         &self,
@@ -694,7 +694,7 @@ impl Layer {
         trace: &Trace<T>,
         tangent: &TangentTrace<T>,
         cotangent: &CotangentTrace<T>,
-        dgy: ArrayView2<'_, T>,
+        dgy: Array2<T>,
         dgp: &mut [T],
         need_gx: bool,
     ) -> Option<Array2<T>> {
@@ -702,10 +702,10 @@ impl Layer {
         let dx = tangent.input.as_ref().map(|d| d.view());
         let gy = cotangent.output.view();
         match self {
-            Layer::Linear(l) => l.vjp_tangent(p, dp, x, dx, gy, dgy, dgp, need_gx),
-            Layer::LayerNorm(l) => l.vjp_tangent(p, dp, x, dx, gy, dgy, dgp, need_gx),
+            Layer::Linear(l) => l.vjp_tangent(p, dp, x, dx, gy, dgy.view(), dgp, need_gx),
+            Layer::LayerNorm(l) => l.vjp_tangent(p, dp, x, dx, gy, dgy.view(), dgp, need_gx),
             Layer::Activation(a) => need_gx.then(|| {
-                let mut dgx = dgy.to_owned();
+                let mut dgx = dgy;
                 match dx {
                     Some(dx) if !a.is_piecewise_linear() => {
                         Zip::from(&mut dgx).and(&gy).and(&x).and(&dx).for_each(|dg, &g, &xv, &dxv| {
@@ -718,7 +718,7 @@ impl Layer {
                 dgx
             }),
             Layer::Residual(inner) => {
-                let mut dg = dgy.to_owned();
+                let mut dg = dgy.clone();
                 let offs = offsets(inner);
                 for ((((l, t), tt), c), &off) in inner
                     .iter()
@@ -730,16 +730,7 @@ impl Layer {
                 {
                     let n = l.num_params();
                     dg = l
-                        .vjp_tangent(
-                            &p[off..off + n],
-                            &dp[off..off + n],
-                            t,
-                            tt,
-                            c,
-                            dg.view(),
-                            &mut dgp[off..off + n],
-                            true,
-                        )
+                        .vjp_tangent(&p[off..off + n], &dp[off..off + n], t, tt, c, dg, &mut dgp[off..off + n], true)
                         .expect("need_gx was set");
                 }
                 need_gx.then(|| dg + dgy)

@@ -212,7 +212,7 @@ impl Model {
         let layers = self.layers().iter().zip(&cache.forward.traces).zip(tts).zip(&cache.cotangents);
         for (i, (((l, t), tt), c)) in layers.enumerate().rev() {
             let r = self.offset(i)..self.offset(i) + l.num_params();
-            match l.vjp_tangent(&p[r.clone()], &dp[r.clone()], t, tt, c, dg.view(), &mut dgp[r], i > 0) {
+            match l.vjp_tangent(&p[r.clone()], &dp[r.clone()], t, tt, c, dg, &mut dgp[r], i > 0) {
                 Some(d) => dg = d,
                 None => return,
             }
