@@ -57,7 +57,8 @@ struct Forward<T> {
 /// A batch's forward pass and plain backward pass at fixed parameters, kept for repeated exact
 /// Hessian-vector products (Lanczos, Hutchinson): each product then costs one jvp pass and the
 /// tangent of the backward pass, without redoing the forward pass or recomputing the cotangents,
-/// which do not depend on the direction.
+/// which do not depend on the direction. Gauss-Newton-vector products reuse its forward pass
+/// ([`Model::ggn_vp_cached`]).
 pub struct HvpCache<T> {
     forward: Forward<T>,
     /// The cotangent of every layer's output (inner layers of residual blocks included), from the
@@ -338,6 +339,17 @@ impl Model {
         obj: &Objective,
         vs: ArrayView2<'_, T>,
     ) -> Result<Array2<T>, NnError> {
+        self.check_cached(p, cache, batch, &vs)?;
+        Ok(self.hvps_with(p, cache, batch, obj, vs))
+    }
+
+    fn check_cached<T: Scalar>(
+        &self,
+        p: &[T],
+        cache: &HvpCache<T>,
+        batch: &Batch<'_, T>,
+        vs: &ArrayView2<'_, T>,
+    ) -> Result<(), NnError> {
         self.check_params(p)?;
         if vs.ncols() != self.num_params() || cache.forward.logits.nrows() != batch.x.nrows() {
             return Err(NnError::Shape(format!(
@@ -348,7 +360,7 @@ impl Model {
                 batch.x.nrows()
             )));
         }
-        Ok(self.hvps_with(p, cache, batch, obj, vs))
+        Ok(())
     }
 
     fn hvps_with<T: Scalar>(
@@ -392,6 +404,31 @@ impl Model {
         self.check_batch(p, batch, obj)?;
         self.check_directions(&vs)?;
         let f = self.forward_traced(p, batch.x);
+        Ok(self.ggn_vps_with(p, &f, batch, obj, vs))
+    }
+
+    /// Generalised Gauss-Newton-vector products for the rows of `vs` from the forward pass cached
+    /// by [`Model::hvp_cache`] for the same parameters and batch (its cotangents are not used).
+    pub fn ggn_vp_cached<T: Scalar>(
+        &self,
+        p: &[T],
+        cache: &HvpCache<T>,
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        vs: ArrayView2<'_, T>,
+    ) -> Result<Array2<T>, NnError> {
+        self.check_cached(p, cache, batch, &vs)?;
+        Ok(self.ggn_vps_with(p, &cache.forward, batch, obj, vs))
+    }
+
+    fn ggn_vps_with<T: Scalar>(
+        &self,
+        p: &[T],
+        f: &Forward<T>,
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        vs: ArrayView2<'_, T>,
+    ) -> Array2<T> {
         let mut out = Array2::zeros((vs.nrows(), self.num_params()));
         for (v, mut o) in vs.rows().into_iter().zip(out.rows_mut()) {
             let v = v.as_standard_layout();
@@ -399,7 +436,7 @@ impl Model {
             let q = obj.loss.hessian_vp(f.logits.view(), &batch.targets, dz.view(), obj.reduction);
             self.backward(p, &f.traces, q, Some(o.as_slice_mut().expect("contiguous")), false);
         }
-        Ok(out)
+        out
     }
 
     /// Generalised Gauss-Newton-vector product `G v`.

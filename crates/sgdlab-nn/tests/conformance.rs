@@ -412,6 +412,14 @@ fn model_passes_match_finite_differences() {
                     0.0,
                 );
                 assert!((cache.loss - lg.loss).abs() <= TOL_EXACT * (1.0 + lg.loss.abs()));
+                let ggn_cached = m.ggn_vp_cached(&s.p, &cache, &b, &obj, vs.view()).unwrap();
+                let ggn_fresh = m.ggn_vp_block(&s.p, &b, &obj, vs.view()).unwrap();
+                assert_close(
+                    &format!("{tag}: ggn_vp_cached"),
+                    ggn_cached.as_slice().unwrap(),
+                    ggn_fresh.as_slice().unwrap(),
+                    0.0,
+                );
 
                 // GGN: u . G v = (J u) . H_z (J v) with J u, J v from differences of the logits.
                 let jd = |w: &[f64]| {
@@ -613,6 +621,16 @@ fn shape_errors_are_errors_not_panics() {
             .to_string()
             .contains("direction has 1 entries")
     );
+    // Cached products: a cache of another batch size, or directions of the wrong width.
+    let obj = Objective::mean(Loss::CrossEntropy);
+    let cache = m.hvp_cache(&p, &b, &obj).unwrap();
+    let x3 = Array2::<f64>::zeros((3, 4));
+    let b3 = Batch { x: x3.view(), targets: Targets::Classes(&[0, 1, 2]) };
+    let vs = Array2::<f64>::zeros((1, m.num_params()));
+    let short = Array2::<f64>::zeros((1, 2));
+    assert!(m.hvp_cached(&p, &cache, &b3, &obj, vs.view()).unwrap_err().to_string().contains("cache of 2 examples"));
+    assert!(m.ggn_vp_cached(&p, &cache, &b3, &obj, vs.view()).unwrap_err().to_string().contains("cache of 2 examples"));
+    assert!(m.ggn_vp_cached(&p, &cache, &b, &obj, short.view()).unwrap_err().to_string().contains("directions have 2"));
 }
 
 /// MSE with unobserved (NaN) targets, as in matrix completion: gradient, HVP and GGN of the model

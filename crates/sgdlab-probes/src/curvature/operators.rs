@@ -29,7 +29,8 @@ pub struct CurvatureContext<'a, T> {
     pub set: &'a EvalSet<T>,
     pub batches: Vec<Range<usize>>,
     pub loss: Loss,
-    /// Forward passes kept for Hessian-vector products, built on first use.
+    /// Forward (and backward) passes kept for Hessian- and Gauss-Newton-vector products, built on
+    /// first use.
     hvp_caches: std::sync::OnceLock<Vec<sgdlab_nn::HvpCache<T>>>,
 }
 
@@ -57,6 +58,18 @@ impl<'a, T: Scalar> CurvatureContext<'a, T> {
     /// Number of parameters.
     pub fn dim(&self) -> usize {
         self.model.num_params()
+    }
+
+    /// The forward and backward pass of each batch, computed once and reused by every product.
+    fn hvp_caches(&self) -> &[sgdlab_nn::HvpCache<T>] {
+        self.hvp_caches.get_or_init(|| {
+            self.batches
+                .iter()
+                .map(|r| {
+                    self.model.hvp_cache(self.params, &self.batch(r.clone()), &self.sum()).expect("checked in new")
+                })
+                .collect()
+        })
     }
 
     /// Number of examples.
@@ -182,13 +195,7 @@ impl<T: Scalar> LinearOperator<T> for HessianOperator<'_, T> {
     }
     fn apply_block(&self, block: ArrayView2<'_, T>) -> Array2<T> {
         let c = self.ctx;
-        // The forward pass of each batch is computed once and reused by every product.
-        let caches = c.hvp_caches.get_or_init(|| {
-            c.batches
-                .iter()
-                .map(|r| c.model.hvp_cache(c.params, &c.batch(r.clone()), &c.sum()).expect("checked in new"))
-                .collect()
-        });
+        let caches = c.hvp_caches();
         scaled_sum(c.dim(), block.nrows(), c.scale(), |out| {
             for (r, cache) in c.batches.iter().zip(caches) {
                 *out +=
@@ -209,9 +216,13 @@ impl<T: Scalar> LinearOperator<T> for GgnOperator<'_, T> {
     }
     fn apply_block(&self, block: ArrayView2<'_, T>) -> Array2<T> {
         let c = self.ctx;
+        let caches = c.hvp_caches();
         scaled_sum(c.dim(), block.nrows(), c.scale(), |out| {
-            for r in &c.batches {
-                *out += &c.model.ggn_vp_block(c.params, &c.batch(r.clone()), &c.sum(), block).expect("checked in new");
+            for (r, cache) in c.batches.iter().zip(caches) {
+                *out += &c
+                    .model
+                    .ggn_vp_cached(c.params, cache, &c.batch(r.clone()), &c.sum(), block)
+                    .expect("checked in new");
             }
         })
     }
