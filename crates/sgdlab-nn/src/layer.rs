@@ -563,7 +563,12 @@ impl Layer {
                     Zip::from(&mut dx).and(&x).for_each(|d, &xv| *d *= a.df(xv));
                     return (dx, TangentTrace { input: None, inner: Vec::new() });
                 }
-                Some(ref dx) => Zip::from(dx).and(&x).map_collect(|&d, &xv| d * a.df(xv)),
+                Some(ref dx) => {
+                    // Copy then scale: measured faster than `map_collect`.
+                    let mut dy = dx.clone();
+                    Zip::from(&mut dy).and(&x).for_each(|d, &xv| *d *= a.df(xv));
+                    dy
+                }
                 None => Array2::zeros(x.dim()),
             },
             Layer::LayerNorm(l) => l.jvp(p, dp, x, dx.as_ref().map(|d| d.view())),
@@ -600,7 +605,11 @@ impl Layer {
         let x = trace.input.view();
         match self {
             Layer::Linear(l) => l.vjp(p, x, gy, gp, need_gx),
-            Layer::Activation(a) => need_gx.then(|| Zip::from(&gy).and(&x).map_collect(|&g, &xv| g * a.df(xv))),
+            Layer::Activation(a) => need_gx.then(|| {
+                let mut gx = gy.to_owned();
+                Zip::from(&mut gx).and(&x).for_each(|g, &xv| *g *= a.df(xv));
+                gx
+            }),
             Layer::LayerNorm(l) => l.vjp(p, x, gy, gp, need_gx),
             Layer::Residual(inner) => {
                 let mut g: Option<Array2<T>> = None;
