@@ -7,8 +7,12 @@
 //! * `jvp`: the output tangent `dy = J_x dx + J_p dp`;
 //! * `vjp`: the cotangents `gx = J_x^T gy` and `gp += J_p^T gy` (summed over the batch);
 //! * `vjp_per_example`: the same with one row of parameter cotangents per example;
-//! * `vjp_tangent` (the R-operator of Pearlmutter 1994): the tangent of `(gx, gp)` along
-//!   `(dx, dp, dgy)`, which makes Hessian-vector products exact by forward-over-reverse;
+//! * `vjp_traced`: the vjp, keeping the output cotangent `gy` (of every inner layer too) in a
+//!   [`CotangentTrace`];
+//! * `vjp_tangent` (the R-operator of Pearlmutter 1994): the tangent `(dgx, dgp)` of `(gx, gp)`
+//!   along `(dx, dp, dgy)`, at the cotangents `gy` of a plain backward pass ([`CotangentTrace`]),
+//!   which makes Hessian-vector products exact by forward-over-reverse. `gy` does not depend on
+//!   the direction, so one backward pass serves every product;
 //! * `jet2` (module `jet`): second-order forward mode along a line in parameter space, which
 //!   gives quadratic forms `v^T H v` without a backward pass.
 //!
@@ -58,12 +62,23 @@ pub struct Trace<T> {
     pub inner: Vec<Trace<T>>,
 }
 
-/// The forward tangents of one layer: the tangent of its input (`None` when it is zero, as for
-/// the data entering the first layer) and, for a residual block, those of its inner layers.
+/// The forward tangents of one layer: the tangent of its input and, for a residual block, those
+/// of its inner layers. The input tangent is `None` when it is zero (as for the data entering the
+/// first layer) or when the R-operator does not need it: a piecewise-linear activation's rule
+/// does not use it (its second derivative vanishes), so its jvp updates the tangent in place.
 #[derive(Debug, Clone)]
 pub struct TangentTrace<T> {
     pub input: Option<Array2<T>>,
     pub inner: Vec<TangentTrace<T>>,
+}
+
+/// The cotangents of one layer from a plain backward pass: the cotangent `gy` of its output and,
+/// for a residual block, those of its inner layers. They are what the R-operator needs besides the
+/// forward and tangent traces, and do not depend on the direction of the product.
+#[derive(Debug, Clone)]
+pub struct CotangentTrace<T> {
+    pub output: Array2<T>,
+    pub inner: Vec<CotangentTrace<T>>,
 }
 
 fn view2<T>(p: &[T], rows: usize, cols: usize) -> ArrayView2<'_, T> {
@@ -185,6 +200,7 @@ impl Linear {
         }
     }
 
+    /// `dgw += dgy^T x + gy^T dx`, `dgb += sum of dgy`, `dgx = dgy W + gy dW`.
     #[allow(clippy::too_many_arguments)]
     fn vjp_tangent<T: Scalar>(
         &self,
@@ -194,36 +210,23 @@ impl Linear {
         dx: Option<ArrayView2<'_, T>>,
         gy: ArrayView2<'_, T>,
         dgy: ArrayView2<'_, T>,
-        gp: Option<&mut [T]>,
         dgp: &mut [T],
         need_gx: bool,
-    ) -> Option<(Array2<T>, Array2<T>)> {
-        let wn = self.in_dim * self.out_dim;
-        if let Some(gp) = gp {
-            let (gw, gb) = gp.split_at_mut(wn);
-            matmul_into(view2_mut(gw, self.out_dim, self.in_dim), true, gy.t(), x, T::one());
-            if self.bias {
-                add_row_sums(gb, &gy);
-            }
+    ) -> Option<Array2<T>> {
+        let (dgw, dgb) = dgp.split_at_mut(self.in_dim * self.out_dim);
+        let mut dgw = view2_mut(dgw, self.out_dim, self.in_dim);
+        matmul_into(dgw.view_mut(), true, dgy.t(), x, T::one());
+        if let Some(dx) = dx {
+            matmul_into(dgw, true, gy.t(), dx, T::one());
         }
-        {
-            let (dgw, dgb) = dgp.split_at_mut(wn);
-            let mut dgw = view2_mut(dgw, self.out_dim, self.in_dim);
-            matmul_into(dgw.view_mut(), true, dgy.t(), x, T::one());
-            if let Some(dx) = dx {
-                matmul_into(dgw, true, gy.t(), dx, T::one());
-            }
-            if self.bias {
-                add_row_sums(dgb, &dgy);
-            }
+        if self.bias {
+            add_row_sums(dgb, &dgy);
         }
         need_gx.then(|| {
-            let mut gx = Array2::zeros((gy.nrows(), self.in_dim));
-            matmul_into(gx.view_mut(), false, gy, self.weight(p), T::one());
             let mut dgx = Array2::zeros((gy.nrows(), self.in_dim));
             matmul_into(dgx.view_mut(), false, dgy, self.weight(p), T::one());
             matmul_into(dgx.view_mut(), true, gy, self.weight(dp), T::one());
-            (gx, dgx)
+            dgx
         })
     }
 }
@@ -365,6 +368,9 @@ impl LayerNorm {
         }
     }
 
+    /// With `g = gamma gy` the x-hat cotangent and `gx = (1/s)(g - mean(g) - xhat mean(xhat g))`:
+    /// `dgamma += sum of (dgy xhat + gy dxhat)`, `dbeta += sum of dgy`, and `dgx` the tangent of
+    /// `gx` (through `s`, `xhat` and `dg = dgy gamma + gy dgamma`).
     #[allow(clippy::too_many_arguments)]
     fn vjp_tangent<T: Scalar>(
         &self,
@@ -374,10 +380,9 @@ impl LayerNorm {
         dx: Option<ArrayView2<'_, T>>,
         gy: ArrayView2<'_, T>,
         dgy: ArrayView2<'_, T>,
-        gp: Option<&mut [T]>,
         dgp: &mut [T],
         need_gx: bool,
-    ) -> Option<(Array2<T>, Array2<T>)> {
+    ) -> Option<Array2<T>> {
         let n = self.dim;
         let st = self.stats(x);
         let dxhat = match dx {
@@ -390,15 +395,6 @@ impl LayerNorm {
                 for i in 0..n {
                     gg[i] += dgr[i] * xh[i] + gr[i] * dxh[i];
                     gb[i] += dgr[i];
-                }
-            }
-            if let Some(gp) = gp {
-                let (gg, gb) = gp.split_at_mut(n);
-                for (gr, xh) in gy.rows().into_iter().zip(st.xhat.rows()) {
-                    for i in 0..n {
-                        gg[i] += gr[i] * xh[i];
-                        gb[i] += gr[i];
-                    }
                 }
             }
         }
@@ -416,7 +412,6 @@ impl LayerNorm {
                 }
             }
         }
-        let gx = self.input_cotangent(&st, &g);
         let mut dgx = Array2::zeros(x.dim());
         let nn = T::from_usize(n);
         for r in 0..x.nrows() {
@@ -429,16 +424,19 @@ impl LayerNorm {
                 Some(dx) => dx.row(r).iter().zip(xh.iter()).map(|(&a, &b)| a * b).sum::<T>() / nn,
                 None => T::zero(),
             };
+            let mean_g = gr.iter().copied().sum::<T>() / nn;
             let m_xg = xh.iter().zip(gr.iter()).map(|(&a, &b)| a * b).sum::<T>() / nn;
             let mean_dg = dgr.iter().copied().sum::<T>() / nn;
             let dm = (dxh.iter().zip(gr.iter()).map(|(&a, &b)| a * b).sum::<T>()
                 + xh.iter().zip(dgr.iter()).map(|(&a, &b)| a * b).sum::<T>())
                 / nn;
             for i in 0..n {
-                dgx[(r, i)] = -ds * is * gx[(r, i)] + is * (dgr[i] - mean_dg - dxh[i] * m_xg - xh[i] * dm);
+                // gx = is * (g - mean(g) - xhat * mean(xhat g)).
+                let gx = is * (gr[i] - mean_g - xh[i] * m_xg);
+                dgx[(r, i)] = -ds * is * gx + is * (dgr[i] - mean_dg - dxh[i] * m_xg - xh[i] * dm);
             }
         }
-        Some((gx, dgx))
+        Some(dgx)
     }
 }
 
@@ -564,8 +562,13 @@ impl Layer {
         let x = trace.input.view();
         let dy = match self {
             Layer::Linear(l) => l.jvp(p, dp, x, dx.as_ref().map(|d| d.view())),
-            Layer::Activation(a) => match &dx {
-                Some(dx) => {
+            Layer::Activation(a) => match dx {
+                Some(mut dx) if a.is_piecewise_linear() => {
+                    Zip::from(&mut dx).and(&x).for_each(|d, &xv| *d *= a.df(xv));
+                    return (dx, TangentTrace { input: None, inner: Vec::new() });
+                }
+                Some(ref dx) => {
+                    // Copy then scale: measured faster than `map_collect`.
                     let mut dy = dx.clone();
                     Zip::from(&mut dy).and(&x).for_each(|d, &xv| *d *= a.df(xv));
                     dy
@@ -613,15 +616,50 @@ impl Layer {
             }),
             Layer::LayerNorm(l) => l.vjp(p, x, gy, gp, need_gx),
             Layer::Residual(inner) => {
-                let mut g = gy.to_owned();
+                let mut g: Option<Array2<T>> = None;
                 let mut gp = gp;
                 let offs = offsets(inner);
                 for ((l, t), &off) in inner.iter().zip(&trace.inner).rev().zip(offs.iter().rev()) {
                     let n = l.num_params();
                     let gpl = gp.as_deref_mut().map(|s| &mut s[off..off + n]);
-                    g = l.vjp(&p[off..off + n], t, g.view(), gpl, true).expect("need_gx was set");
+                    let gin = g.as_ref().map_or(gy, |a| a.view());
+                    g = Some(l.vjp(&p[off..off + n], t, gin, gpl, true).expect("need_gx was set"));
                 }
-                need_gx.then(|| g + gy)
+                need_gx.then(|| g.expect("a residual block has at least one layer") + gy)
+            }
+        }
+    }
+
+    /// [`Layer::vjp`] keeping the output cotangent `gy` (and, in a residual block, that of every
+    /// inner layer) for [`Layer::vjp_tangent`].
+    pub fn vjp_traced<T: Scalar>(
+        &self,
+        p: &[T],
+        trace: &Trace<T>,
+        gy: Array2<T>,
+        gp: Option<&mut [T]>,
+        need_gx: bool,
+    ) -> (Option<Array2<T>>, CotangentTrace<T>) {
+        match self {
+            Layer::Residual(inner) => {
+                let mut g = gy.clone();
+                let mut gp = gp;
+                let mut cots = Vec::with_capacity(inner.len());
+                let offs = offsets(inner);
+                for ((l, t), &off) in inner.iter().zip(&trace.inner).rev().zip(offs.iter().rev()) {
+                    let n = l.num_params();
+                    let gpl = gp.as_deref_mut().map(|s| &mut s[off..off + n]);
+                    let (gx, c) = l.vjp_traced(&p[off..off + n], t, g, gpl, true);
+                    cots.push(c);
+                    g = gx.expect("need_gx was set");
+                }
+                cots.reverse();
+                let gx = need_gx.then(|| g + &gy);
+                (gx, CotangentTrace { output: gy, inner: cots })
+            }
+            _ => {
+                let gx = self.vjp(p, trace, gy.view(), gp, need_gx);
+                (gx, CotangentTrace { output: gy, inner: Vec::new() })
             }
         }
     }
@@ -655,9 +693,12 @@ impl Layer {
         if need_gx { self.vjp(p, trace, gy, None, true) } else { None }
     }
 
-    /// The R-operator: given the forward trace and tangent trace, the cotangent `gy` and its
-    /// tangent `dgy`, adds the parameter cotangent into `gp` (if given) and its tangent into `dgp`,
-    /// and returns `(gx, dgx)` when `need_gx`.
+    /// The R-operator: the tangent of [`Layer::vjp`] along the input tangent (in `tangent`), the
+    /// parameter tangent `dp` and the output-cotangent tangent `dgy`, at the output cotangent `gy`
+    /// of a plain backward pass (in `cotangent`, from [`Layer::vjp_traced`]). Adds the parameter
+    /// cotangent's tangent `dgp` into `dgp` and returns the input cotangent's tangent `dgx` when
+    /// `need_gx`. The cotangents themselves (`gx`, `gp`) come from the plain backward pass. `dgy`
+    /// is taken by value so that element-wise rules can update it in place.
     #[allow(clippy::too_many_arguments)]
     pub fn vjp_tangent<T: Scalar>(
         &self,
@@ -665,65 +706,47 @@ impl Layer {
         dp: &[T],
         trace: &Trace<T>,
         tangent: &TangentTrace<T>,
-        gy: ArrayView2<'_, T>,
-        dgy: ArrayView2<'_, T>,
-        gp: Option<&mut [T]>,
+        cotangent: &CotangentTrace<T>,
+        dgy: Array2<T>,
         dgp: &mut [T],
         need_gx: bool,
-    ) -> Option<(Array2<T>, Array2<T>)> {
+    ) -> Option<Array2<T>> {
         let x = trace.input.view();
         let dx = tangent.input.as_ref().map(|d| d.view());
+        let gy = cotangent.output.view();
         match self {
-            Layer::Linear(l) => l.vjp_tangent(p, dp, x, dx, gy, dgy, gp, dgp, need_gx),
-            Layer::LayerNorm(l) => l.vjp_tangent(p, dp, x, dx, gy, dgy, gp, dgp, need_gx),
+            Layer::Linear(l) => l.vjp_tangent(p, dp, x, dx, gy, dgy.view(), dgp, need_gx),
+            Layer::LayerNorm(l) => l.vjp_tangent(p, dp, x, dx, gy, dgy.view(), dgp, need_gx),
             Layer::Activation(a) => need_gx.then(|| {
-                let mut gx = gy.to_owned();
-                let mut dgx = dgy.to_owned();
+                let mut dgx = dgy;
                 match dx {
                     Some(dx) if !a.is_piecewise_linear() => {
-                        Zip::from(&mut gx).and(&mut dgx).and(&x).and(&dx).for_each(|g, dg, &xv, &dxv| {
+                        Zip::from(&mut dgx).and(&gy).and(&x).and(&dx).for_each(|dg, &g, &xv, &dxv| {
                             let (_, d1, d2) = a.f012(xv);
-                            *dg = d2 * dxv * *g + d1 * *dg;
-                            *g *= d1;
+                            *dg = d2 * dxv * g + d1 * *dg;
                         });
                     }
-                    _ => {
-                        Zip::from(&mut gx).and(&mut dgx).and(&x).for_each(|g, dg, &xv| {
-                            let d1 = a.df(xv);
-                            *dg *= d1;
-                            *g *= d1;
-                        });
-                    }
+                    _ => Zip::from(&mut dgx).and(&x).for_each(|dg, &xv| *dg *= a.df(xv)),
                 }
-                (gx, dgx)
+                dgx
             }),
             Layer::Residual(inner) => {
-                let mut g = gy.to_owned();
-                let mut dg = dgy.to_owned();
-                let mut gp = gp;
+                let mut dg = dgy.clone();
                 let offs = offsets(inner);
-                for (((l, t), tt), &off) in
-                    inner.iter().zip(&trace.inner).zip(&tangent.inner).rev().zip(offs.iter().rev())
+                for ((((l, t), tt), c), &off) in inner
+                    .iter()
+                    .zip(&trace.inner)
+                    .zip(&tangent.inner)
+                    .zip(&cotangent.inner)
+                    .rev()
+                    .zip(offs.iter().rev())
                 {
                     let n = l.num_params();
-                    let gpl = gp.as_deref_mut().map(|s| &mut s[off..off + n]);
-                    let (a, b) = l
-                        .vjp_tangent(
-                            &p[off..off + n],
-                            &dp[off..off + n],
-                            t,
-                            tt,
-                            g.view(),
-                            dg.view(),
-                            gpl,
-                            &mut dgp[off..off + n],
-                            true,
-                        )
+                    dg = l
+                        .vjp_tangent(&p[off..off + n], &dp[off..off + n], t, tt, c, dg, &mut dgp[off..off + n], true)
                         .expect("need_gx was set");
-                    g = a;
-                    dg = b;
                 }
-                need_gx.then(|| (g + gy, dg + dgy))
+                need_gx.then(|| dg + dgy)
             }
         }
     }

@@ -7,7 +7,7 @@
 //! mutate anything, and return an error (not a panic) when shapes do not fit.
 
 use crate::error::NnError;
-use crate::layer::{TangentTrace, Trace};
+use crate::layer::{CotangentTrace, TangentTrace, Trace};
 use crate::loss::{Loss, Reduction, Targets};
 use crate::model::Model;
 use ndarray::{Array2, Array3, ArrayView2, Axis};
@@ -57,12 +57,16 @@ struct Forward<T> {
     traces: Vec<Trace<T>>,
 }
 
-/// A batch's forward pass and loss gradient at fixed parameters, kept for repeated exact
-/// Hessian-vector products (Lanczos, Hutchinson): each product then costs one jvp and one
-/// tangent backward pass, without redoing the forward pass.
+/// A batch's forward pass and plain backward pass at fixed parameters, kept for repeated exact
+/// Hessian-vector products (Lanczos, Hutchinson): each product then costs one jvp pass and the
+/// tangent of the backward pass, without redoing the forward pass or recomputing the cotangents,
+/// which do not depend on the direction. Gauss-Newton-vector products reuse its forward pass
+/// ([`Model::ggn_vp_cached`]).
 pub struct HvpCache<T> {
     forward: Forward<T>,
-    gz: Array2<T>,
+    /// The cotangent of every layer's output (inner layers of residual blocks included), from the
+    /// loss gradient with respect to the logits.
+    cotangents: Vec<CotangentTrace<T>>,
     /// The loss of the batch.
     pub loss: T,
 }
@@ -171,27 +175,49 @@ impl Model {
         Some(g)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The backward pass from the logit cotangent `gz`, keeping every layer's output cotangent;
+    /// parameter cotangents are added into `gp` when given.
+    fn backward_traced<T: Scalar>(
+        &self,
+        p: &[T],
+        traces: &[Trace<T>],
+        gz: Array2<T>,
+        mut gp: Option<&mut [T]>,
+    ) -> Vec<CotangentTrace<T>> {
+        let mut cots = Vec::with_capacity(traces.len());
+        let mut g = gz;
+        for (i, (l, t)) in self.layers().iter().zip(traces).enumerate().rev() {
+            let r = self.offset(i)..self.offset(i) + l.num_params();
+            let gpl = gp.as_deref_mut().map(|s| &mut s[r.clone()]);
+            let (gx, c) = l.vjp_traced(&p[r], t, g, gpl, i > 0);
+            cots.push(c);
+            match gx {
+                Some(gx) => g = gx,
+                None => break,
+            }
+        }
+        cots.reverse();
+        cots
+    }
+
+    /// The tangent of the backward pass cached in `cache` along `dp` (forward tangents `tts`):
+    /// from the tangent `dgz` of the logit cotangent, adds the tangent of the parameter cotangents
+    /// into `dgp`.
     fn backward_tangent<T: Scalar>(
         &self,
         p: &[T],
         dp: &[T],
-        traces: &[Trace<T>],
+        cache: &HvpCache<T>,
         tts: &[TangentTrace<T>],
-        gz: Array2<T>,
         dgz: Array2<T>,
-        mut gp: Option<&mut [T]>,
         dgp: &mut [T],
     ) {
-        let (mut g, mut dg) = (gz, dgz);
-        for (i, ((l, t), tt)) in self.layers().iter().zip(traces).zip(tts).enumerate().rev() {
+        let mut dg = dgz;
+        let layers = self.layers().iter().zip(&cache.forward.traces).zip(tts).zip(&cache.cotangents);
+        for (i, (((l, t), tt), c)) in layers.enumerate().rev() {
             let r = self.offset(i)..self.offset(i) + l.num_params();
-            let gpl = gp.as_deref_mut().map(|s| &mut s[r.clone()]);
-            match l.vjp_tangent(&p[r.clone()], &dp[r.clone()], t, tt, g.view(), dg.view(), gpl, &mut dgp[r], i > 0) {
-                Some((a, b)) => {
-                    g = a;
-                    dg = b;
-                }
+            match l.vjp_tangent(&p[r.clone()], &dp[r.clone()], t, tt, c, dg, &mut dgp[r], i > 0) {
+                Some(d) => dg = d,
                 None => return,
             }
         }
@@ -269,8 +295,8 @@ impl Model {
     }
 
     /// Exact Hessian-vector products `H v_j` for each row `v_j` of `vs` (`[k, num_params]`), by
-    /// forward-over-reverse (Pearlmutter 1994): one forward pass, then per direction a jvp and the
-    /// tangent of the backward pass. Also returns the loss and gradient.
+    /// forward-over-reverse (Pearlmutter 1994): one forward and one backward pass, then per
+    /// direction a jvp and the tangent of the backward pass. Also returns the loss and gradient.
     pub fn hvp_block<T: Scalar>(
         &self,
         p: &[T],
@@ -280,18 +306,30 @@ impl Model {
     ) -> Result<HvpResult<T>, NnError> {
         self.check_batch(p, batch, obj)?;
         self.check_directions(&vs)?;
-        let cache = self.hvp_cache(p, batch, obj)?;
         let mut gradient = vec![T::zero(); self.num_params()];
-        let hvps = self.hvps_with(p, &cache, batch, obj, vs, Some(&mut gradient));
+        let cache = self.build_hvp_cache(p, batch, obj, Some(&mut gradient));
+        let hvps = self.hvps_with(p, &cache, batch, obj, vs);
         Ok(HvpResult { loss: cache.loss, gradient, hvps })
     }
 
-    /// The forward pass and loss gradient of a batch, for [`Model::hvp_cached`].
+    /// The forward pass and the backward pass's cotangents of a batch, for [`Model::hvp_cached`].
     pub fn hvp_cache<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective) -> Result<HvpCache<T>, NnError> {
         self.check_batch(p, batch, obj)?;
+        Ok(self.build_hvp_cache(p, batch, obj, None))
+    }
+
+    /// [`Model::hvp_cache`] on a checked batch; the gradient is added into `gradient` when given.
+    fn build_hvp_cache<T: Scalar>(
+        &self,
+        p: &[T],
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        gradient: Option<&mut [T]>,
+    ) -> HvpCache<T> {
         let forward = self.forward_traced(p, batch.x);
         let (loss, gz) = obj.loss.value_and_grad(forward.logits.view(), &batch.targets, obj.reduction);
-        Ok(HvpCache { forward, gz, loss })
+        let cotangents = self.backward_traced(p, &forward.traces, gz, gradient);
+        HvpCache { forward, cotangents, loss }
     }
 
     /// Exact Hessian-vector products `H v_j` for the rows of `vs` from a cached forward pass of
@@ -304,6 +342,17 @@ impl Model {
         obj: &Objective,
         vs: ArrayView2<'_, T>,
     ) -> Result<Array2<T>, NnError> {
+        self.check_cached(p, cache, batch, &vs)?;
+        Ok(self.hvps_with(p, cache, batch, obj, vs))
+    }
+
+    fn check_cached<T: Scalar>(
+        &self,
+        p: &[T],
+        cache: &HvpCache<T>,
+        batch: &Batch<'_, T>,
+        vs: &ArrayView2<'_, T>,
+    ) -> Result<(), NnError> {
         self.check_params(p)?;
         if vs.ncols() != self.num_params() || cache.forward.logits.nrows() != batch.x.nrows() {
             return Err(NnError::Shape(format!(
@@ -314,7 +363,7 @@ impl Model {
                 batch.x.nrows()
             )));
         }
-        Ok(self.hvps_with(p, cache, batch, obj, vs, None))
+        Ok(())
     }
 
     fn hvps_with<T: Scalar>(
@@ -324,23 +373,16 @@ impl Model {
         batch: &Batch<'_, T>,
         obj: &Objective,
         vs: ArrayView2<'_, T>,
-        mut gradient: Option<&mut [T]>,
     ) -> Array2<T> {
         let f = &cache.forward;
         let mut hvps = Array2::zeros((vs.nrows(), self.num_params()));
-        if vs.nrows() == 0
-            && let Some(g) = gradient.as_deref_mut()
-        {
-            self.backward(p, &f.traces, cache.gz.clone(), Some(g), false);
-        }
-        for (j, (v, mut out)) in vs.rows().into_iter().zip(hvps.rows_mut()).enumerate() {
+        for (v, mut out) in vs.rows().into_iter().zip(hvps.rows_mut()) {
             let v = v.as_standard_layout();
             let v = v.as_slice().expect("standard layout");
             let (dz, tts) = self.jvp_pass(p, Some(v), &f.traces, None);
             let dgz = obj.loss.hessian_vp(f.logits.view(), &batch.targets, dz.view(), obj.reduction);
             let out = out.as_slice_mut().expect("rows of a fresh array are contiguous");
-            let gp = if j == 0 { gradient.as_deref_mut() } else { None };
-            self.backward_tangent(p, v, &f.traces, &tts, cache.gz.clone(), dgz, gp, out);
+            self.backward_tangent(p, v, cache, &tts, dgz, out);
         }
         hvps
     }
@@ -365,6 +407,31 @@ impl Model {
         self.check_batch(p, batch, obj)?;
         self.check_directions(&vs)?;
         let f = self.forward_traced(p, batch.x);
+        Ok(self.ggn_vps_with(p, &f, batch, obj, vs))
+    }
+
+    /// Generalised Gauss-Newton-vector products for the rows of `vs` from the forward pass cached
+    /// by [`Model::hvp_cache`] for the same parameters and batch (its cotangents are not used).
+    pub fn ggn_vp_cached<T: Scalar>(
+        &self,
+        p: &[T],
+        cache: &HvpCache<T>,
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        vs: ArrayView2<'_, T>,
+    ) -> Result<Array2<T>, NnError> {
+        self.check_cached(p, cache, batch, &vs)?;
+        Ok(self.ggn_vps_with(p, &cache.forward, batch, obj, vs))
+    }
+
+    fn ggn_vps_with<T: Scalar>(
+        &self,
+        p: &[T],
+        f: &Forward<T>,
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        vs: ArrayView2<'_, T>,
+    ) -> Array2<T> {
         let mut out = Array2::zeros((vs.nrows(), self.num_params()));
         for (v, mut o) in vs.rows().into_iter().zip(out.rows_mut()) {
             let v = v.as_standard_layout();
@@ -372,7 +439,7 @@ impl Model {
             let q = obj.loss.hessian_vp(f.logits.view(), &batch.targets, dz.view(), obj.reduction);
             self.backward(p, &f.traces, q, Some(o.as_slice_mut().expect("contiguous")), false);
         }
-        Ok(out)
+        out
     }
 
     /// Generalised Gauss-Newton-vector product `G v`.

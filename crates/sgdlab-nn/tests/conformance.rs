@@ -213,18 +213,31 @@ fn every_layer_passes_jvp_vjp_and_r_operator_checks() {
             assert!(layer.vjp(&p, &trace, u.view(), Some(&mut gp2), false).is_none());
             assert_close(&format!("{name}: vjp without gx"), &gp2, &gp, 0.0);
 
-            // R-operator against central differences of the vjp along (dx, dp, du).
+            // The traced vjp (the plain backward pass the R-operator starts from) equals the vjp
+            // and keeps the output cotangent.
             let mut gp_t = vec![0.0; np];
-            let mut dgp = vec![0.0; np];
-            let (gx_t, dgx) =
-                layer.vjp_tangent(&p, &dp, &trace, &tt, u.view(), du.view(), Some(&mut gp_t), &mut dgp, true).unwrap();
+            let (gx_t, cot) = layer.vjp_traced(&p, &trace, u.clone(), Some(&mut gp_t), true);
             assert_close(
-                &format!("{name}: R-op gx equals vjp gx"),
-                gx_t.as_slice().unwrap(),
+                &format!("{name}: traced vjp gx equals vjp gx"),
+                gx_t.unwrap().as_slice().unwrap(),
                 gx.as_slice().unwrap(),
                 TOL_EXACT,
             );
-            assert_close(&format!("{name}: R-op gp equals vjp gp"), &gp_t, &gp, TOL_EXACT);
+            assert_close(&format!("{name}: traced vjp gp equals vjp gp"), &gp_t, &gp, TOL_EXACT);
+            assert_close(
+                &format!("{name}: traced output cotangent"),
+                cot.output.as_slice().unwrap(),
+                u.as_slice().unwrap(),
+                0.0,
+            );
+
+            // R-operator against central differences of the vjp along (dx, dp, du).
+            let mut dgp = vec![0.0; np];
+            let dgx = layer.vjp_tangent(&p, &dp, &trace, &tt, &cot, du.clone(), &mut dgp, true).unwrap();
+            // need_gx = false still accumulates the parameter tangent.
+            let mut dgp2 = vec![0.0; np];
+            assert!(layer.vjp_tangent(&p, &dp, &trace, &tt, &cot, du.clone(), &mut dgp2, false).is_none());
+            assert_close(&format!("{name}: R-op without dgx"), &dgp2, &dgp, 0.0);
             let vjp_at = |s: f64| {
                 let ps = axpy(&p, s, &dp);
                 let xs = &x + &(&dx * s);
@@ -452,6 +465,14 @@ fn model_passes_match_finite_differences() {
                     0.0,
                 );
                 assert!((cache.loss - lg.loss).abs() <= TOL_EXACT * (1.0 + lg.loss.abs()));
+                let ggn_cached = m.ggn_vp_cached(&s.p, &cache, &b, &obj, vs.view()).unwrap();
+                let ggn_fresh = m.ggn_vp_block(&s.p, &b, &obj, vs.view()).unwrap();
+                assert_close(
+                    &format!("{tag}: ggn_vp_cached"),
+                    ggn_cached.as_slice().unwrap(),
+                    ggn_fresh.as_slice().unwrap(),
+                    0.0,
+                );
 
                 // Quadratic forms by second-order forward mode: v^T H v against v . (differences
                 // of the gradient) and against the HVPs; cached = fresh, bit for bit.
@@ -685,6 +706,16 @@ fn shape_errors_are_errors_not_panics() {
             .to_string()
             .contains("direction has 1 entries")
     );
+    // Cached products: a cache of another batch size, or directions of the wrong width.
+    let obj = Objective::mean(Loss::CrossEntropy);
+    let cache = m.hvp_cache(&p, &b, &obj).unwrap();
+    let x3 = Array2::<f64>::zeros((3, 4));
+    let b3 = Batch { x: x3.view(), targets: Targets::Classes(&[0, 1, 2]) };
+    let vs = Array2::<f64>::zeros((1, m.num_params()));
+    let short = Array2::<f64>::zeros((1, 2));
+    assert!(m.hvp_cached(&p, &cache, &b3, &obj, vs.view()).unwrap_err().to_string().contains("cache of 2 examples"));
+    assert!(m.ggn_vp_cached(&p, &cache, &b3, &obj, vs.view()).unwrap_err().to_string().contains("cache of 2 examples"));
+    assert!(m.ggn_vp_cached(&p, &cache, &b, &obj, short.view()).unwrap_err().to_string().contains("directions have 2"));
 }
 
 /// MSE with unobserved (NaN) targets, as in matrix completion: gradient, HVP and GGN of the model

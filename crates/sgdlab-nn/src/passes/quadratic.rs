@@ -128,8 +128,9 @@ impl Model {
                 let Some(dz) = dz else { return T::zero() };
                 let hz = obj.loss.hessian_vp(f.logits.view(), &batch.targets, dz.view(), obj.reduction);
                 let mut q = dot(&dz, &hz);
-                if let Some(d2z) = d2z {
-                    q += dot(&cache.gz, &d2z);
+                // g_z: the cotangent of the last layer's output (the logits).
+                if let (Some(d2z), Some(gz)) = (d2z, cache.cotangents.last()) {
+                    q += dot(&gz.output, &d2z);
                 }
                 q
             })

@@ -29,7 +29,8 @@ pub struct CurvatureContext<'a, T> {
     pub set: &'a EvalSet<T>,
     pub batches: Vec<Range<usize>>,
     pub loss: Loss,
-    /// Forward passes kept for Hessian-vector products, built on first use.
+    /// Forward (and backward) passes kept for Hessian- and Gauss-Newton-vector products, built on
+    /// first use.
     hvp_caches: std::sync::OnceLock<Vec<sgdlab_nn::HvpCache<T>>>,
 }
 
@@ -57,6 +58,19 @@ impl<'a, T: Scalar> CurvatureContext<'a, T> {
     /// Number of parameters.
     pub fn dim(&self) -> usize {
         self.model.num_params()
+    }
+
+    /// The forward and backward pass of each batch, computed once and reused by every product and
+    /// quadratic form (Hessian and GGN alike).
+    fn hvp_caches(&self) -> &[sgdlab_nn::HvpCache<T>] {
+        self.hvp_caches.get_or_init(|| {
+            self.batches
+                .iter()
+                .map(|r| {
+                    self.model.hvp_cache(self.params, &self.batch(r.clone()), &self.sum()).expect("checked in new")
+                })
+                .collect()
+        })
     }
 
     /// Number of examples.
@@ -147,19 +161,6 @@ impl<'a, T: Scalar> CurvatureContext<'a, T> {
         (loss * c.to_f64(), g)
     }
 
-    /// The forward pass (and loss gradient) of each batch, computed on first use and reused by
-    /// every Hessian-vector product and quadratic form.
-    fn hvp_caches(&self) -> &[sgdlab_nn::HvpCache<T>] {
-        self.hvp_caches.get_or_init(|| {
-            self.batches
-                .iter()
-                .map(|r| {
-                    self.model.hvp_cache(self.params, &self.batch(r.clone()), &self.sum()).expect("checked in new")
-                })
-                .collect()
-        })
-    }
-
     /// `c * sum over batches` of per-batch quadratic forms of the rows of `block`, in f64.
     fn forms_over_batches(
         &self,
@@ -240,9 +241,13 @@ impl<T: Scalar> LinearOperator<T> for GgnOperator<'_, T> {
     }
     fn apply_block(&self, block: ArrayView2<'_, T>) -> Array2<T> {
         let c = self.ctx;
+        let caches = c.hvp_caches();
         scaled_sum(c.dim(), block.nrows(), c.scale(), |out| {
-            for r in &c.batches {
-                *out += &c.model.ggn_vp_block(c.params, &c.batch(r.clone()), &c.sum(), block).expect("checked in new");
+            for (r, cache) in c.batches.iter().zip(caches) {
+                *out += &c
+                    .model
+                    .ggn_vp_cached(c.params, cache, &c.batch(r.clone()), &c.sum(), block)
+                    .expect("checked in new");
             }
         })
     }
