@@ -9,7 +9,7 @@
 //! (Paige 1971; Parlett 1998, ch. 13).
 
 use crate::OperatorError;
-use crate::operator::{LinearOperator, checked_apply, norm, orthogonalise_against};
+use crate::operator::{LinearOperator, checked_apply, norm, orthogonalise_after_recent, orthogonalise_against};
 use crate::probes::ProbeDistribution;
 use ndarray::{Array1, Array2, ArrayView2, s};
 use sgdlab_linalg::{Scalar, StreamRng, matmul_into, symmetric_eigen};
@@ -215,7 +215,9 @@ impl<'a, T: Scalar> Krylov<'a, T> {
         for row in w.rows() {
             let mut x = row.to_owned();
             let mut coef = vec![0.0; self.basis.nrows()];
-            let after = orthogonalise_against(self.basis.view(), &mut x, &mut coef);
+            // The newest rows: this block and the one before it (the three-term recurrence).
+            let recent = (self.basis.nrows() - lo) + (hi - lo);
+            let after = orthogonalise_after_recent(self.basis.view(), recent, &mut x, &mut coef);
             if after > floor && self.basis.nrows() < self.n {
                 coef.push(after);
                 self.push(x, after);

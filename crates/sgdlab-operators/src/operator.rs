@@ -451,31 +451,56 @@ pub(crate) fn norm<T: Scalar>(x: ArrayView1<'_, T>) -> f64 {
     x.iter().map(|&v| v.to_f64() * v.to_f64()).sum::<f64>().sqrt()
 }
 
-/// `x = x - sum_i q_i (q_i . x)` against the orthonormal rows of `q`, repeated while a pass
-/// removes more than half of the norm (Kahan-Parlett "twice is enough"; always at least two
-/// passes, at most three). The removed coefficients are added to `coef` (length `q.nrows()`).
-/// Returns the final norm of `x`.
+/// One classical Gram-Schmidt pass: `x = x - sum_i q_i (q_i . x)` over the rows of `q`, the
+/// coefficients `q_i . x` added to `coef`.
+fn project_out<T: Scalar>(q: ArrayView2<'_, T>, x: &mut Array1<T>, coef: &mut [f64]) {
+    let mut h = Array2::<T>::zeros((q.nrows(), 1));
+    matmul_into(h.view_mut(), false, q, x.view().insert_axis(Axis(1)), T::one());
+    let xm: ArrayViewMut2<'_, T> = x.view_mut().insert_axis(Axis(0));
+    matmul_into(xm, true, h.t(), q, -T::one());
+    for (c, &hv) in coef.iter_mut().zip(h.iter()) {
+        *c += hv.to_f64();
+    }
+}
+
+/// `x = x - sum_i q_i (q_i . x)` against the orthonormal rows of `q` (classical Gram-Schmidt),
+/// repeated while a pass removes more than `1 - 1/sqrt(2)` of the norm (the criterion of Daniel,
+/// Gragg, Kaufman & Stewart 1976, as in ARPACK; with "twice is enough", at most three passes).
+/// The removed coefficients are added to `coef` (length `q.nrows()`). Returns the final norm of
+/// `x`.
 pub(crate) fn orthogonalise_against<T: Scalar>(q: ArrayView2<'_, T>, x: &mut Array1<T>, coef: &mut [f64]) -> f64 {
-    let r = q.nrows();
-    debug_assert_eq!(coef.len(), r);
+    debug_assert_eq!(coef.len(), q.nrows());
     let mut nrm = norm(x.view());
-    if r == 0 {
+    if q.nrows() == 0 {
         return nrm;
     }
-    let mut h = Array2::<T>::zeros((r, 1));
-    for pass in 0..3 {
-        matmul_into(h.view_mut(), false, q, x.view().insert_axis(Axis(1)), T::one());
-        let xm: ArrayViewMut2<'_, T> = x.view_mut().insert_axis(Axis(0));
-        matmul_into(xm, true, h.t(), q, -T::one());
-        for (c, &hv) in coef.iter_mut().zip(h.iter()) {
-            *c += hv.to_f64();
-        }
+    for _ in 0..3 {
+        project_out(q, x, coef);
         let after = norm(x.view());
-        let dropped = after < 0.5 * nrm;
+        let dropped = after < std::f64::consts::FRAC_1_SQRT_2 * nrm;
         nrm = after;
-        if pass >= 1 && !dropped {
+        if !dropped {
             break;
         }
     }
     nrm
+}
+
+/// [`orthogonalise_against`] after a first pass against only the newest `recent` rows of `q`.
+///
+/// In a symmetric Lanczos step `A q_j` lies, in exact arithmetic, in the span of the newest two
+/// blocks and the next one (the three-term recurrence), so the cheap local pass removes nearly
+/// everything and the full passes (which read the whole basis twice each) usually stop after one:
+/// full re-orthogonalisation at about half the memory traffic of two full passes.
+pub(crate) fn orthogonalise_after_recent<T: Scalar>(
+    q: ArrayView2<'_, T>,
+    recent: usize,
+    x: &mut Array1<T>,
+    coef: &mut [f64],
+) -> f64 {
+    let lo = q.nrows().saturating_sub(recent);
+    if lo > 0 {
+        project_out(q.slice(s![lo.., ..]), x, &mut coef[lo..]);
+    }
+    orthogonalise_against(q, x, coef)
 }

@@ -123,7 +123,9 @@ fn moments_are_unbiased_within_their_standard_errors() {
     }
     let tr = est.trace_of(|t| t);
     assert!((tr.value - k.trace()).abs() <= 4.0 * tr.standard_error);
-    assert_eq!(est.moment(0).value, 1.0);
+    // The weights are squared first components of the orthonormal eigenvectors of each
+    // tridiagonal matrix: they sum to 1 up to rounding (a few ulps), not bit for bit.
+    assert!((est.moment(0).value - 1.0).abs() <= 1e-14, "{:?}", est.moment(0));
 }
 
 #[test]
