@@ -51,24 +51,6 @@ enum Command {
     Model(cmd_model::ModelArgs),
 }
 
-/// Keeps freed memory in the process instead of returning it to the kernel after every pass.
-///
-/// The passes allocate activation-sized arrays (megabytes) and free them again on every step or
-/// Hessian-vector product. glibc serves blocks this size with fresh `mmap`s and trims the heap
-/// on free, so each pass page-faults its memory back in: measured at about 3,100 faults and 30%
-/// of the time of an HVP at batch 128 (bench/results/curvature.md). Raising the mmap and trim
-/// thresholds (glibc's maximum mmap threshold is 32 MiB on 64-bit) keeps those pages mapped; peak
-/// memory is unchanged, it is just not handed back between passes.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; called once at start-up, before any
-    // thread exists. A rejected value leaves the default in place (harmless).
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
-
 fn main() -> ExitCode {
     // Die quietly when the reader of stdout goes away (`sgdlab ... | head`), like other CLI tools,
     // instead of panicking on a broken pipe.
@@ -77,7 +59,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    keep_freed_memory();
+    sgdlab_linalg::keep_freed_memory();
     let cli = Cli::parse();
     sgdlab_linalg::set_threads(cli.threads);
     let result = match cli.command {

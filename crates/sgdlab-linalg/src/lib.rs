@@ -5,12 +5,14 @@
 //! Products run sequentially below a measured size threshold and on `threads()` threads above it
 //! (see [`set_threads`] and [`PARALLEL_MIN_FLOPS`]).
 
+mod alloc;
 mod decomp;
 mod matmul;
 mod rng;
 mod scalar;
 pub mod stats;
 
+pub use alloc::keep_freed_memory;
 pub use decomp::{DecompError, SymmetricEigen, orthonormal_rows, singular_values, symmetric_eigen};
 pub use matmul::{PARALLEL_MIN_FLOPS, matmul_into, set_threads, threads};
 pub use ndarray;
