@@ -106,6 +106,13 @@ fn jax_golden_values_match() {
         assert_close(&format!("{name} hvp"), &hv, &flat(&c["hvp"]));
         let gv = model.ggn_vp(&p, &batch, &obj, &v).unwrap();
         assert_close(&format!("{name} ggn_vp"), &gv, &flat(&c["ggn_vp"]));
+        // Quadratic forms by forward passes only against v . (JAX's H v) and v . (JAX's G v).
+        let vs = ndarray::ArrayView2::from_shape((1, v.len()), &v).unwrap();
+        let dot = |a: &[f64]| a.iter().zip(&v).map(|(x, y)| x * y).sum::<f64>();
+        let q = model.hessian_quadratic_forms(&p, &batch, &obj, vs).unwrap();
+        assert_close(&format!("{name} v^T H v"), &q, &[dot(&flat(&c["hvp"]))]);
+        let qg = model.ggn_quadratic_forms(&p, &batch, &obj, vs).unwrap();
+        assert_close(&format!("{name} v^T G v"), &qg, &[dot(&flat(&c["ggn_vp"]))]);
         let pe = model.per_example_gradients(&p, &batch, &obj).unwrap();
         assert_close(
             &format!("{name} per-example gradients"),
