@@ -46,6 +46,9 @@ impl<T: Scalar> OptimizerState<T> {
 /// SGD with coupled weight decay and (Nesterov) momentum, PyTorch's `torch.optim.SGD` without
 /// dampening: `d = g + wd theta`; `b = mu b + d` (b starts at 0, so the first `b = d`);
 /// step along `d + mu b` (Nesterov) or `b`; `theta -= lr * step`.
+///
+/// Returns whether every updated parameter is finite (the trainer's divergence check, done in
+/// the same pass over the parameters instead of a second one).
 #[allow(clippy::too_many_arguments)]
 pub fn sgd_step<T: Scalar>(
     theta: &mut [T],
@@ -55,14 +58,16 @@ pub fn sgd_step<T: Scalar>(
     momentum: f64,
     nesterov: bool,
     weight_decay: f64,
-) {
+) -> bool {
     let (lr, mu, wd) = (T::from_f64(lr), T::from_f64(momentum), T::from_f64(weight_decay));
+    let mut finite = true;
     if momentum == 0.0 {
         for (t, &g) in theta.iter_mut().zip(grad) {
             let d = g + wd * *t;
             *t -= lr * d;
+            finite &= t.is_finite();
         }
-        return;
+        return finite;
     }
     let buf = state.momentum_buffer.get_or_insert_with(|| vec![T::zero(); grad.len()]);
     for ((t, &g), b) in theta.iter_mut().zip(grad).zip(buf.iter_mut()) {
@@ -70,13 +75,17 @@ pub fn sgd_step<T: Scalar>(
         *b = mu * *b + d;
         let s = if nesterov { d + mu * *b } else { *b };
         *t -= lr * s;
+        finite &= t.is_finite();
     }
+    finite
 }
 
 /// Adam (Kingma & Ba 2015) as `torch.optim.Adam`/`AdamW`: `m = b1 m + (1 - b1) g`,
 /// `v = b2 v + (1 - b2) g^2`, `theta -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`.
 /// Coupled weight decay adds `wd theta` to `g`; decoupled (AdamW) first scales
 /// `theta *= 1 - lr wd`.
+///
+/// Returns whether every updated parameter is finite, as [`sgd_step`].
 #[allow(clippy::too_many_arguments)]
 pub fn adam_step<T: Scalar>(
     theta: &mut [T],
@@ -88,7 +97,7 @@ pub fn adam_step<T: Scalar>(
     eps: f64,
     weight_decay: f64,
     decoupled: bool,
-) {
+) -> bool {
     let n = grad.len();
     state.adam_steps += 1;
     let t = state.adam_steps as i32;
@@ -101,6 +110,7 @@ pub fn adam_step<T: Scalar>(
     let one = T::one();
     let m = state.exp_avg.get_or_insert_with(|| vec![T::zero(); n]);
     let v = state.exp_avg_sq.get_or_insert_with(|| vec![T::zero(); n]);
+    let mut finite = true;
     for (((th, &g), mi), vi) in theta.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
         let g = if decoupled {
             *th *= decay;
@@ -111,7 +121,9 @@ pub fn adam_step<T: Scalar>(
         *mi = b1 * *mi + (one - b1) * g;
         *vi = b2 * *vi + (one - b2) * g * g;
         *th -= step_size * *mi / (vi.sqrt() / sqrt_bc2 + e);
+        finite &= th.is_finite();
     }
+    finite
 }
 
 #[cfg(test)]

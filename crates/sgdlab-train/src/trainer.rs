@@ -434,17 +434,18 @@ impl<'a, T: Scalar> Run<'a, T> {
         }
     }
 
-    /// Performs update number `step` (0-based); returns the minibatch loss before the update.
-    fn update(&mut self, step: u64, lr: f64) -> Result<f64, TrainError> {
+    /// Performs update number `step` (0-based); returns the minibatch loss before the update and
+    /// whether every updated parameter is finite (checked by the optimiser's pass over them).
+    fn update(&mut self, step: u64, lr: f64) -> Result<(f64, bool), TrainError> {
         let opt = self.spec.optimizer.clone();
         let mut theta = std::mem::take(&mut self.theta);
-        let result = (|| -> Result<f64, TrainError> {
+        let result = (|| -> Result<(f64, bool), TrainError> {
             let m = step * self.grads_per_step;
             match &opt {
                 OptimizerSpec::Sgd { momentum, nesterov, weight_decay, .. } => {
                     let idx = self.minibatch(m);
                     let loss = self.gradient_at(theta.as_slice(), &idx, step)?;
-                    sgd_step(
+                    let finite = sgd_step(
                         theta.as_mut_slice(),
                         &self.grad,
                         &mut self.state,
@@ -453,26 +454,34 @@ impl<'a, T: Scalar> Run<'a, T> {
                         *nesterov,
                         *weight_decay,
                     );
-                    Ok(loss)
+                    Ok((loss, finite))
                 }
                 OptimizerSpec::Gd { momentum, weight_decay, .. } => {
                     let idx = self.minibatch(m);
                     let loss = self.gradient_at(theta.as_slice(), &idx, step)?;
-                    sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr, *momentum, false, *weight_decay);
-                    Ok(loss)
+                    let finite = sgd_step(
+                        theta.as_mut_slice(),
+                        &self.grad,
+                        &mut self.state,
+                        lr,
+                        *momentum,
+                        false,
+                        *weight_decay,
+                    );
+                    Ok((loss, finite))
                 }
                 OptimizerSpec::LabelNoiseSgd { momentum, .. } => {
                     let idx = self.minibatch(m);
                     let loss = self.gradient_at(theta.as_slice(), &idx, step)?;
-                    sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr, *momentum, false, 0.0);
-                    Ok(loss)
+                    let finite = sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr, *momentum, false, 0.0);
+                    Ok((loss, finite))
                 }
                 OptimizerSpec::Adam { beta1, beta2, eps, weight_decay, .. }
                 | OptimizerSpec::Adamw { beta1, beta2, eps, weight_decay, .. } => {
                     let idx = self.minibatch(m);
                     let loss = self.gradient_at(theta.as_slice(), &idx, step)?;
                     let decoupled = matches!(opt, OptimizerSpec::Adamw { .. });
-                    adam_step(
+                    let finite = adam_step(
                         theta.as_mut_slice(),
                         &self.grad,
                         &mut self.state,
@@ -483,14 +492,14 @@ impl<'a, T: Scalar> Run<'a, T> {
                         *weight_decay,
                         decoupled,
                     );
-                    Ok(loss)
+                    Ok((loss, finite))
                 }
                 OptimizerSpec::NoisySgd { noise, .. } | OptimizerSpec::NoisyGd { noise, .. } => {
                     let idx = self.minibatch(m);
                     let loss = self.gradient_at(theta.as_slice(), &idx, step)?;
                     self.add_injected_noise(noise, step);
-                    sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr, 0.0, false, 0.0);
-                    Ok(loss)
+                    let finite = sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr, 0.0, false, 0.0);
+                    Ok((loss, finite))
                 }
                 OptimizerSpec::Sam { rho, momentum, weight_decay, .. } => {
                     let idx = self.minibatch(m);
@@ -500,8 +509,16 @@ impl<'a, T: Scalar> Run<'a, T> {
                     let perturbed: Vec<T> =
                         theta.as_slice().iter().zip(&self.grad).map(|(&t, &g)| t + scale * g).collect();
                     self.gradient_at(&perturbed, &idx, step)?;
-                    sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr, *momentum, false, *weight_decay);
-                    Ok(loss)
+                    let finite = sgd_step(
+                        theta.as_mut_slice(),
+                        &self.grad,
+                        &mut self.state,
+                        lr,
+                        *momentum,
+                        false,
+                        *weight_decay,
+                    );
+                    Ok((loss, finite))
                 }
                 OptimizerSpec::EntropySgd { inner_steps, inner_lr, gamma0, gamma1, alpha, noise, momentum, .. } => {
                     let gamma = gamma0 * (1.0 + gamma1).powf(step as f64);
@@ -529,8 +546,8 @@ impl<'a, T: Scalar> Run<'a, T> {
                     for (g, (&xi, &mi)) in self.grad.iter_mut().zip(x.iter().zip(&mu)) {
                         *g = xi - mi;
                     }
-                    sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr, *momentum, true, 0.0);
-                    Ok(first_loss)
+                    let finite = sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr, *momentum, true, 0.0);
+                    Ok((first_loss, finite))
                 }
             }
         })();
@@ -705,11 +722,10 @@ impl<'a, T: Scalar> Run<'a, T> {
                 break;
             }
             let lr = self.spec.schedule.lr_at(lr0, step, self.total);
-            let loss = self.update(step, lr)?;
+            let (loss, params_finite) = self.update(step, lr)?;
             step += 1;
             record.steps_completed = step;
-            let finite = loss.is_finite() && self.theta.as_slice().iter().all(|v| v.is_finite());
-            if !finite {
+            if !(loss.is_finite() && params_finite) {
                 metrics.write(step, self.epoch_of(step), "batch", "loss", loss)?;
                 record.status = RunStatus::Diverged;
                 record.diverged_at_step = Some(step);
