@@ -11,7 +11,7 @@ use crate::error::TrainError;
 use crate::optim::{OptimizerState, adam_step, sgd_step};
 use crate::record::{MetricsWriter, RunRecord, RunStatus, content_hash, read_record, write_text_atomic};
 use crate::spec::{Dtype, NoiseSpec, OptimizerSpec, RunSpec};
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 use rand::RngExt;
 use sgdlab_data::{Dataset, Split};
 use sgdlab_linalg::{RngStream, Scalar, standard_normal};
@@ -179,6 +179,20 @@ fn eval_indices(n: usize, subset: usize, stream: RngStream) -> Vec<usize> {
     s
 }
 
+/// Rows `idx` of `x`, in that order: the same as `x.select(Axis(0), idx)`, one copy per row
+/// instead of ndarray's general concatenation (measured on job L's batches: about half the time).
+fn gather_rows<T: Scalar>(x: &Array2<T>, idx: &[usize]) -> Array2<T> {
+    let mut data = Vec::with_capacity(idx.len() * x.ncols());
+    for &i in idx {
+        let row = x.row(i);
+        match row.as_slice() {
+            Some(r) => data.extend_from_slice(r),
+            None => data.extend(row.iter().copied()),
+        }
+    }
+    Array2::from_shape_vec((idx.len(), x.ncols()), data).expect("idx.len() rows of x.ncols() entries")
+}
+
 fn read_npy_f64(path: &str, what: &str) -> Result<ndarray::ArrayD<f64>, TrainError> {
     use ndarray_npy::ReadNpyExt;
     let f = std::fs::File::open(path).map_err(|e| TrainError::Spec(format!("{what} '{path}': {e}")))?;
@@ -344,13 +358,13 @@ impl<'a, T: Scalar> Run<'a, T> {
     /// Gradient of the (regularised) minibatch objective at `theta` into `self.grad`; returns
     /// the data loss.
     fn gradient_at(&mut self, theta: &[T], idx: &[usize], step: u64) -> Result<f64, TrainError> {
-        let x = self.train.x.select(Axis(0), idx);
+        let x = gather_rows(&self.train.x, idx);
         let label_noise = match &self.spec.optimizer {
             OptimizerSpec::LabelNoiseSgd { sigma, .. } => Some(*sigma),
             _ => None,
         };
         let mut labels: Option<Vec<u32>> = self.train.labels.as_ref().map(|l| idx.iter().map(|&i| l[i]).collect());
-        let mut values: Option<Array2<T>> = self.train.values.as_ref().map(|v| v.select(Axis(0), idx));
+        let mut values: Option<Array2<T>> = self.train.values.as_ref().map(|v| gather_rows(v, idx));
         if let Some(sigma) = label_noise {
             let mut rng = self.root.child("label-noise").child(&step.to_string()).rng();
             match (self.spec.loss, &mut labels, &mut values) {
@@ -560,9 +574,9 @@ impl<'a, T: Scalar> Run<'a, T> {
         let k = self.model.out_dim();
         let (mut total, mut correct) = (0.0f64, 0.0f64);
         for chunk in idx.chunks(EVAL_CHUNK) {
-            let x = d.x.select(Axis(0), chunk);
+            let x = gather_rows(&d.x, chunk);
             let labels: Option<Vec<u32>> = d.labels.as_ref().map(|l| chunk.iter().map(|&i| l[i]).collect());
-            let values: Option<Array2<T>> = d.values.as_ref().map(|v| v.select(Axis(0), chunk));
+            let values: Option<Array2<T>> = d.values.as_ref().map(|v| gather_rows(v, chunk));
             let targets = match (&labels, &values) {
                 (_, Some(v)) => Targets::Values(v.view()),
                 (Some(l), None) => Targets::Classes(l),
