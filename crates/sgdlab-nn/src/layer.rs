@@ -22,7 +22,7 @@
 
 use crate::activation::Activation;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2, Zip};
-use sgdlab_linalg::{Scalar, matmul_into};
+use sgdlab_linalg::{PARALLEL_MIN_FLOPS, Scalar, join_sequential, matmul_into};
 use std::ops::Range;
 
 mod jet;
@@ -196,22 +196,34 @@ impl Linear {
         gp: Option<ParamCotangent<'_, T>>,
         need_gx: bool,
     ) -> Option<Array2<T>> {
-        if let Some(gp) = gp {
-            let (gp, add) = gp.parts();
-            let (gw, gb) = gp.split_at_mut(self.in_dim * self.out_dim);
-            matmul_into(view2_mut(gw, self.out_dim, self.in_dim), add, gy.t(), x, T::one());
-            if self.bias {
-                if !add {
-                    gb.fill(T::zero());
+        let gp_flops = if gp.is_some() { gy.nrows() * self.in_dim * self.out_dim } else { 0 };
+        let param_cotangent = || {
+            if let Some(gp) = gp {
+                let (gp, add) = gp.parts();
+                let (gw, gb) = gp.split_at_mut(self.in_dim * self.out_dim);
+                matmul_into(view2_mut(gw, self.out_dim, self.in_dim), add, gy.t(), x, T::one());
+                if self.bias {
+                    if !add {
+                        gb.fill(T::zero());
+                    }
+                    add_row_sums(gb, &gy);
                 }
-                add_row_sums(gb, &gy);
             }
+        };
+        let input_cotangent = || {
+            need_gx.then(|| {
+                let mut gx = Array2::zeros((gy.nrows(), self.in_dim));
+                matmul_into(gx.view_mut(), false, gy, self.weight(p), T::one());
+                gx
+            })
+        };
+        // The two products are independent and of equal size: side by side when both are big.
+        if gp_flops >= PARALLEL_MIN_FLOPS && need_gx {
+            join_sequential(param_cotangent, input_cotangent).1
+        } else {
+            param_cotangent();
+            input_cotangent()
         }
-        need_gx.then(|| {
-            let mut gx = Array2::zeros((gy.nrows(), self.in_dim));
-            matmul_into(gx.view_mut(), false, gy, self.weight(p), T::one());
-            gx
-        })
     }
 
     fn vjp_per_example<T: Scalar>(&self, x: ArrayView2<'_, T>, gy: ArrayView2<'_, T>, mut rows: ArrayViewMut2<'_, T>) {

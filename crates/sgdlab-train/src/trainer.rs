@@ -736,7 +736,7 @@ impl<'a, T: Scalar> Run<'a, T> {
                 break;
             }
             let lr = self.spec.schedule.lr_at(lr0, step, self.total);
-            let (loss, params_finite) = self.update(step, lr)?;
+            let (loss, params_finite) = sgdlab_linalg::on_compute_threads(|| self.update(step, lr))?;
             step += 1;
             record.steps_completed = step;
             if !(loss.is_finite() && params_finite) {
