@@ -7,8 +7,17 @@ use sgdlab_linalg::{matmul_into, set_threads};
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul_f32");
-    for &(m, k, n) in &[(32, 40, 100), (64, 64, 64), (128, 128, 128), (128, 256, 256), (128, 512, 512), (128, 784, 512)]
-    {
+    for &(m, k, n) in &[
+        (32, 40, 100),
+        (64, 64, 64),
+        (128, 128, 128),
+        (128, 256, 256),
+        (128, 512, 512),
+        (128, 784, 512),
+        (512, 128, 512),
+        (512, 128, 784),
+        (1024, 1024, 1024),
+    ] {
         let a = Array2::from_shape_fn((m, k), |(i, j)| ((i + 3 * j) % 7) as f32 * 0.1);
         let b = Array2::from_shape_fn((k, n), |(i, j)| ((2 * i + j) % 5) as f32 * 0.1);
         let mut out = Array2::<f32>::zeros((m, n));

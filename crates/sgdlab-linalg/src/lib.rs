@@ -14,7 +14,7 @@ pub mod stats;
 
 pub use alloc::keep_freed_memory;
 pub use decomp::{DecompError, SymmetricEigen, orthonormal_rows, singular_values, symmetric_eigen};
-pub use matmul::{PARALLEL_MIN_FLOPS, matmul_into, set_threads, threads};
+pub use matmul::{PARALLEL_MIN_FLOPS, join_sequential, matmul_into, on_compute_threads, set_threads, threads};
 pub use ndarray;
 pub use rng::{RngStream, StreamRng, standard_normal};
 pub use scalar::Scalar;

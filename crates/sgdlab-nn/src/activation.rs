@@ -7,6 +7,7 @@
 //! is `relu'(0) = 0`; we follow it: the derivative at a kink is that of the piece *below* it for
 //! ReLU and leaky ReLU, and 0 at Hat's kinks 0 and 2, 1 at its peak 1 is taken from the left).
 
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
 use sgdlab_linalg::Scalar;
 use std::fmt;
 
@@ -207,6 +208,30 @@ impl Activation {
             }
             Activation::Identity => T::one(),
             _ => self.f012(x).1,
+        }
+    }
+
+    /// `f(x)` element-wise. The match on the activation sits outside the loop (here and in
+    /// [`Activation::scale_by_derivative`]): inside it, the compiler kept a call per element;
+    /// outside, the piecewise-linear cases compile to vector code (ReLU's passes on job L: about a
+    /// third of the time, by perf).
+    pub fn apply<T: Scalar>(&self, x: ArrayView2<'_, T>) -> Array2<T> {
+        match *self {
+            Activation::Relu => x.mapv(|v| Activation::Relu.f(v)),
+            Activation::LeakyRelu { slope } => x.mapv(|v| Activation::LeakyRelu { slope }.f(v)),
+            a => x.mapv(|v| a.f(v)),
+        }
+    }
+
+    /// `g *= f'(x)` element-wise: the vjp of the activation at inputs `x`, in place.
+    pub fn scale_by_derivative<T: Scalar>(&self, g: ArrayViewMut2<'_, T>, x: ArrayView2<'_, T>) {
+        fn scale<T: Scalar>(g: ArrayViewMut2<'_, T>, x: ArrayView2<'_, T>, df: impl Fn(T) -> T) {
+            Zip::from(g).and(x).for_each(|g, &xv| *g *= df(xv));
+        }
+        match *self {
+            Activation::Relu => scale(g, x, |v| Activation::Relu.df(v)),
+            Activation::LeakyRelu { slope } => scale(g, x, |v| Activation::LeakyRelu { slope }.df(v)),
+            a => scale(g, x, |v| a.df(v)),
         }
     }
 

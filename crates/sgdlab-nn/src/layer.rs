@@ -21,8 +21,9 @@
 //! those of its inner layers in order.
 
 use crate::activation::Activation;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
-use sgdlab_linalg::{Scalar, matmul_into};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2, Zip};
+use sgdlab_linalg::{PARALLEL_MIN_FLOPS, Scalar, join_sequential, matmul_into};
+use std::ops::Range;
 
 mod jet;
 
@@ -79,6 +80,33 @@ pub struct TangentTrace<T> {
 pub struct CotangentTrace<T> {
     pub output: Array2<T>,
     pub inner: Vec<CotangentTrace<T>>,
+}
+
+/// Where a vjp puts the parameter cotangents of its layer.
+pub(crate) enum ParamCotangent<'a, T> {
+    /// Added into the slice (the convention of the public rules).
+    Add(&'a mut [T]),
+    /// Written over the slice, whose contents are ignored: a plain backward pass writes every
+    /// parameter exactly once, so a gradient needs no zeroed buffer.
+    Overwrite(&'a mut [T]),
+}
+
+impl<'a, T> ParamCotangent<'a, T> {
+    /// The same write mode on the sub-slice `r`.
+    pub(crate) fn slice(&mut self, r: Range<usize>) -> ParamCotangent<'_, T> {
+        match self {
+            ParamCotangent::Add(s) => ParamCotangent::Add(&mut s[r]),
+            ParamCotangent::Overwrite(s) => ParamCotangent::Overwrite(&mut s[r]),
+        }
+    }
+
+    /// The slice, and whether to add into it.
+    fn parts(self) -> (&'a mut [T], bool) {
+        match self {
+            ParamCotangent::Add(s) => (s, true),
+            ParamCotangent::Overwrite(s) => (s, false),
+        }
+    }
 }
 
 fn view2<T>(p: &[T], rows: usize, cols: usize) -> ArrayView2<'_, T> {
@@ -165,21 +193,37 @@ impl Linear {
         p: &[T],
         x: ArrayView2<'_, T>,
         gy: ArrayView2<'_, T>,
-        gp: Option<&mut [T]>,
+        gp: Option<ParamCotangent<'_, T>>,
         need_gx: bool,
     ) -> Option<Array2<T>> {
-        if let Some(gp) = gp {
-            let (gw, gb) = gp.split_at_mut(self.in_dim * self.out_dim);
-            matmul_into(view2_mut(gw, self.out_dim, self.in_dim), true, gy.t(), x, T::one());
-            if self.bias {
-                add_row_sums(gb, &gy);
+        let gp_flops = if gp.is_some() { gy.nrows() * self.in_dim * self.out_dim } else { 0 };
+        let param_cotangent = || {
+            if let Some(gp) = gp {
+                let (gp, add) = gp.parts();
+                let (gw, gb) = gp.split_at_mut(self.in_dim * self.out_dim);
+                matmul_into(view2_mut(gw, self.out_dim, self.in_dim), add, gy.t(), x, T::one());
+                if self.bias {
+                    if !add {
+                        gb.fill(T::zero());
+                    }
+                    add_row_sums(gb, &gy);
+                }
             }
+        };
+        let input_cotangent = || {
+            need_gx.then(|| {
+                let mut gx = Array2::zeros((gy.nrows(), self.in_dim));
+                matmul_into(gx.view_mut(), false, gy, self.weight(p), T::one());
+                gx
+            })
+        };
+        // The two products are independent and of equal size: side by side when both are big.
+        if gp_flops >= PARALLEL_MIN_FLOPS && need_gx {
+            join_sequential(param_cotangent, input_cotangent).1
+        } else {
+            param_cotangent();
+            input_cotangent()
         }
-        need_gx.then(|| {
-            let mut gx = Array2::zeros((gy.nrows(), self.in_dim));
-            matmul_into(gx.view_mut(), false, gy, self.weight(p), T::one());
-            gx
-        })
     }
 
     fn vjp_per_example<T: Scalar>(&self, x: ArrayView2<'_, T>, gy: ArrayView2<'_, T>, mut rows: ArrayViewMut2<'_, T>) {
@@ -338,11 +382,15 @@ impl LayerNorm {
         p: &[T],
         x: ArrayView2<'_, T>,
         gy: ArrayView2<'_, T>,
-        gp: Option<&mut [T]>,
+        gp: Option<ParamCotangent<'_, T>>,
         need_gx: bool,
     ) -> Option<Array2<T>> {
         let st = self.stats(x);
         if let (true, Some(gp)) = (self.affine, gp) {
+            let (gp, add) = gp.parts();
+            if !add {
+                gp.fill(T::zero());
+            }
             let (gg, gb) = gp.split_at_mut(self.dim);
             for (gr, xh) in gy.rows().into_iter().zip(st.xhat.rows()) {
                 for (((a, b), &g), &h) in gg.iter_mut().zip(gb.iter_mut()).zip(gr.iter()).zip(xh.iter()) {
@@ -440,10 +488,6 @@ impl LayerNorm {
     }
 }
 
-fn act_forward<T: Scalar>(a: &Activation, x: ArrayView2<'_, T>) -> Array2<T> {
-    x.mapv(|v| a.f(v))
-}
-
 impl Layer {
     /// Number of parameters this layer owns.
     pub fn num_params(&self) -> usize {
@@ -510,7 +554,7 @@ impl Layer {
     pub fn forward<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>) -> Array2<T> {
         match self {
             Layer::Linear(l) => l.forward(p, x),
-            Layer::Activation(a) => act_forward(a, x),
+            Layer::Activation(a) => a.apply(x),
             Layer::LayerNorm(l) => l.forward(p, x),
             Layer::Residual(inner) => {
                 let mut h = x.to_owned();
@@ -564,13 +608,13 @@ impl Layer {
             Layer::Linear(l) => l.jvp(p, dp, x, dx.as_ref().map(|d| d.view())),
             Layer::Activation(a) => match dx {
                 Some(mut dx) if a.is_piecewise_linear() => {
-                    Zip::from(&mut dx).and(&x).for_each(|d, &xv| *d *= a.df(xv));
+                    a.scale_by_derivative(dx.view_mut(), x);
                     return (dx, TangentTrace { input: None, inner: Vec::new() });
                 }
                 Some(ref dx) => {
                     // Copy then scale: measured faster than `map_collect`.
                     let mut dy = dx.clone();
-                    Zip::from(&mut dy).and(&x).for_each(|d, &xv| *d *= a.df(xv));
+                    a.scale_by_derivative(dy.view_mut(), x);
                     dy
                 }
                 None => Array2::zeros(x.dim()),
@@ -606,26 +650,39 @@ impl Layer {
         gp: Option<&mut [T]>,
         need_gx: bool,
     ) -> Option<Array2<T>> {
+        self.vjp_cow(p, trace, gy.into(), gp.map(ParamCotangent::Add), need_gx)
+    }
+
+    /// [`Layer::vjp`] with the parameter cotangents added or written (`gp`), from an output
+    /// cotangent `gy` that element-wise rules update in place when it is owned.
+    pub(crate) fn vjp_cow<T: Scalar>(
+        &self,
+        p: &[T],
+        trace: &Trace<T>,
+        gy: CowArray<'_, T, Ix2>,
+        gp: Option<ParamCotangent<'_, T>>,
+        need_gx: bool,
+    ) -> Option<Array2<T>> {
         let x = trace.input.view();
         match self {
-            Layer::Linear(l) => l.vjp(p, x, gy, gp, need_gx),
+            Layer::Linear(l) => l.vjp(p, x, gy.view(), gp, need_gx),
             Layer::Activation(a) => need_gx.then(|| {
-                let mut gx = gy.to_owned();
-                Zip::from(&mut gx).and(&x).for_each(|g, &xv| *g *= a.df(xv));
+                let mut gx = gy.into_owned();
+                a.scale_by_derivative(gx.view_mut(), x);
                 gx
             }),
-            Layer::LayerNorm(l) => l.vjp(p, x, gy, gp, need_gx),
+            Layer::LayerNorm(l) => l.vjp(p, x, gy.view(), gp, need_gx),
             Layer::Residual(inner) => {
                 let mut g: Option<Array2<T>> = None;
                 let mut gp = gp;
                 let offs = offsets(inner);
                 for ((l, t), &off) in inner.iter().zip(&trace.inner).rev().zip(offs.iter().rev()) {
                     let n = l.num_params();
-                    let gpl = gp.as_deref_mut().map(|s| &mut s[off..off + n]);
-                    let gin = g.as_ref().map_or(gy, |a| a.view());
-                    g = Some(l.vjp(&p[off..off + n], t, gin, gpl, true).expect("need_gx was set"));
+                    let gpl = gp.as_mut().map(|s| s.slice(off..off + n));
+                    let gin = g.take().map_or_else(|| gy.view().into(), CowArray::from);
+                    g = Some(l.vjp_cow(&p[off..off + n], t, gin, gpl, true).expect("need_gx was set"));
                 }
-                need_gx.then(|| g.expect("a residual block has at least one layer") + gy)
+                need_gx.then(|| g.expect("a residual block has at least one layer") + &gy)
             }
         }
     }
@@ -726,7 +783,7 @@ impl Layer {
                             *dg = d2 * dxv * g + d1 * *dg;
                         });
                     }
-                    _ => Zip::from(&mut dgx).and(&x).for_each(|dg, &xv| *dg *= a.df(xv)),
+                    _ => a.scale_by_derivative(dgx.view_mut(), x),
                 }
                 dgx
             }),

@@ -7,7 +7,7 @@
 //! mutate anything, and return an error (not a panic) when shapes do not fit.
 
 use crate::error::NnError;
-use crate::layer::{CotangentTrace, TangentTrace, Trace};
+use crate::layer::{CotangentTrace, ParamCotangent, TangentTrace, Trace};
 use crate::loss::{Loss, Reduction, Targets};
 use crate::model::Model;
 use ndarray::{Array2, Array3, ArrayView2, Axis};
@@ -154,20 +154,22 @@ impl Model {
         (dz, tts)
     }
 
+    /// The backward pass from the logit cotangent `gz`; parameter cotangents go to `gp` when
+    /// given (added, or written over a buffer of any contents).
     fn backward<T: Scalar>(
         &self,
         p: &[T],
         traces: &[Trace<T>],
         gz: Array2<T>,
-        mut gp: Option<&mut [T]>,
+        mut gp: Option<ParamCotangent<'_, T>>,
         need_gx: bool,
     ) -> Option<Array2<T>> {
         let mut g = gz;
         for (i, (l, t)) in self.layers().iter().zip(traces).enumerate().rev() {
             let r = self.offset(i)..self.offset(i) + l.num_params();
             let need = i > 0 || need_gx;
-            let gpl = gp.as_deref_mut().map(|s| &mut s[r.clone()]);
-            match l.vjp(&p[r], t, g.view(), gpl, need) {
+            let gpl = gp.as_mut().map(|s| s.slice(r.clone()));
+            match l.vjp_cow(&p[r], t, g.into(), gpl, need) {
                 Some(gx) => g = gx,
                 None => return None,
             }
@@ -277,8 +279,8 @@ impl Model {
         self.check_direction(grad, "gradient buffer")?;
         let f = self.forward_traced(p, batch.x);
         let (loss, gz) = obj.loss.value_and_grad(f.logits.view(), &batch.targets, obj.reduction);
-        grad.iter_mut().for_each(|g| *g = T::zero());
-        self.backward(p, &f.traces, gz, Some(grad), false);
+        // Every parameter belongs to one layer, whose rule writes it once: no zeroing needed.
+        self.backward(p, &f.traces, gz, Some(ParamCotangent::Overwrite(grad)), false);
         Ok(loss)
     }
 
@@ -437,7 +439,8 @@ impl Model {
             let v = v.as_standard_layout();
             let (dz, _) = self.jvp_pass(p, Some(v.as_slice().expect("standard layout")), &f.traces, None);
             let q = obj.loss.hessian_vp(f.logits.view(), &batch.targets, dz.view(), obj.reduction);
-            self.backward(p, &f.traces, q, Some(o.as_slice_mut().expect("contiguous")), false);
+            let o = o.as_slice_mut().expect("contiguous");
+            self.backward(p, &f.traces, q, Some(ParamCotangent::Add(o)), false);
         }
         out
     }

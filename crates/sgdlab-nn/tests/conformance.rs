@@ -433,6 +433,10 @@ fn model_passes_match_finite_differences() {
                     (lg.loss - m.loss(&s.p, &b, &obj).unwrap()).abs() <= TOL_EXACT * (1.0 + lg.loss.abs()),
                     "{tag}: loss"
                 );
+                // gradient_into writes every entry: what the buffer held does not matter.
+                let mut g_nan = vec![f64::NAN; np];
+                m.gradient_into(&s.p, &b, &obj, &mut g_nan).unwrap();
+                assert_close(&format!("{tag}: gradient_into over NaN"), &g_nan, &lg.gradient, 0.0);
 
                 // Gradient against central differences of the loss along v.
                 let lp = m.loss(&axpy(&s.p, H, &v), &b, &obj).unwrap();
