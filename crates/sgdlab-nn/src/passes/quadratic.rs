@@ -28,26 +28,6 @@ impl Model {
         (h, h2)
     }
 
-    fn check_cache<T: Scalar>(
-        &self,
-        p: &[T],
-        cache: &HvpCache<T>,
-        batch: &Batch<'_, T>,
-        vs: &ArrayView2<'_, T>,
-    ) -> Result<(), NnError> {
-        self.check_params(p)?;
-        if vs.ncols() != self.num_params() || cache.forward.logits.nrows() != batch.x.nrows() {
-            return Err(NnError::Shape(format!(
-                "directions have {} entries for {} parameters; cache of {} examples for a batch of {}",
-                vs.ncols(),
-                self.num_params(),
-                cache.forward.logits.nrows(),
-                batch.x.nrows()
-            )));
-        }
-        Ok(())
-    }
-
     /// `v_j^T H v_j` for each row `v_j` of `vs` (`[k, num_params]`), exact, by second-order
     /// forward mode (no backward pass; see the module documentation).
     pub fn hessian_quadratic_forms<T: Scalar>(
@@ -72,7 +52,7 @@ impl Model {
         obj: &Objective,
         vs: ArrayView2<'_, T>,
     ) -> Result<Vec<T>, NnError> {
-        self.check_cache(p, cache, batch, &vs)?;
+        self.check_cached(p, cache, batch, &vs)?;
         Ok(self.quadratic_forms_with(p, cache, batch, obj, vs, true))
     }
 
@@ -99,7 +79,7 @@ impl Model {
         obj: &Objective,
         vs: ArrayView2<'_, T>,
     ) -> Result<Vec<T>, NnError> {
-        self.check_cache(p, cache, batch, &vs)?;
+        self.check_cached(p, cache, batch, &vs)?;
         Ok(self.quadratic_forms_with(p, cache, batch, obj, vs, false))
     }
 
