@@ -378,7 +378,7 @@ fn probe_hessian(l: &Loaded, p: Precision, a: &HessianArgs) -> Result<()> {
             out["exact"] = json!(true);
             out["top_eigenvalues"] = json!(e.eigenvalues.iter().take(a.top_k.unwrap_or(10)).collect::<Vec<_>>());
             out["eigenvalues"] = json!(e.eigenvalues);
-            out["trace"] = json!({"estimate": e.trace, "stderr": 0.0, "method": "exact", "matvecs": e.matvecs});
+            out["trace"] = json!({"estimate": e.trace, "stderr": 0.0, "method": "exact", "matvecs": e.matvecs, "quadratic_forms": 0});
             out["near_zero_fraction"] = json!(e.near_zero_fraction);
             out["near_zero_tau"] = json!(e.near_zero_tau);
             out["effective_dimensionality"] = json!(e.effective_dimensionality);

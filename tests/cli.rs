@@ -93,7 +93,31 @@ fn train_then_probe_a_checkpoint() {
     assert_eq!(top.len(), 3);
     assert!(top[0] >= top[1] && top[1] >= top[2], "{top:?}");
     assert!(v["trace"]["estimate"].is_number() && v["trace"]["stderr"].is_number());
-    assert!(v["matvecs"].as_u64().unwrap() >= 13);
+    // The trace's probes are quadratic forms (second-order forward mode), counted apart from the
+    // Lanczos products; --trace-by-products gives the same estimate from HVPs.
+    assert_eq!((v["trace"]["quadratic_forms"].as_u64(), v["trace"]["matvecs"].as_u64()), (Some(10), Some(0)));
+    assert_eq!(v["quadratic_forms"].as_u64(), Some(10));
+    assert!(v["matvecs"].as_u64().unwrap() >= 3);
+    let o = sgdlab(&[
+        "probe",
+        "hessian",
+        "--model",
+        c,
+        "--data",
+        "mnist1d:n=1000",
+        "--samples",
+        "200",
+        "--trace",
+        "--probes",
+        "10",
+        "--trace-by-products",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let w = stdout_json(&o);
+    assert_eq!((w["trace"]["quadratic_forms"].as_u64(), w["trace"]["matvecs"].as_u64()), (Some(0), Some(10)));
+    let (a, b) = (v["trace"]["estimate"].as_f64().unwrap(), w["trace"]["estimate"].as_f64().unwrap());
+    assert!((a - b).abs() <= 1e-9 * a.abs().max(1.0), "trace by forms {a} vs by products {b}");
     // A small model's exact spectrum.
     let small = dir.path().join("small");
     let o = sgdlab(&[
