@@ -110,14 +110,17 @@ pub fn run_one(
             let report = sgdlab_report::build_study_report(&dir)?;
             if !quiet {
                 let e = &verdict["effect"];
+                // Four significant digits (scientific outside [1e-3, 1e5)), as in the reports: an
+                // effect of 5e-9 must not print as 0.0000.
+                let num = |k: &str| sgdlab_report::fmt_num(e[k].as_f64().unwrap_or(f64::NAN));
                 eprintln!(
-                    "{}: {} (effect {:.4}, {:.0}% interval [{:.4}, {:.4}]; {} of {} runs used) -> {}",
+                    "{}: {} (effect {}, {:.0}% interval [{}, {}]; {} of {} runs used) -> {}",
                     spec.name,
                     verdict["verdict"].as_str().unwrap_or("?"),
-                    e["value"].as_f64().unwrap_or(f64::NAN),
+                    num("value"),
                     100.0 * e["level"].as_f64().unwrap_or(f64::NAN),
-                    e["ci_low"].as_f64().unwrap_or(f64::NAN),
-                    e["ci_high"].as_f64().unwrap_or(f64::NAN),
+                    num("ci_low"),
+                    num("ci_high"),
                     verdict["runs"]["used"],
                     verdict["runs"]["planned"],
                     report.display()

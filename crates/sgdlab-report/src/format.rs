@@ -4,7 +4,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// A number with four significant digits for tables and tick labels (`1.235e-5` outside
 /// [1e-3, 1e5)); full precision lives in the CSV files and the `title` of table cells.
-pub(crate) fn fmt_num(v: f64) -> String {
+pub fn fmt_num(v: f64) -> String {
     if v.is_nan() {
         return "NaN".into();
     }

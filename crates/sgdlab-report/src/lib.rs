@@ -70,6 +70,7 @@ use records::{KnobValue, MetricRow, PlanRecord, PlannedRunRecord, RunRecord, Ver
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+pub use format::fmt_num;
 pub use records::{FigureKind, Verdict};
 
 /// What can go wrong while building a report: one line naming the file at fault.
