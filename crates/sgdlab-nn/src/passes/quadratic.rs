@@ -10,7 +10,7 @@
 //!
 //! [`Layer::jet2`]: crate::Layer::jet2
 
-use super::{Batch, HvpCache, Objective};
+use super::{Batch, Forward, HvpCache, Objective};
 use crate::error::NnError;
 use crate::layer::Trace;
 use crate::model::Model;
@@ -37,9 +37,12 @@ impl Model {
         obj: &Objective,
         vs: ArrayView2<'_, T>,
     ) -> Result<Vec<T>, NnError> {
+        self.check_batch(p, batch, obj)?;
         self.check_directions(&vs)?;
-        let cache = self.hvp_cache(p, batch, obj)?;
-        self.hessian_quadratic_forms_cached(p, &cache, batch, obj, vs)
+        // The forward pass and the logit gradient are all the forms need (no backward pass).
+        let f = self.forward_traced(p, batch.x);
+        let (_, gz) = obj.loss.value_and_grad(f.logits.view(), &batch.targets, obj.reduction);
+        Ok(self.quadratic_forms_with(p, &f, Some(&gz), batch, obj, vs))
     }
 
     /// [`Model::hessian_quadratic_forms`] from a cached forward pass of the same parameters and
@@ -53,7 +56,10 @@ impl Model {
         vs: ArrayView2<'_, T>,
     ) -> Result<Vec<T>, NnError> {
         self.check_cached(p, cache, batch, &vs)?;
-        Ok(self.quadratic_forms_with(p, cache, batch, obj, vs, true))
+        // g_z: the cotangent of the last layer's output (the logits). A model without layers has
+        // no parameters, and both kinds of form are then zero.
+        let gz = cache.cotangents.last().map(|c| &c.output);
+        Ok(self.quadratic_forms_with(p, &cache.forward, gz, batch, obj, vs))
     }
 
     /// `v_j^T G v_j = (J v_j)^T H_z (J v_j)` for each row of `vs`: the generalised Gauss-Newton
@@ -65,9 +71,10 @@ impl Model {
         obj: &Objective,
         vs: ArrayView2<'_, T>,
     ) -> Result<Vec<T>, NnError> {
+        self.check_batch(p, batch, obj)?;
         self.check_directions(&vs)?;
-        let cache = self.hvp_cache(p, batch, obj)?;
-        self.ggn_quadratic_forms_cached(p, &cache, batch, obj, vs)
+        let f = self.forward_traced(p, batch.x);
+        Ok(self.quadratic_forms_with(p, &f, None, batch, obj, vs))
     }
 
     /// [`Model::ggn_quadratic_forms`] from a cached forward pass ([`Model::hvp_cache`]).
@@ -80,26 +87,26 @@ impl Model {
         vs: ArrayView2<'_, T>,
     ) -> Result<Vec<T>, NnError> {
         self.check_cached(p, cache, batch, &vs)?;
-        Ok(self.quadratic_forms_with(p, cache, batch, obj, vs, false))
+        Ok(self.quadratic_forms_with(p, &cache.forward, None, batch, obj, vs))
     }
 
+    /// The Hessian forms when the logit gradient `gz` is given, the GGN forms otherwise.
     fn quadratic_forms_with<T: Scalar>(
         &self,
         p: &[T],
-        cache: &HvpCache<T>,
+        f: &Forward<T>,
+        gz: Option<&Array2<T>>,
         batch: &Batch<'_, T>,
         obj: &Objective,
         vs: ArrayView2<'_, T>,
-        hessian: bool,
     ) -> Vec<T> {
-        let f = &cache.forward;
         let dot = |a: &Array2<T>, b: &Array2<T>| a.iter().zip(b).map(|(&x, &y)| x * y).sum::<T>();
         vs.rows()
             .into_iter()
             .map(|v| {
                 let v = v.as_standard_layout();
                 let v = v.as_slice().expect("standard layout");
-                let (dz, d2z) = if hessian {
+                let (dz, d2z) = if gz.is_some() {
                     self.jet2_pass(p, v, &f.traces)
                 } else {
                     let (dz, _) = self.jvp_pass(p, Some(v), &f.traces, None);
@@ -108,9 +115,8 @@ impl Model {
                 let Some(dz) = dz else { return T::zero() };
                 let hz = obj.loss.hessian_vp(f.logits.view(), &batch.targets, dz.view(), obj.reduction);
                 let mut q = dot(&dz, &hz);
-                // g_z: the cotangent of the last layer's output (the logits).
-                if let (Some(d2z), Some(gz)) = (d2z, cache.cotangents.last()) {
-                    q += dot(&gz.output, &d2z);
+                if let (Some(d2z), Some(gz)) = (d2z, gz) {
+                    q += dot(gz, &d2z);
                 }
                 q
             })
