@@ -9,8 +9,7 @@ use serde::Serialize;
 use sgdlab_linalg::{RngStream, Scalar, standard_normal, symmetric_eigen};
 use sgdlab_nn::{Layer, Model};
 use sgdlab_operators::{
-    HutchinsonParams, LinearOperator, ProbeDistribution, effective_dimensionality, hutchinson_trace, materialize,
-    near_zero_fraction,
+    LinearOperator, MeanEstimate, ProbeDistribution, effective_dimensionality, materialize, near_zero_fraction,
 };
 
 /// Mean loss, accuracy and gradient norm over the evaluation set.
@@ -214,7 +213,7 @@ pub struct NoiseEstimate {
     /// Hutchinson estimate of `Tr H` with its standard error.
     pub trace_hessian: f64,
     pub trace_hessian_stderr: f64,
-    /// `||H||_F` from the same probes (`E ||H v||^2 = ||H||_F^2`).
+    /// `||H||_F` from the same probes and products (`E ||H v||^2 = ||H||_F^2`).
     pub frobenius_hessian: f64,
     /// `Tr(H Sigma) = (1/N) sum_i (g_i - g)^T H (g_i - g)` over `hvp_examples` examples, with its
     /// standard error when a subset is used.
@@ -230,10 +229,10 @@ pub struct NoiseEstimate {
     pub trace_sigma_batch: f64,
     pub trace_h_sigma_batch: f64,
     pub dim: usize,
-    /// Hessian-vector products used (the `||H||_F` probes).
+    /// Hessian-vector products used (the probes for `Tr H` and `||H||_F`, shared).
     pub matvecs: usize,
-    /// Quadratic forms `v^T H v` computed by forward passes (the trace probes and the
-    /// `hvp_examples` centred gradients).
+    /// Quadratic forms `v^T H v` computed by forward passes (the `hvp_examples` centred
+    /// gradients).
     pub quadratic_forms: usize,
 }
 
@@ -267,18 +266,20 @@ pub fn gradient_noise<T: Scalar>(
     let noise = GradientNoiseOperator::new(ctx)?;
     let h = HessianOperator { ctx };
     let d = ctx.dim();
-    let hp = HutchinsonParams {
-        probes: params.probes.max(2),
-        distribution: ProbeDistribution::Rademacher,
-        ..Default::default()
-    };
-    let th = hutchinson_trace(&h, &hp, &stream.child("trace"))?;
-    // ||H||_F^2 = E||H v||^2 over Rademacher v, with the same number of probes.
-    let mut rng = stream.child("frobenius").rng();
-    let probes = ProbeDistribution::Rademacher.sample::<T, _>(hp.probes, d, &mut rng);
+    // One set of Rademacher probes v gives both Tr H = E[v^T H v] (Hutchinson) and
+    // ||H||_F^2 = E||H v||^2 from the same products.
+    let k = params.probes.max(2);
+    let probes = ProbeDistribution::Rademacher.sample::<T, _>(k, d, &mut stream.child("probes").rng());
     let hv = h.apply_block(probes.view());
+    let vhv: Vec<f64> = probes
+        .rows()
+        .into_iter()
+        .zip(hv.rows())
+        .map(|(a, b)| a.iter().zip(b.iter()).map(|(&x, &y)| x.to_f64() * y.to_f64()).sum())
+        .collect();
+    let th = MeanEstimate::from_samples(&vhv);
     let fro_h = (hv.rows().into_iter().map(|r| r.iter().map(|&v| v.to_f64() * v.to_f64()).sum::<f64>()).sum::<f64>()
-        / hp.probes as f64)
+        / k as f64)
         .sqrt();
     // Tr(H Sigma) over (a subset of) the centred per-example gradients.
     let n = noise.centred().nrows();
@@ -314,20 +315,20 @@ pub fn gradient_noise<T: Scalar>(
         examples: n,
         trace_sigma,
         frobenius_sigma,
-        trace_hessian: th.trace,
+        trace_hessian: th.value,
         trace_hessian_stderr: th.standard_error,
         frobenius_hessian: fro_h,
         trace_h_sigma: mean,
         trace_h_sigma_stderr: stderr,
         hvp_examples: m,
-        alignment_ratio: mean / (th.trace * trace_sigma / d as f64),
+        alignment_ratio: mean / (th.value * trace_sigma / d as f64),
         alignment_cosine: mean / (fro_h * frobenius_sigma),
         batch_size: params.batch_size,
         trace_sigma_batch: trace_sigma / b,
         trace_h_sigma_batch: mean / b,
         dim: d,
-        matvecs: th.matvecs + hp.probes,
-        quadratic_forms: th.quadratic_forms + m,
+        matvecs: k,
+        quadratic_forms: m,
     })
 }
 
