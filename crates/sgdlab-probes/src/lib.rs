@@ -10,6 +10,7 @@
 
 mod common;
 pub mod curvature;
+pub mod registry;
 pub mod simplicity;
 
 pub use common::{EvalSet, ProbeError};
