@@ -8,6 +8,9 @@
 //! resmlp:IN-WIDTHxBLOCKS-OUT:ACT[:OPTION...]
 //!         Linear(IN,WIDTH), then BLOCKS residual blocks x + Linear(ACT(Linear([LN](x)))), then
 //!         Linear(WIDTH,OUT) (Veit et al. 2016, as in PROTOCOLS 3.3)
+//! seq:INPUT:LAYER-LAYER-...              any sequence of layers on a shaped input, e.g. LeNet-5:
+//!         seq:1x28x28:conv2d(6,5,padding=2)-relu-maxpool2d(2)-conv2d(16,5)-relu-maxpool2d(2)-flatten-linear(120)-relu-linear(84)-relu-linear(10)
+//!         (layer grammar in [`seq`]; `--arch-file` reads PyTorch's `print(model)` into the same form)
 //! ```
 //! A width may be repeated with `x`: `mlp:40-100x3-10:relu` is `mlp:40-100-100-100-10:relu`.
 //! Options: `nobias` (linear layers without bias), `layernorm` (mlp: a LayerNorm after every hidden
@@ -24,12 +27,18 @@
 //! layernorm = false         # default false
 //! blocks = 12               # resmlp only
 //! ```
+//! A `seq` architecture has the string form only.
 
 use crate::activation::Activation;
 use crate::error::NnError;
+use crate::shape::Shape;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+
+pub mod seq;
+
+pub use seq::{LayerSpec, SeqSpec};
 
 /// The family of an architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +48,8 @@ pub enum ArchKind {
     Mlp,
     /// A residual MLP: stem, residual blocks, head.
     Resmlp,
+    /// Any sequence of layers on a shaped input (convolutional nets, `--arch-file`).
+    Seq,
 }
 
 /// A declarative description of a network; [`crate::Model::new`] builds it.
@@ -52,12 +63,47 @@ pub struct ArchSpec {
     pub layernorm: bool,
     /// Number of residual blocks (resmlp only; 0 for mlp).
     pub blocks: usize,
+    /// The layers of a `seq` architecture (whose `widths` are then `[input len, output len]`,
+    /// `activation` the common one or identity); `None` for mlp and resmlp.
+    pub seq: Option<SeqSpec>,
 }
 
 impl ArchSpec {
     /// A plain MLP with biases and no layer norm.
     pub fn mlp(widths: &[usize], activation: Activation) -> Self {
-        ArchSpec { kind: ArchKind::Mlp, widths: widths.to_vec(), activation, bias: true, layernorm: false, blocks: 0 }
+        ArchSpec {
+            kind: ArchKind::Mlp,
+            widths: widths.to_vec(),
+            activation,
+            bias: true,
+            layernorm: false,
+            blocks: 0,
+            seq: None,
+        }
+    }
+
+    /// A sequential architecture, checked (every layer fits its input).
+    pub fn sequential(spec: SeqSpec) -> Result<Self, NnError> {
+        let err = |message: String| NnError::Arch { spec: format!("seq:{spec}"), message };
+        let (_, shapes) = spec.build().map_err(err)?;
+        let out = shapes.last().expect("an input and one shape per layer");
+        if out.rank() != 1 {
+            return Err(err(format!("the output has shape {out} per example; end with flatten and linear")));
+        }
+        Ok(ArchSpec {
+            kind: ArchKind::Seq,
+            widths: vec![spec.input.len(), out.len()],
+            activation: spec.common_activation().unwrap_or(Activation::Identity),
+            bias: true,
+            layernorm: false,
+            blocks: 0,
+            seq: Some(spec),
+        })
+    }
+
+    /// The per-example input shape (`[in_dim]` for mlp and resmlp).
+    pub fn input_shape(&self) -> Shape {
+        self.seq.as_ref().map_or(Shape::flat(self.in_dim()), |s| s.input)
     }
 
     /// Input dimension.
@@ -92,6 +138,13 @@ impl ArchSpec {
                     return Err(err("a resmlp needs at least one block".into()));
                 }
             }
+            ArchKind::Seq => {
+                if self.seq.is_none() {
+                    return Err(err(
+                        "a seq architecture is written seq:INPUT:LAYER-LAYER-... (string form only)".into()
+                    ));
+                }
+            }
         }
         Ok(self)
     }
@@ -124,7 +177,14 @@ impl FromStr for ArchSpec {
         let kind = match parts.next().unwrap_or("") {
             "mlp" => ArchKind::Mlp,
             "resmlp" => ArchKind::Resmlp,
-            other => return Err(err(format!("unknown kind '{other}' (known: mlp, resmlp)"))),
+            "seq" => {
+                let (input, layers) = spec.trim().strip_prefix("seq:").unwrap_or("").split_once(':').ok_or_else(|| {
+                    err("a seq architecture is seq:INPUT:LAYER-LAYER-... (e.g. seq:1x28x28:conv2d(6,5)-relu-flatten-linear(10))".into())
+                })?;
+                let seq = SeqSpec::parse(input, layers).map_err(err)?;
+                return ArchSpec::sequential(seq);
+            }
+            other => return Err(err(format!("unknown kind '{other}' (known: mlp, resmlp, seq)"))),
         };
         let widths_str = parts.next().ok_or_else(|| err("missing widths (e.g. mlp:40-100-10:relu)".into()))?;
         let act_str = parts.next().ok_or_else(|| err("missing activation (e.g. mlp:40-100-10:relu)".into()))?;
@@ -158,8 +218,9 @@ impl FromStr for ArchSpec {
                 }
                 (w, r[1])
             }
+            ArchKind::Seq => unreachable!("parsed above"),
         };
-        ArchSpec { kind, widths, activation, bias, layernorm, blocks }.validate(spec)
+        ArchSpec { kind, widths, activation, bias, layernorm, blocks, seq: None }.validate(spec)
     }
 }
 
@@ -174,6 +235,10 @@ impl fmt::Display for ArchSpec {
             }
             ArchKind::Resmlp => {
                 write!(f, "resmlp:{}-{}x{}-{}", self.widths[0], self.widths[1], self.blocks, self.widths[2])?;
+            }
+            ArchKind::Seq => {
+                let seq = self.seq.as_ref().expect("a seq architecture holds its layers");
+                return write!(f, "seq:{seq}");
             }
         }
         write!(f, ":{}", self.activation)?;
@@ -235,6 +300,7 @@ impl<'de> Deserialize<'de> for ArchSpec {
                     bias: t.bias,
                     layernorm: t.layernorm,
                     blocks: t.blocks,
+                    seq: None,
                 };
                 let text = spec.to_string();
                 spec.validate(&text).map_err(D::Error::custom)

@@ -12,6 +12,10 @@ pub enum NnError {
     /// Inputs, targets or parameters whose shape does not fit the model.
     #[error("shape mismatch: {0}")]
     Shape(String),
+    /// A per-example quantity of a model whose examples are coupled (batch norm on batch
+    /// statistics), naming the layer.
+    #[error("{0}")]
+    Coupled(String),
     /// Targets that do not fit the loss (label out of range, wrong kind).
     #[error("targets: {0}")]
     Targets(String),

@@ -4,7 +4,6 @@
 //! never changes the draws of another.
 
 use crate::activation::Activation;
-use crate::layer::Layer;
 use crate::model::Model;
 use crate::params::Params;
 use ndarray::Array2;
@@ -70,63 +69,75 @@ fn relu_like(a: Activation) -> bool {
     matches!(a, Activation::Relu | Activation::LeakyRelu { .. } | Activation::Gelu | Activation::Hat)
 }
 
+/// What a layer's init needs: the spec, its scheme resolved for the model, and the seed's stream.
+pub(crate) struct LayerInit<'a> {
+    spec: &'a InitSpec,
+    scheme: InitScheme,
+    stream: &'a RngStream,
+}
+
+impl LayerInit<'_> {
+    /// Draws the weight `w` (`rows x cols` row-major; `fan_in`, `fan_out` as PyTorch counts them)
+    /// from the stream `init/<name>`, times the spec's scale.
+    pub(crate) fn weight<T: Scalar>(&self, name: &str, w: &mut [T], rows: usize, cols: usize, fan_out: usize) {
+        let (fi, fo) = (cols as f64, fan_out as f64);
+        let mut rng = self.stream.child("init").child(name).rng();
+        let scale = self.spec.scale;
+        match self.scheme {
+            InitScheme::He | InitScheme::Lecun => {
+                let sd = if self.scheme == InitScheme::He { (2.0 / fi).sqrt() } else { (1.0 / fi).sqrt() };
+                for v in w.iter_mut() {
+                    *v = T::from_f64(sd * scale * standard_normal::<f64, _>(&mut rng));
+                }
+            }
+            InitScheme::Xavier | InitScheme::Torch => {
+                let a = if self.scheme == InitScheme::Xavier { (6.0 / (fi + fo)).sqrt() } else { 1.0 / fi.sqrt() };
+                for v in w.iter_mut() {
+                    *v = T::from_f64(scale * a * (2.0 * rng.random::<f64>() - 1.0));
+                }
+            }
+            InitScheme::Orthogonal => {
+                let g = Array2::from_shape_fn((rows, cols), |_| standard_normal::<f64, _>(&mut rng));
+                let q = orthonormal_rows(g.view());
+                for (v, &qv) in w.iter_mut().zip(q.iter()) {
+                    *v = T::from_f64(scale * qv);
+                }
+            }
+            InitScheme::Auto => unreachable!("resolved in InitSpec::init"),
+        }
+    }
+
+    /// Draws the bias `b` of a layer with `fan_in` inputs per output: zeros, or PyTorch's
+    /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)) from the stream `init/<name>`.
+    pub(crate) fn bias<T: Scalar>(&self, name: &str, b: &mut [T], fan_in: usize) {
+        match self.spec.bias {
+            BiasInit::Zero => b.fill(T::zero()),
+            BiasInit::Torch => {
+                let mut rng = self.stream.child("init").child(name).rng();
+                let a = 1.0 / (fan_in as f64).sqrt();
+                for v in b.iter_mut() {
+                    *v = T::from_f64(a * (2.0 * rng.random::<f64>() - 1.0));
+                }
+            }
+        }
+    }
+}
+
 impl InitSpec {
     /// Draws a model's parameters from `stream` (its child `init/<tensor name>` per tensor).
     pub fn init<T: Scalar>(&self, model: &Model, stream: &RngStream) -> Params<T> {
         let mut params = Params::<T>::zeros(model.layout().clone());
-        let act = model.activation();
         let scheme = match self.scheme {
-            InitScheme::Auto if act.is_some_and(relu_like) => InitScheme::He,
+            InitScheme::Auto if model.activation().is_some_and(relu_like) => InitScheme::He,
             InitScheme::Auto => InitScheme::Lecun,
             s => s,
         };
+        let init = LayerInit { spec: self, scheme, stream };
         let data = params.as_mut_slice();
-        model.for_each_layer(&mut |prefix: &str, layer: &Layer, off: usize| match layer {
-            Layer::Linear(l) => {
-                let (fi, fo) = (l.in_dim as f64, l.out_dim as f64);
-                let name = format!("{prefix}.weight");
-                let mut rng = stream.child("init").child(&name).rng();
-                let w = &mut data[off..off + l.in_dim * l.out_dim];
-                match scheme {
-                    InitScheme::He | InitScheme::Lecun => {
-                        let sd = if scheme == InitScheme::He { (2.0 / fi).sqrt() } else { (1.0 / fi).sqrt() };
-                        for v in w.iter_mut() {
-                            *v = T::from_f64(sd * self.scale * standard_normal::<f64, _>(&mut rng));
-                        }
-                    }
-                    InitScheme::Xavier | InitScheme::Torch => {
-                        let a = if scheme == InitScheme::Xavier { (6.0 / (fi + fo)).sqrt() } else { 1.0 / fi.sqrt() };
-                        for v in w.iter_mut() {
-                            *v = T::from_f64(self.scale * a * (2.0 * rng.random::<f64>() - 1.0));
-                        }
-                    }
-                    InitScheme::Orthogonal => {
-                        let g = Array2::from_shape_fn((l.out_dim, l.in_dim), |_| standard_normal::<f64, _>(&mut rng));
-                        let q = orthonormal_rows(g.view());
-                        for (v, &qv) in w.iter_mut().zip(q.iter()) {
-                            *v = T::from_f64(self.scale * qv);
-                        }
-                    }
-                    InitScheme::Auto => unreachable!("resolved above"),
-                }
-                if l.bias {
-                    let b = &mut data[off + l.in_dim * l.out_dim..off + l.num_params()];
-                    if self.bias == BiasInit::Torch {
-                        let mut rng = stream.child("init").child(&format!("{prefix}.bias")).rng();
-                        let a = 1.0 / fi.sqrt();
-                        for v in b.iter_mut() {
-                            *v = T::from_f64(a * (2.0 * rng.random::<f64>() - 1.0));
-                        }
-                    }
-                }
-            }
-            Layer::LayerNorm(ln) if ln.affine => {
-                for v in &mut data[off..off + ln.dim] {
-                    *v = T::one();
-                }
-            }
-            _ => {}
-        });
+        for (i, layer) in model.layers().iter().enumerate() {
+            let off = model.offset(i);
+            layer.init(&model.layer_name(i), &init, &mut data[off..off + layer.num_params()]);
+        }
         params
     }
 }

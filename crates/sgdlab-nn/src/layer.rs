@@ -1,33 +1,69 @@
 //! Layers and their derivative rules.
 //!
-//! Every layer maps a batch `x` of shape `[batch, in]` to `y` of shape `[batch, out]` and
-//! implements, on the slice `p` of the flat parameter vector it owns:
+//! A batch of activations is a row-major `[batch, len]` array, row `i` being example `i`
+//! flattened in PyTorch's order; its per-example [`Shape`] (`[features]`, `[C, L]`, `[C, H, W]`)
+//! is fixed when the model is built, and a layer that needs it (a convolution, a pooling layer,
+//! batch norm) holds its input geometry. Every layer implements [`LayerRules`], on the slice `p`
+//! of the flat parameter vector it owns:
 //!
 //! * `forward`: `y = f(x; p)`, optionally keeping a [`Trace`] (what the derivative rules need);
 //! * `jvp`: the output tangent `dy = J_x dx + J_p dp`;
 //! * `vjp`: the cotangents `gx = J_x^T gy` and `gp += J_p^T gy` (summed over the batch);
-//! * `vjp_per_example`: the same with one row of parameter cotangents per example;
+//! * `vjp_per_example`: the same with one row of parameter cotangents per example (an error
+//!   when the layer couples the examples, as batch norm on batch statistics does);
 //! * `vjp_traced`: the vjp, keeping the output cotangent `gy` (of every inner layer too) in a
 //!   [`CotangentTrace`];
 //! * `vjp_tangent` (the R-operator of Pearlmutter 1994): the tangent `(dgx, dgp)` of `(gx, gp)`
 //!   along `(dx, dp, dgy)`, at the cotangents `gy` of a plain backward pass ([`CotangentTrace`]),
 //!   which makes Hessian-vector products exact by forward-over-reverse. `gy` does not depend on
 //!   the direction, so one backward pass serves every product;
-//! * `jet2` (module `jet`): second-order forward mode along a line in parameter space, which
-//!   gives quadratic forms `v^T H v` without a backward pass.
+//! * `jet2`: second-order forward mode along a line in parameter space (below), which gives
+//!   quadratic forms `v^T H v` without a backward pass;
+//! * its PyTorch parameter names and shapes, its output shape, its initialisation, and where it
+//!   is not differentiable.
 //!
-//! Parameter layout per layer (PyTorch names and shapes): linear `weight [out, in]` (row-major)
-//! then `bias [out]`; layer norm `weight [dim]` then `bias [dim]`; a residual block's parameters are
-//! those of its inner layers in order.
+//! Each layer's rules live in one file (`layer/<kind>.rs`) behind that one trait, and
+//! [`Layer`] dispatches to them without wildcard arms: a layer kind lacking a rule, its parameter
+//! names or its init does not compile.
+//!
+//! Second-order forward mode: along `p(t) = p + t dp` with the layer's input moving as
+//! `x(t) = x + t dx + (t^2 / 2) d2x`, `jet2` returns the first two t-derivatives of the output at
+//! `t = 0`: `dy = J_x dx + J_p dp` and `d2y = J_x d2x + D^2 f[(dx, dp), (dx, dp)]` (the parameter
+//! path is a straight line). Chained through a model and its loss this gives
+//! `d^2/dt^2 L(p + t v) = v^T H v` with forward products only. `None` stands for a zero tangent
+//! everywhere (the data entering the first layer does not move).
+//!
+//! Parameter layout per layer (PyTorch names and shapes): linear `weight [out, in]` then
+//! `bias [out]`; convolution `weight [out, in / groups, (kh,) kw]` then `bias [out]`; layer norm
+//! and batch norm `weight` then `bias`; a residual block's parameters are those of its inner
+//! layers in order. Batch norm's running statistics are buffers of the layer, not parameters.
 
 use crate::activation::Activation;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2, Zip};
-use sgdlab_linalg::{PARALLEL_MIN_FLOPS, Scalar, join_sequential, matmul_into};
+use crate::init::LayerInit;
+use crate::shape::Shape;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2};
+use sgdlab_linalg::{RngStream, Scalar};
 use std::ops::Range;
 
-mod jet;
+mod activation;
+mod batch_norm;
+mod conv;
+mod layer_norm;
+mod linear;
+mod normalize;
+mod pool;
+mod reshape;
+mod residual;
+mod window;
 
-/// A linear (fully connected) layer `y = x W^T + b`.
+pub use batch_norm::{BatchNorm, BatchStatistics};
+pub use conv::Conv;
+pub use pool::{AvgPool, MaxPool};
+pub use reshape::{Dropout, Flatten};
+use residual::Residual;
+pub use window::Window;
+
+/// A linear (fully connected) layer `y = x W^T + b` on flat features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Linear {
     pub in_dim: usize,
@@ -53,14 +89,86 @@ pub enum Layer {
     LayerNorm(LayerNorm),
     /// `y = x + F(x)` with `F` the inner layers applied in order (He et al. 2016).
     Residual(Vec<Layer>),
+    /// `Conv1d` / `Conv2d`.
+    Conv(Conv),
+    /// `MaxPool1d` / `MaxPool2d`.
+    MaxPool(MaxPool),
+    /// `AvgPool1d` / `AvgPool2d` (and `AdaptiveAvgPool2d` when the input divides evenly).
+    AvgPool(AvgPool),
+    /// `BatchNorm1d` / `BatchNorm2d`.
+    BatchNorm(BatchNorm),
+    /// `Flatten`: a new shape, the same data.
+    Flatten(Flatten),
+    /// `Dropout`: the identity when probing, a random mask in training.
+    Dropout(Dropout),
 }
 
-/// What a layer's derivative rules need from its forward pass: its input and, for a residual
-/// block, the traces of its inner layers.
+/// How a pass treats the layers that behave differently in training (PyTorch's
+/// `model.train()` / `model.eval()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Probing: dropout is the identity and batch norm an affine map of its running statistics.
+    /// Every quantity is a function of (model, params, batch), examples independent.
+    Eval,
+    /// Training: dropout zeroes each value with its probability (masks drawn from child
+    /// streams of `dropout`, one per layer, named by its index), batch norm normalises by the
+    /// statistics of the batch (coupling the examples).
+    Train {
+        /// The stream of this pass's dropout masks (e.g. `dropout/<step>` of the run's seed).
+        dropout: RngStream,
+    },
+}
+
+impl Mode {
+    /// The mode of layer `index` inside this one (its own dropout stream).
+    pub fn layer(&self, index: usize) -> Mode {
+        match self {
+            Mode::Eval => Mode::Eval,
+            Mode::Train { dropout } => Mode::Train { dropout: dropout.child(&index.to_string()) },
+        }
+    }
+
+    /// True in training mode.
+    pub fn is_train(&self) -> bool {
+        matches!(self, Mode::Train { .. })
+    }
+}
+
+/// What a layer's derivative rules need from its forward pass: its input (empty for the layers
+/// whose rules never read it: flatten, dropout), for a residual block the traces of its inner
+/// layers, and layer-specific values kept by the forward pass.
 #[derive(Debug, Clone)]
 pub struct Trace<T> {
     pub input: Array2<T>,
     pub inner: Vec<Trace<T>>,
+    pub(crate) saved: Saved<T>,
+}
+
+/// Values a forward pass keeps for the derivative rules of particular layers.
+#[derive(Debug, Clone)]
+pub(crate) enum Saved<T> {
+    /// Nothing beyond the input.
+    Nothing,
+    /// A convolution's input unfolded into columns (im2col), `[batch * K, positions]`.
+    Columns(Array2<T>),
+    /// A max-pool's arg-max: for each output value, the index of its input within the example.
+    ArgMax(Vec<u32>),
+    /// A dropout mask (0 or 1 / (1 - p) per value), in training mode.
+    Mask(Array2<T>),
+    /// Batch norm on batch statistics (training mode): the normalised input per channel.
+    BatchStats(normalize::RowStats<T>),
+}
+
+impl<T> Trace<T> {
+    /// A leaf trace holding the input only.
+    pub(crate) fn of_input(input: Array2<T>) -> Self {
+        Trace { input, inner: Vec::new(), saved: Saved::Nothing }
+    }
+
+    /// A leaf trace with saved values.
+    pub(crate) fn with(input: Array2<T>, saved: Saved<T>) -> Self {
+        Trace { input, inner: Vec::new(), saved }
+    }
 }
 
 /// The forward tangents of one layer: the tangent of its input and, for a residual block, those
@@ -71,6 +179,13 @@ pub struct Trace<T> {
 pub struct TangentTrace<T> {
     pub input: Option<Array2<T>>,
     pub inner: Vec<TangentTrace<T>>,
+}
+
+impl<T> TangentTrace<T> {
+    /// A leaf tangent trace.
+    pub(crate) fn leaf(input: Option<Array2<T>>) -> Self {
+        TangentTrace { input, inner: Vec::new() }
+    }
 }
 
 /// The cotangents of one layer from a plain backward pass: the cotangent `gy` of its output and,
@@ -101,7 +216,7 @@ impl<'a, T> ParamCotangent<'a, T> {
     }
 
     /// The slice, and whether to add into it.
-    fn parts(self) -> (&'a mut [T], bool) {
+    pub(crate) fn parts(self) -> (&'a mut [T], bool) {
         match self {
             ParamCotangent::Add(s) => (s, true),
             ParamCotangent::Overwrite(s) => (s, false),
@@ -109,489 +224,197 @@ impl<'a, T> ParamCotangent<'a, T> {
     }
 }
 
-fn view2<T>(p: &[T], rows: usize, cols: usize) -> ArrayView2<'_, T> {
-    ArrayView2::from_shape((rows, cols), &p[..rows * cols]).expect("parameter slice has the layer's size")
-}
+/// The rules of one layer kind (see the module documentation). Every method is required: a
+/// layer is one unit.
+pub(crate) trait LayerRules {
+    /// The kind as written in architecture strings (`linear`, `conv2d`, `relu`, `residual`, ...).
+    fn kind(&self) -> &'static str;
 
-fn view2_mut<T>(p: &mut [T], rows: usize, cols: usize) -> ArrayViewMut2<'_, T> {
-    ArrayViewMut2::from_shape((rows, cols), &mut p[..rows * cols]).expect("parameter slice has the layer's size")
-}
+    /// Number of parameters.
+    fn num_params(&self) -> usize;
 
-/// Adds `v` to every row of `y` (a bias).
-fn add_to_rows<T: Scalar>(y: &mut Array2<T>, v: &[T]) {
-    for mut row in y.rows_mut() {
-        for (a, &b) in row.iter_mut().zip(v) {
-            *a += b;
-        }
-    }
-}
+    /// The PyTorch names and shapes of the parameters under `prefix` (e.g. `"0"`), in layout order.
+    fn param_entries(&self, prefix: &str, out: &mut Vec<(String, Vec<usize>)>);
 
-/// Multiplies every row of `y` element-wise by `v` (a layer-norm gain).
-fn scale_rows<T: Scalar>(y: &mut Array2<T>, v: &[T]) {
-    for mut row in y.rows_mut() {
-        for (a, &b) in row.iter_mut().zip(v) {
-            *a *= b;
-        }
-    }
-}
+    /// The output shape for an input of shape `input`, or why the layer does not accept it.
+    fn out_shape(&self, input: Shape) -> Result<Shape, String>;
 
-fn add_row_sums<T: Scalar>(dst: &mut [T], g: &ArrayView2<'_, T>) {
-    for row in g.rows() {
-        for (d, &v) in dst.iter_mut().zip(row.iter()) {
-            *d += v;
-        }
-    }
-}
+    /// Draws the parameters `p` (named under `prefix`) as `init` says.
+    fn init<T: Scalar>(&self, prefix: &str, init: &LayerInit<'_>, p: &mut [T]);
 
-impl Linear {
-    /// Number of parameters (weight, then bias if any).
-    pub fn num_params(&self) -> usize {
-        self.in_dim * self.out_dim + if self.bias { self.out_dim } else { 0 }
-    }
+    /// True when, in `mode`, an example's output depends on the other examples of the batch.
+    fn couples_examples(&self, mode: &Mode) -> bool;
 
-    fn weight<'a, T>(&self, p: &'a [T]) -> ArrayView2<'a, T> {
-        view2(p, self.out_dim, self.in_dim)
-    }
+    /// Distance of the traced forward pass from the points where the layer is not differentiable
+    /// (an activation's kinks, ties inside a max-pool window); infinite for smooth layers.
+    /// Finite differences are valid only well inside that distance.
+    fn kink_distance<T: Scalar>(&self, trace: &Trace<T>) -> f64;
 
-    fn bias_of<'a, T>(&self, p: &'a [T]) -> &'a [T] {
-        &p[self.in_dim * self.out_dim..self.num_params()]
-    }
+    /// Forward pass without a trace.
+    fn forward<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>, mode: &Mode) -> Array2<T>;
 
-    fn forward<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>) -> Array2<T> {
-        let mut y = Array2::zeros((x.nrows(), self.out_dim));
-        matmul_into(y.view_mut(), false, x, self.weight(p).t(), T::one());
-        if self.bias {
-            add_to_rows(&mut y, self.bias_of(p));
-        }
-        y
-    }
+    /// Forward pass keeping what the derivative rules need.
+    fn forward_traced<T: Scalar>(&self, p: &[T], x: Array2<T>, mode: &Mode) -> (Array2<T>, Trace<T>);
 
+    /// Output tangent along an input tangent `dx` and a parameter tangent `dp` (`None` = zero),
+    /// with the tangent trace the R-operator needs.
     fn jvp<T: Scalar>(
         &self,
         p: &[T],
         dp: Option<&[T]>,
-        x: ArrayView2<'_, T>,
-        dx: Option<ArrayView2<'_, T>>,
-    ) -> Array2<T> {
-        let mut dy = Array2::zeros((x.nrows(), self.out_dim));
-        let mut started = false;
-        if let Some(dx) = dx {
-            matmul_into(dy.view_mut(), false, dx, self.weight(p).t(), T::one());
-            started = true;
-        }
-        if let Some(dp) = dp {
-            matmul_into(dy.view_mut(), started, x, self.weight(dp).t(), T::one());
-            if self.bias {
-                add_to_rows(&mut dy, self.bias_of(dp));
-            }
-        }
-        dy
-    }
+        trace: &Trace<T>,
+        dx: Option<Array2<T>>,
+    ) -> (Array2<T>, TangentTrace<T>);
 
+    /// Input cotangent (when `need_gx`) and parameter cotangents into `gp` (added or written),
+    /// from an output cotangent `gy` that element-wise rules update in place when it is owned.
     fn vjp<T: Scalar>(
         &self,
         p: &[T],
-        x: ArrayView2<'_, T>,
-        gy: ArrayView2<'_, T>,
+        trace: &Trace<T>,
+        gy: CowArray<'_, T, Ix2>,
         gp: Option<ParamCotangent<'_, T>>,
         need_gx: bool,
-    ) -> Option<Array2<T>> {
-        let gp_flops = if gp.is_some() { gy.nrows() * self.in_dim * self.out_dim } else { 0 };
-        let param_cotangent = || {
-            if let Some(gp) = gp {
-                let (gp, add) = gp.parts();
-                let (gw, gb) = gp.split_at_mut(self.in_dim * self.out_dim);
-                matmul_into(view2_mut(gw, self.out_dim, self.in_dim), add, gy.t(), x, T::one());
-                if self.bias {
-                    if !add {
-                        gb.fill(T::zero());
-                    }
-                    add_row_sums(gb, &gy);
-                }
-            }
-        };
-        let input_cotangent = || {
-            need_gx.then(|| {
-                let mut gx = Array2::zeros((gy.nrows(), self.in_dim));
-                matmul_into(gx.view_mut(), false, gy, self.weight(p), T::one());
-                gx
-            })
-        };
-        // The two products are independent and of equal size: side by side when both are big.
-        if gp_flops >= PARALLEL_MIN_FLOPS && need_gx {
-            join_sequential(param_cotangent, input_cotangent).1
-        } else {
-            param_cotangent();
-            input_cotangent()
-        }
+    ) -> Option<Array2<T>>;
+
+    /// The vjp keeping the output cotangents for `vjp_tangent`; parameter
+    /// cotangents are added into `gp`. A leaf layer keeps `gy` only.
+    fn vjp_traced<T: Scalar>(
+        &self,
+        p: &[T],
+        trace: &Trace<T>,
+        gy: Array2<T>,
+        gp: Option<&mut [T]>,
+        need_gx: bool,
+    ) -> (Option<Array2<T>>, CotangentTrace<T>) {
+        let gx = self.vjp(p, trace, gy.view().into(), gp.map(ParamCotangent::Add), need_gx);
+        (gx, CotangentTrace { output: gy, inner: Vec::new() })
     }
 
-    fn vjp_per_example<T: Scalar>(&self, x: ArrayView2<'_, T>, gy: ArrayView2<'_, T>, mut rows: ArrayViewMut2<'_, T>) {
-        let wn = self.in_dim * self.out_dim;
-        for ((xi, gi), mut r) in x.rows().into_iter().zip(gy.rows()).zip(rows.rows_mut()) {
-            let r = r.as_slice_mut().expect("per-example rows are contiguous");
-            for (o, &g) in gi.iter().enumerate() {
-                let dst = &mut r[o * self.in_dim..(o + 1) * self.in_dim];
-                for (d, &xv) in dst.iter_mut().zip(xi.iter()) {
-                    *d += g * xv;
-                }
-            }
-            if self.bias {
-                for (d, &g) in r[wn..wn + self.out_dim].iter_mut().zip(gi.iter()) {
-                    *d += g;
-                }
-            }
-        }
-    }
+    /// The vjp with the parameter cotangents of example `i` written into row `i` of `rows`
+    /// (`[batch, num_params]`, every entry written); an error naming the reason when the layer
+    /// couples the examples in the traced pass.
+    fn vjp_per_example<T: Scalar>(
+        &self,
+        p: &[T],
+        trace: &Trace<T>,
+        gy: ArrayView2<'_, T>,
+        rows: ArrayViewMut2<'_, T>,
+        need_gx: bool,
+    ) -> Result<Option<Array2<T>>, String>;
 
-    /// `dgw += dgy^T x + gy^T dx`, `dgb += sum of dgy`, `dgx = dgy W + gy dW`.
+    /// The R-operator (see the module documentation): adds `dgp` and returns `dgx` when `need_gx`.
     #[allow(clippy::too_many_arguments)]
     fn vjp_tangent<T: Scalar>(
         &self,
         p: &[T],
         dp: &[T],
-        x: ArrayView2<'_, T>,
-        dx: Option<ArrayView2<'_, T>>,
-        gy: ArrayView2<'_, T>,
-        dgy: ArrayView2<'_, T>,
+        trace: &Trace<T>,
+        tangent: &TangentTrace<T>,
+        cotangent: &CotangentTrace<T>,
+        dgy: Array2<T>,
         dgp: &mut [T],
         need_gx: bool,
-    ) -> Option<Array2<T>> {
-        let (dgw, dgb) = dgp.split_at_mut(self.in_dim * self.out_dim);
-        let mut dgw = view2_mut(dgw, self.out_dim, self.in_dim);
-        matmul_into(dgw.view_mut(), true, dgy.t(), x, T::one());
-        if let Some(dx) = dx {
-            matmul_into(dgw, true, gy.t(), dx, T::one());
-        }
-        if self.bias {
-            add_row_sums(dgb, &dgy);
-        }
-        need_gx.then(|| {
-            let mut dgx = Array2::zeros((gy.nrows(), self.in_dim));
-            matmul_into(dgx.view_mut(), false, dgy, self.weight(p), T::one());
-            matmul_into(dgx.view_mut(), true, gy, self.weight(dp), T::one());
-            dgx
-        })
-    }
-}
+    ) -> Option<Array2<T>>;
 
-/// Row statistics of layer norm: the normalised input and 1/s per row.
-struct NormStats<T> {
-    xhat: Array2<T>,
-    inv_s: Vec<T>,
-}
-
-fn row_mean<T: Scalar>(r: impl Iterator<Item = T>, n: usize) -> T {
-    r.sum::<T>() / T::from_usize(n)
-}
-
-impl LayerNorm {
-    /// Number of parameters (2 * dim when affine).
-    pub fn num_params(&self) -> usize {
-        if self.affine { 2 * self.dim } else { 0 }
-    }
-
-    fn stats<T: Scalar>(&self, x: ArrayView2<'_, T>) -> NormStats<T> {
-        let n = self.dim;
-        let mut xhat = x.to_owned();
-        let mut inv_s = Vec::with_capacity(x.nrows());
-        for mut row in xhat.rows_mut() {
-            let mu = row_mean(row.iter().copied(), n);
-            row.mapv_inplace(|v| v - mu);
-            let var = row_mean(row.iter().map(|&v| v * v), n);
-            let is = T::one() / (var + T::from_f64(self.eps)).sqrt();
-            row.mapv_inplace(|v| v * is);
-            inv_s.push(is);
-        }
-        NormStats { xhat, inv_s }
-    }
-
-    fn gamma<'a, T>(&self, p: &'a [T]) -> Option<&'a [T]> {
-        self.affine.then(|| &p[..self.dim])
-    }
-
-    fn forward<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>) -> Array2<T> {
-        let mut y = self.stats(x).xhat;
-        if self.affine {
-            let (g, b) = p.split_at(self.dim);
-            for mut row in y.rows_mut() {
-                for ((v, &gi), &bi) in row.iter_mut().zip(g).zip(b) {
-                    *v = *v * gi + bi;
-                }
-            }
-        }
-        y
-    }
-
-    /// Tangent of x-hat: (1/s)(dx - mean(dx) - xhat * mean(xhat dx)).
-    fn xhat_tangent<T: Scalar>(&self, st: &NormStats<T>, dx: ArrayView2<'_, T>) -> Array2<T> {
-        let n = self.dim;
-        let mut out = dx.to_owned();
-        for ((mut o, xh), &is) in out.rows_mut().into_iter().zip(st.xhat.rows()).zip(&st.inv_s) {
-            let m = row_mean(o.iter().copied(), n);
-            let mx = row_mean(o.iter().zip(xh.iter()).map(|(&a, &b)| a * b), n);
-            Zip::from(&mut o).and(&xh).for_each(|v, &h| *v = (*v - m - h * mx) * is);
-        }
-        out
-    }
-
-    /// x-cotangent from the x-hat cotangent: (1/s)(g - mean(g) - xhat * mean(xhat g)).
-    fn input_cotangent<T: Scalar>(&self, st: &NormStats<T>, gxhat: &Array2<T>) -> Array2<T> {
-        self.xhat_tangent(st, gxhat.view())
-    }
-
-    fn jvp<T: Scalar>(
-        &self,
-        p: &[T],
-        dp: Option<&[T]>,
-        x: ArrayView2<'_, T>,
-        dx: Option<ArrayView2<'_, T>>,
-    ) -> Array2<T> {
-        let st = self.stats(x);
-        let mut dy = match dx {
-            Some(dx) => {
-                let mut t = self.xhat_tangent(&st, dx);
-                if let Some(g) = self.gamma(p) {
-                    scale_rows(&mut t, g);
-                }
-                t
-            }
-            None => Array2::zeros(x.dim()),
-        };
-        if let (true, Some(dp)) = (self.affine, dp) {
-            let (dg, db) = dp.split_at(self.dim);
-            for (mut row, xh) in dy.rows_mut().into_iter().zip(st.xhat.rows()) {
-                for (((v, &h), &dgi), &dbi) in row.iter_mut().zip(xh.iter()).zip(dg).zip(db) {
-                    *v += dgi * h + dbi;
-                }
-            }
-        }
-        dy
-    }
-
-    fn gxhat<T: Scalar>(&self, p: &[T], gy: ArrayView2<'_, T>) -> Array2<T> {
-        let mut g = gy.to_owned();
-        if let Some(gamma) = self.gamma(p) {
-            scale_rows(&mut g, gamma);
-        }
-        g
-    }
-
-    fn vjp<T: Scalar>(
-        &self,
-        p: &[T],
-        x: ArrayView2<'_, T>,
-        gy: ArrayView2<'_, T>,
-        gp: Option<ParamCotangent<'_, T>>,
-        need_gx: bool,
-    ) -> Option<Array2<T>> {
-        let st = self.stats(x);
-        if let (true, Some(gp)) = (self.affine, gp) {
-            let (gp, add) = gp.parts();
-            if !add {
-                gp.fill(T::zero());
-            }
-            let (gg, gb) = gp.split_at_mut(self.dim);
-            for (gr, xh) in gy.rows().into_iter().zip(st.xhat.rows()) {
-                for (((a, b), &g), &h) in gg.iter_mut().zip(gb.iter_mut()).zip(gr.iter()).zip(xh.iter()) {
-                    *a += g * h;
-                    *b += g;
-                }
-            }
-        }
-        need_gx.then(|| self.input_cotangent(&st, &self.gxhat(p, gy)))
-    }
-
-    fn vjp_per_example<T: Scalar>(&self, x: ArrayView2<'_, T>, gy: ArrayView2<'_, T>, mut rows: ArrayViewMut2<'_, T>) {
-        if !self.affine {
-            return;
-        }
-        let st = self.stats(x);
-        let n = self.dim;
-        for ((gr, xh), mut r) in gy.rows().into_iter().zip(st.xhat.rows()).zip(rows.rows_mut()) {
-            for i in 0..n {
-                r[i] += gr[i] * xh[i];
-                r[n + i] += gr[i];
-            }
-        }
-    }
-
-    /// With `g = gamma gy` the x-hat cotangent and `gx = (1/s)(g - mean(g) - xhat mean(xhat g))`:
-    /// `dgamma += sum of (dgy xhat + gy dxhat)`, `dbeta += sum of dgy`, and `dgx` the tangent of
-    /// `gx` (through `s`, `xhat` and `dg = dgy gamma + gy dgamma`).
-    #[allow(clippy::too_many_arguments)]
-    fn vjp_tangent<T: Scalar>(
+    /// Second-order forward mode: `(dy, d2y)`, `None` where identically zero.
+    fn jet2<T: Scalar>(
         &self,
         p: &[T],
         dp: &[T],
-        x: ArrayView2<'_, T>,
-        dx: Option<ArrayView2<'_, T>>,
-        gy: ArrayView2<'_, T>,
-        dgy: ArrayView2<'_, T>,
-        dgp: &mut [T],
-        need_gx: bool,
-    ) -> Option<Array2<T>> {
-        let n = self.dim;
-        let st = self.stats(x);
-        let dxhat = match dx {
-            Some(dx) => self.xhat_tangent(&st, dx),
-            None => Array2::zeros(x.dim()),
-        };
-        if self.affine {
-            let (gg, gb) = dgp.split_at_mut(n);
-            for (((gr, dgr), xh), dxh) in gy.rows().into_iter().zip(dgy.rows()).zip(st.xhat.rows()).zip(dxhat.rows()) {
-                for i in 0..n {
-                    gg[i] += dgr[i] * xh[i] + gr[i] * dxh[i];
-                    gb[i] += dgr[i];
-                }
+        trace: &Trace<T>,
+        dx: Option<&Array2<T>>,
+        d2x: Option<&Array2<T>>,
+    ) -> (Option<Array2<T>>, Option<Array2<T>>);
+}
+
+/// Calls `$body` with `$l` bound to the rules of `$layer`'s kind. No wildcard arm: a new
+/// variant does not compile until it is listed here, and its type implements [`LayerRules`].
+macro_rules! dispatch {
+    ($layer:expr, $l:ident => $body:expr) => {
+        match $layer {
+            Layer::Linear($l) => $body,
+            Layer::Activation($l) => $body,
+            Layer::LayerNorm($l) => $body,
+            Layer::Residual(inner) => {
+                let $l = &Residual(inner.as_slice());
+                $body
             }
+            Layer::Conv($l) => $body,
+            Layer::MaxPool($l) => $body,
+            Layer::AvgPool($l) => $body,
+            Layer::BatchNorm($l) => $body,
+            Layer::Flatten($l) => $body,
+            Layer::Dropout($l) => $body,
         }
-        if !need_gx {
-            return None;
-        }
-        let g = self.gxhat(p, gy);
-        // Tangent of the x-hat cotangent: dgy * gamma + gy * dgamma.
-        let mut dg = self.gxhat(p, dgy);
-        if self.affine {
-            let dgamma = &dp[..n];
-            for (mut row, gr) in dg.rows_mut().into_iter().zip(gy.rows()) {
-                for ((v, &a), &b) in row.iter_mut().zip(gr.iter()).zip(dgamma) {
-                    *v += a * b;
-                }
-            }
-        }
-        let mut dgx = Array2::zeros(x.dim());
-        let nn = T::from_usize(n);
-        for r in 0..x.nrows() {
-            let is = st.inv_s[r];
-            let xh = st.xhat.row(r);
-            let dxh = dxhat.row(r);
-            let gr = g.row(r);
-            let dgr = dg.row(r);
-            let ds = match dx {
-                Some(dx) => dx.row(r).iter().zip(xh.iter()).map(|(&a, &b)| a * b).sum::<T>() / nn,
-                None => T::zero(),
-            };
-            let mean_g = gr.iter().copied().sum::<T>() / nn;
-            let m_xg = xh.iter().zip(gr.iter()).map(|(&a, &b)| a * b).sum::<T>() / nn;
-            let mean_dg = dgr.iter().copied().sum::<T>() / nn;
-            let dm = (dxh.iter().zip(gr.iter()).map(|(&a, &b)| a * b).sum::<T>()
-                + xh.iter().zip(dgr.iter()).map(|(&a, &b)| a * b).sum::<T>())
-                / nn;
-            for i in 0..n {
-                // gx = is * (g - mean(g) - xhat * mean(xhat g)).
-                let gx = is * (gr[i] - mean_g - xh[i] * m_xg);
-                dgx[(r, i)] = -ds * is * gx + is * (dgr[i] - mean_dg - dxh[i] * m_xg - xh[i] * dm);
-            }
-        }
-        Some(dgx)
-    }
+    };
 }
 
 impl Layer {
+    /// The kind as written in architecture strings (`linear`, `conv2d`, `relu`, ...).
+    pub fn kind(&self) -> &'static str {
+        dispatch!(self, l => l.kind())
+    }
+
     /// Number of parameters this layer owns.
     pub fn num_params(&self) -> usize {
-        match self {
-            Layer::Linear(l) => l.num_params(),
-            Layer::Activation(_) => 0,
-            Layer::LayerNorm(l) => l.num_params(),
-            Layer::Residual(inner) => inner.iter().map(Layer::num_params).sum(),
-        }
+        dispatch!(self, l => l.num_params())
     }
 
-    /// Output width given the input width.
+    /// Output width given the input width (layers that hold their input geometry ignore it).
     pub fn out_dim(&self, in_dim: usize) -> usize {
-        match self {
-            Layer::Linear(l) => l.out_dim,
-            Layer::Activation(_) | Layer::LayerNorm(_) | Layer::Residual(_) => in_dim,
-        }
+        self.out_shape(Shape::flat(in_dim)).map_or(in_dim, |s| s.len())
     }
 
-    /// Checks that the layer accepts `in_dim` inputs (and a residual block keeps its width).
+    /// The output shape for an input of shape `input`, or why the layer does not accept it.
+    pub fn out_shape(&self, input: Shape) -> Result<Shape, String> {
+        dispatch!(self, l => l.out_shape(input))
+    }
+
+    /// Checks that the layer accepts flat inputs of width `in_dim`; returns the output width.
     pub fn check_dims(&self, in_dim: usize) -> Result<usize, String> {
-        match self {
-            Layer::Linear(l) if l.in_dim != in_dim => {
-                Err(format!("linear layer expects {} inputs, gets {in_dim}", l.in_dim))
-            }
-            Layer::LayerNorm(l) if l.dim != in_dim => Err(format!("layer norm over {} features gets {in_dim}", l.dim)),
-            Layer::Residual(inner) => {
-                let mut d = in_dim;
-                for l in inner {
-                    d = l.check_dims(d)?;
-                }
-                if d != in_dim {
-                    return Err(format!("residual branch maps {in_dim} to {d} features"));
-                }
-                Ok(in_dim)
-            }
-            _ => Ok(self.out_dim(in_dim)),
-        }
+        self.out_shape(Shape::flat(in_dim)).map(|s| s.len())
     }
 
     /// The PyTorch names and shapes of this layer's parameters under `prefix` (e.g. `"0"`).
     pub fn param_entries(&self, prefix: &str, out: &mut Vec<(String, Vec<usize>)>) {
-        match self {
-            Layer::Linear(l) => {
-                out.push((format!("{prefix}.weight"), vec![l.out_dim, l.in_dim]));
-                if l.bias {
-                    out.push((format!("{prefix}.bias"), vec![l.out_dim]));
-                }
-            }
-            Layer::LayerNorm(l) if l.affine => {
-                out.push((format!("{prefix}.weight"), vec![l.dim]));
-                out.push((format!("{prefix}.bias"), vec![l.dim]));
-            }
-            Layer::Residual(inner) => {
-                for (j, l) in inner.iter().enumerate() {
-                    l.param_entries(&format!("{prefix}.{j}"), out);
-                }
-            }
-            _ => {}
-        }
+        dispatch!(self, l => l.param_entries(prefix, out))
     }
 
-    /// Forward pass without a trace.
+    /// Draws this layer's parameters `p` (named under `prefix`).
+    pub(crate) fn init<T: Scalar>(&self, prefix: &str, init: &LayerInit<'_>, p: &mut [T]) {
+        dispatch!(self, l => l.init(prefix, init, p))
+    }
+
+    /// True when, in `mode`, an example's output depends on the other examples of the batch.
+    pub fn couples_examples(&self, mode: &Mode) -> bool {
+        dispatch!(self, l => l.couples_examples(mode))
+    }
+
+    /// Distance of a traced forward pass from the layer's non-differentiable points (see
+    /// `LayerRules::kink_distance`).
+    pub fn kink_distance<T: Scalar>(&self, trace: &Trace<T>) -> f64 {
+        dispatch!(self, l => l.kink_distance(trace))
+    }
+
+    /// Forward pass without a trace (evaluation mode).
     pub fn forward<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>) -> Array2<T> {
-        match self {
-            Layer::Linear(l) => l.forward(p, x),
-            Layer::Activation(a) => a.apply(x),
-            Layer::LayerNorm(l) => l.forward(p, x),
-            Layer::Residual(inner) => {
-                let mut h = x.to_owned();
-                let mut off = 0;
-                for l in inner {
-                    let n = l.num_params();
-                    h = l.forward(&p[off..off + n], h.view());
-                    off += n;
-                }
-                h += &x;
-                h
-            }
-        }
+        self.forward_in(p, x, &Mode::Eval)
     }
 
-    /// Forward pass keeping what the derivative rules need.
+    /// Forward pass without a trace in `mode`.
+    pub fn forward_in<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>, mode: &Mode) -> Array2<T> {
+        dispatch!(self, l => l.forward(p, x, mode))
+    }
+
+    /// Forward pass keeping what the derivative rules need (evaluation mode).
     pub fn forward_traced<T: Scalar>(&self, p: &[T], x: Array2<T>) -> (Array2<T>, Trace<T>) {
-        match self {
-            Layer::Residual(inner) => {
-                let mut h = x.clone();
-                let mut traces = Vec::with_capacity(inner.len());
-                let mut off = 0;
-                for l in inner {
-                    let n = l.num_params();
-                    let (y, t) = l.forward_traced(&p[off..off + n], h);
-                    traces.push(t);
-                    h = y;
-                    off += n;
-                }
-                h += &x;
-                (h, Trace { input: x, inner: traces })
-            }
-            _ => {
-                let y = self.forward(p, x.view());
-                (y, Trace { input: x, inner: Vec::new() })
-            }
-        }
+        self.forward_traced_in(p, x, &Mode::Eval)
+    }
+
+    /// Forward pass keeping what the derivative rules need, in `mode`.
+    pub fn forward_traced_in<T: Scalar>(&self, p: &[T], x: Array2<T>, mode: &Mode) -> (Array2<T>, Trace<T>) {
+        dispatch!(self, l => l.forward_traced(p, x, mode))
     }
 
     /// Output tangent along an input tangent `dx` (`None` = zero) and a parameter tangent `dp`
@@ -603,42 +426,7 @@ impl Layer {
         trace: &Trace<T>,
         dx: Option<Array2<T>>,
     ) -> (Array2<T>, TangentTrace<T>) {
-        let x = trace.input.view();
-        let dy = match self {
-            Layer::Linear(l) => l.jvp(p, dp, x, dx.as_ref().map(|d| d.view())),
-            Layer::Activation(a) => match dx {
-                Some(mut dx) if a.is_piecewise_linear() => {
-                    a.scale_by_derivative(dx.view_mut(), x);
-                    return (dx, TangentTrace { input: None, inner: Vec::new() });
-                }
-                Some(ref dx) => {
-                    // Copy then scale: measured faster than `map_collect`.
-                    let mut dy = dx.clone();
-                    a.scale_by_derivative(dy.view_mut(), x);
-                    dy
-                }
-                None => Array2::zeros(x.dim()),
-            },
-            Layer::LayerNorm(l) => l.jvp(p, dp, x, dx.as_ref().map(|d| d.view())),
-            Layer::Residual(inner) => {
-                let mut h = dx.clone();
-                let mut tts = Vec::with_capacity(inner.len());
-                let mut off = 0;
-                for (l, t) in inner.iter().zip(&trace.inner) {
-                    let n = l.num_params();
-                    let (y, tt) = l.jvp(&p[off..off + n], dp.map(|d| &d[off..off + n]), t, h);
-                    tts.push(tt);
-                    h = Some(y);
-                    off += n;
-                }
-                let mut y = h.expect("a residual block has at least one layer");
-                if let Some(dx) = &dx {
-                    y += dx;
-                }
-                return (y, TangentTrace { input: dx, inner: tts });
-            }
-        };
-        (dy, TangentTrace { input: dx, inner: Vec::new() })
+        dispatch!(self, l => l.jvp(p, dp, trace, dx))
     }
 
     /// Input cotangent (when `need_gx`) and, when `gp` is given, parameter cotangents added into it.
@@ -663,28 +451,7 @@ impl Layer {
         gp: Option<ParamCotangent<'_, T>>,
         need_gx: bool,
     ) -> Option<Array2<T>> {
-        let x = trace.input.view();
-        match self {
-            Layer::Linear(l) => l.vjp(p, x, gy.view(), gp, need_gx),
-            Layer::Activation(a) => need_gx.then(|| {
-                let mut gx = gy.into_owned();
-                a.scale_by_derivative(gx.view_mut(), x);
-                gx
-            }),
-            Layer::LayerNorm(l) => l.vjp(p, x, gy.view(), gp, need_gx),
-            Layer::Residual(inner) => {
-                let mut g: Option<Array2<T>> = None;
-                let mut gp = gp;
-                let offs = offsets(inner);
-                for ((l, t), &off) in inner.iter().zip(&trace.inner).rev().zip(offs.iter().rev()) {
-                    let n = l.num_params();
-                    let gpl = gp.as_mut().map(|s| s.slice(off..off + n));
-                    let gin = g.take().map_or_else(|| gy.view().into(), CowArray::from);
-                    g = Some(l.vjp_cow(&p[off..off + n], t, gin, gpl, true).expect("need_gx was set"));
-                }
-                need_gx.then(|| g.expect("a residual block has at least one layer") + &gy)
-            }
-        }
+        dispatch!(self, l => l.vjp(p, trace, gy, gp, need_gx))
     }
 
     /// [`Layer::vjp`] keeping the output cotangent `gy` (and, in a residual block, that of every
@@ -697,57 +464,21 @@ impl Layer {
         gp: Option<&mut [T]>,
         need_gx: bool,
     ) -> (Option<Array2<T>>, CotangentTrace<T>) {
-        match self {
-            Layer::Residual(inner) => {
-                let mut g = gy.clone();
-                let mut gp = gp;
-                let mut cots = Vec::with_capacity(inner.len());
-                let offs = offsets(inner);
-                for ((l, t), &off) in inner.iter().zip(&trace.inner).rev().zip(offs.iter().rev()) {
-                    let n = l.num_params();
-                    let gpl = gp.as_deref_mut().map(|s| &mut s[off..off + n]);
-                    let (gx, c) = l.vjp_traced(&p[off..off + n], t, g, gpl, true);
-                    cots.push(c);
-                    g = gx.expect("need_gx was set");
-                }
-                cots.reverse();
-                let gx = need_gx.then(|| g + &gy);
-                (gx, CotangentTrace { output: gy, inner: cots })
-            }
-            _ => {
-                let gx = self.vjp(p, trace, gy.view(), gp, need_gx);
-                (gx, CotangentTrace { output: gy, inner: Vec::new() })
-            }
-        }
+        dispatch!(self, l => l.vjp_traced(p, trace, gy, gp, need_gx))
     }
 
-    /// Like [`Layer::vjp`], but the parameter cotangents of example `i` are added into row `i` of
-    /// `rows` (shape `[batch, num_params]`).
+    /// Like [`Layer::vjp`], but the parameter cotangents of example `i` are written into row `i`
+    /// of `rows` (shape `[batch, num_params]`; every entry is written, whatever it held). An
+    /// error when the traced pass coupled the examples (batch norm on batch statistics).
     pub fn vjp_per_example<T: Scalar>(
         &self,
         p: &[T],
         trace: &Trace<T>,
         gy: ArrayView2<'_, T>,
-        mut rows: ArrayViewMut2<'_, T>,
+        rows: ArrayViewMut2<'_, T>,
         need_gx: bool,
-    ) -> Option<Array2<T>> {
-        let x = trace.input.view();
-        match self {
-            Layer::Linear(l) => l.vjp_per_example(x, gy, rows),
-            Layer::LayerNorm(l) => l.vjp_per_example(x, gy, rows),
-            Layer::Activation(_) => {}
-            Layer::Residual(inner) => {
-                let mut g = gy.to_owned();
-                let offs = offsets(inner);
-                for ((l, t), &off) in inner.iter().zip(&trace.inner).rev().zip(offs.iter().rev()) {
-                    let n = l.num_params();
-                    let sub = rows.slice_mut(ndarray::s![.., off..off + n]);
-                    g = l.vjp_per_example(&p[off..off + n], t, g.view(), sub, true).expect("need_gx was set");
-                }
-                return need_gx.then(|| g + gy);
-            }
-        }
-        if need_gx { self.vjp(p, trace, gy, None, true) } else { None }
+    ) -> Result<Option<Array2<T>>, String> {
+        dispatch!(self, l => l.vjp_per_example(p, trace, gy, rows, need_gx))
     }
 
     /// The R-operator: the tangent of [`Layer::vjp`] along the input tangent (in `tangent`), the
@@ -768,44 +499,21 @@ impl Layer {
         dgp: &mut [T],
         need_gx: bool,
     ) -> Option<Array2<T>> {
-        let x = trace.input.view();
-        let dx = tangent.input.as_ref().map(|d| d.view());
-        let gy = cotangent.output.view();
-        match self {
-            Layer::Linear(l) => l.vjp_tangent(p, dp, x, dx, gy, dgy.view(), dgp, need_gx),
-            Layer::LayerNorm(l) => l.vjp_tangent(p, dp, x, dx, gy, dgy.view(), dgp, need_gx),
-            Layer::Activation(a) => need_gx.then(|| {
-                let mut dgx = dgy;
-                match dx {
-                    Some(dx) if !a.is_piecewise_linear() => {
-                        Zip::from(&mut dgx).and(&gy).and(&x).and(&dx).for_each(|dg, &g, &xv, &dxv| {
-                            let (_, d1, d2) = a.f012(xv);
-                            *dg = d2 * dxv * g + d1 * *dg;
-                        });
-                    }
-                    _ => a.scale_by_derivative(dgx.view_mut(), x),
-                }
-                dgx
-            }),
-            Layer::Residual(inner) => {
-                let mut dg = dgy.clone();
-                let offs = offsets(inner);
-                for ((((l, t), tt), c), &off) in inner
-                    .iter()
-                    .zip(&trace.inner)
-                    .zip(&tangent.inner)
-                    .zip(&cotangent.inner)
-                    .rev()
-                    .zip(offs.iter().rev())
-                {
-                    let n = l.num_params();
-                    dg = l
-                        .vjp_tangent(&p[off..off + n], &dp[off..off + n], t, tt, c, dg, &mut dgp[off..off + n], true)
-                        .expect("need_gx was set");
-                }
-                need_gx.then(|| dg + dgy)
-            }
-        }
+        dispatch!(self, l => l.vjp_tangent(p, dp, trace, tangent, cotangent, dgy, dgp, need_gx))
+    }
+
+    /// Second-order forward mode along `p + t dp` with the input moving as
+    /// `x + t dx + (t^2/2) d2x` (`None` = zero): the output's `(dy, d2y)` at `t = 0`, `None` where
+    /// a derivative is identically zero. See the module documentation.
+    pub fn jet2<T: Scalar>(
+        &self,
+        p: &[T],
+        dp: &[T],
+        trace: &Trace<T>,
+        dx: Option<&Array2<T>>,
+        d2x: Option<&Array2<T>>,
+    ) -> (Option<Array2<T>>, Option<Array2<T>>) {
+        dispatch!(self, l => l.jet2(p, dp, trace, dx, d2x))
     }
 }
 
@@ -822,13 +530,65 @@ pub(crate) fn offsets(layers: &[Layer]) -> Vec<usize> {
         .collect()
 }
 
+pub(crate) fn view2<T>(p: &[T], rows: usize, cols: usize) -> ArrayView2<'_, T> {
+    ArrayView2::from_shape((rows, cols), &p[..rows * cols]).expect("parameter slice has the layer's size")
+}
+
+pub(crate) fn view2_mut<T>(p: &mut [T], rows: usize, cols: usize) -> ArrayViewMut2<'_, T> {
+    ArrayViewMut2::from_shape((rows, cols), &mut p[..rows * cols]).expect("parameter slice has the layer's size")
+}
+
+/// Adds `v` to every row of `y` (a bias).
+pub(crate) fn add_to_rows<T: Scalar>(y: &mut Array2<T>, v: &[T]) {
+    for mut row in y.rows_mut() {
+        for (a, &b) in row.iter_mut().zip(v) {
+            *a += b;
+        }
+    }
+}
+
+/// Multiplies every row of `y` element-wise by `v` (a layer-norm gain).
+pub(crate) fn scale_rows<T: Scalar>(y: &mut Array2<T>, v: &[T]) {
+    for mut row in y.rows_mut() {
+        for (a, &b) in row.iter_mut().zip(v) {
+            *a *= b;
+        }
+    }
+}
+
+pub(crate) fn add_row_sums<T: Scalar>(dst: &mut [T], g: &ArrayView2<'_, T>) {
+    for row in g.rows() {
+        for (d, &v) in dst.iter_mut().zip(row.iter()) {
+            *d += v;
+        }
+    }
+}
+
+/// `a + b` for optional tangents (`None` = zero).
+pub(crate) fn add_opt<T: Scalar>(a: Option<Array2<T>>, b: Option<&Array2<T>>) -> Option<Array2<T>> {
+    match (a, b) {
+        (Some(mut a), Some(b)) => {
+            a += b;
+            Some(a)
+        }
+        (Some(a), None) => Some(a),
+        (None, Some(b)) => Some(b.clone()),
+        (None, None) => None,
+    }
+}
+
+/// The error of a per-example rule on a pass that coupled the examples.
+pub(crate) fn coupled_error(kind: &str) -> String {
+    format!("{kind} normalises by batch statistics (training mode), which couples the examples")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn linear_forward_matches_definition() {
-        let l = Linear { in_dim: 2, out_dim: 3, bias: true };
+        let l = Layer::Linear(Linear { in_dim: 2, out_dim: 3, bias: true });
         // W = [[1,2],[3,4],[5,6]], b = [0.5, -1, 2]
         let p = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.5, -1.0, 2.0];
         let x = ndarray::array![[1.0, -1.0], [0.0, 2.0]];
@@ -838,7 +598,7 @@ mod tests {
 
     #[test]
     fn layer_norm_output_is_normalised() {
-        let ln = LayerNorm { dim: 4, affine: false, eps: 0.0 };
+        let ln = Layer::LayerNorm(LayerNorm { dim: 4, affine: false, eps: 0.0 });
         let x = ndarray::array![[1.0, 2.0, 3.0, 6.0]];
         let y = ln.forward::<f64>(&[], x.view());
         let m: f64 = y.iter().sum::<f64>() / 4.0;

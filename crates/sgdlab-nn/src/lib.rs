@@ -27,17 +27,21 @@ pub mod loss;
 pub mod model;
 pub mod params;
 pub mod passes;
+pub mod shape;
 
 pub use activation::Activation;
-pub use arch::{ArchKind, ArchSpec};
+pub use arch::{ArchKind, ArchSpec, LayerSpec, SeqSpec};
 pub use checkpoint::{
     ARCH_METADATA_KEY, Checkpoint, NamedTensor, load_checkpoint, load_tensors, save_checkpoint, save_tensors,
     write_atomic,
 };
 pub use error::NnError;
 pub use init::{BiasInit, InitScheme, InitSpec};
-pub use layer::{Layer, LayerNorm, Linear};
+pub use layer::{
+    AvgPool, BatchNorm, BatchStatistics, Conv, Dropout, Flatten, Layer, LayerNorm, Linear, MaxPool, Mode, Window,
+};
 pub use loss::{Loss, Reduction, Targets};
-pub use model::Model;
+pub use model::{Buffer, Model};
 pub use params::{ParamEntry, ParamLayout, Params};
-pub use passes::{Batch, HvpCache, HvpResult, LossGradient, Objective};
+pub use passes::{Batch, HvpCache, HvpResult, LossGradient, ModeView, Objective, TrainStep};
+pub use shape::Shape;

@@ -7,13 +7,16 @@
 //! mutate anything, and return an error (not a panic) when shapes do not fit.
 
 use crate::error::NnError;
-use crate::layer::{CotangentTrace, ParamCotangent, TangentTrace, Trace};
+use crate::layer::{BatchStatistics, CotangentTrace, Layer, Mode, ParamCotangent, TangentTrace, Trace};
 use crate::loss::{Loss, Reduction, Targets};
 use crate::model::Model;
-use ndarray::{Array2, Array3, ArrayView2, Axis};
+use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, Axis};
 use sgdlab_linalg::Scalar;
 
+mod modes;
 mod quadratic;
+
+pub use modes::{ModeView, TrainStep};
 
 /// Inputs `[batch, in_dim]` with their targets.
 #[derive(Debug, Clone, Copy)]
@@ -124,15 +127,60 @@ impl Model {
         Ok(())
     }
 
-    fn forward_traced<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>) -> Forward<T> {
+    fn forward_traced<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>, mode: &Mode) -> Forward<T> {
         let mut h = x.to_owned();
         let mut traces = Vec::with_capacity(self.layers().len());
         for (i, l) in self.layers().iter().enumerate() {
-            let (y, t) = l.forward_traced(self.layer_params(i, p), h);
+            let (y, t) = l.forward_traced_in(self.layer_params(i, p), h, &mode.layer(i));
             traces.push(t);
             h = y;
         }
         Forward { logits: h, traces }
+    }
+
+    /// The forward pass without traces in `mode`.
+    fn forward_in<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>, mode: &Mode) -> Array2<T> {
+        let mut h = x.to_owned();
+        for (i, l) in self.layers().iter().enumerate() {
+            h = l.forward_in(self.layer_params(i, p), h.view(), &mode.layer(i));
+        }
+        h
+    }
+
+    /// An error naming the first layer that couples the examples in `mode`, for a per-example
+    /// quantity (`what`).
+    fn check_per_example(&self, mode: &Mode, what: &str) -> Result<(), NnError> {
+        match self.coupling_layer(mode) {
+            Some((i, kind)) => Err(NnError::Coupled(format!(
+                "{what} are undefined for model {}: layer {i} ({kind}) normalises by batch statistics (training mode, or track_running_stats=False), which couples the examples",
+                self.describe()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The batch statistics of every batch-norm layer in a training pass's traces.
+    fn batch_statistics<T: Scalar>(&self, traces: &[Trace<T>]) -> Vec<BatchStatistics> {
+        fn walk<T: Scalar>(prefix: &str, layers: &[Layer], traces: &[Trace<T>], out: &mut Vec<BatchStatistics>) {
+            for (j, (l, t)) in layers.iter().zip(traces).enumerate() {
+                let name = if prefix.is_empty() { j.to_string() } else { format!("{prefix}.{j}") };
+                match l {
+                    Layer::BatchNorm(bn) => out.extend(bn.statistics_of(&name, t)),
+                    Layer::Residual(inner) => walk(&name, inner, &t.inner, out),
+                    Layer::Linear(_)
+                    | Layer::Activation(_)
+                    | Layer::LayerNorm(_)
+                    | Layer::Conv(_)
+                    | Layer::MaxPool(_)
+                    | Layer::AvgPool(_)
+                    | Layer::Flatten(_)
+                    | Layer::Dropout(_) => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk("", self.layers(), traces, &mut out);
+        out
     }
 
     fn jvp_pass<T: Scalar>(
@@ -228,11 +276,7 @@ impl Model {
     /// The logits `[batch, out_dim]`.
     pub fn forward<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>) -> Result<Array2<T>, NnError> {
         self.check_input(p, &x)?;
-        let mut h = x.to_owned();
-        for (i, l) in self.layers().iter().enumerate() {
-            h = l.forward(self.layer_params(i, p), h.view());
-        }
-        Ok(h)
+        Ok(self.forward_in(p, x, &Mode::Eval))
     }
 
     /// The output of every top-level layer, in order (the last is the logits): the embeddings
@@ -275,13 +319,25 @@ impl Model {
         obj: &Objective,
         grad: &mut [T],
     ) -> Result<T, NnError> {
+        Ok(self.gradient_in(p, batch, obj, grad, &Mode::Eval)?.0)
+    }
+
+    /// [`Model::gradient_into`] in `mode`, also returning the forward traces.
+    fn gradient_in<T: Scalar>(
+        &self,
+        p: &[T],
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        grad: &mut [T],
+        mode: &Mode,
+    ) -> Result<(T, Vec<Trace<T>>), NnError> {
         self.check_batch(p, batch, obj)?;
         self.check_direction(grad, "gradient buffer")?;
-        let f = self.forward_traced(p, batch.x);
+        let f = self.forward_traced(p, batch.x, mode);
         let (loss, gz) = obj.loss.value_and_grad(f.logits.view(), &batch.targets, obj.reduction);
         // Every parameter belongs to one layer, whose rule writes it once: no zeroing needed.
         self.backward(p, &f.traces, gz, Some(ParamCotangent::Overwrite(grad)), false);
-        Ok(loss)
+        Ok((loss, f.traces))
     }
 
     /// Loss and gradient of a batch.
@@ -306,10 +362,22 @@ impl Model {
         obj: &Objective,
         vs: ArrayView2<'_, T>,
     ) -> Result<HvpResult<T>, NnError> {
+        self.hvp_block_in(p, batch, obj, vs, &Mode::Eval)
+    }
+
+    /// [`Model::hvp_block`] in `mode`.
+    fn hvp_block_in<T: Scalar>(
+        &self,
+        p: &[T],
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        vs: ArrayView2<'_, T>,
+        mode: &Mode,
+    ) -> Result<HvpResult<T>, NnError> {
         self.check_batch(p, batch, obj)?;
         self.check_directions(&vs)?;
         let mut gradient = vec![T::zero(); self.num_params()];
-        let cache = self.build_hvp_cache(p, batch, obj, Some(&mut gradient));
+        let cache = self.build_hvp_cache(p, batch, obj, Some(&mut gradient), mode);
         let hvps = self.hvps_with(p, &cache, batch, obj, vs);
         Ok(HvpResult { loss: cache.loss, gradient, hvps })
     }
@@ -317,7 +385,7 @@ impl Model {
     /// The forward pass and the backward pass's cotangents of a batch, for [`Model::hvp_cached`].
     pub fn hvp_cache<T: Scalar>(&self, p: &[T], batch: &Batch<'_, T>, obj: &Objective) -> Result<HvpCache<T>, NnError> {
         self.check_batch(p, batch, obj)?;
-        Ok(self.build_hvp_cache(p, batch, obj, None))
+        Ok(self.build_hvp_cache(p, batch, obj, None, &Mode::Eval))
     }
 
     /// [`Model::hvp_cache`] on a checked batch; the gradient is added into `gradient` when given.
@@ -327,8 +395,9 @@ impl Model {
         batch: &Batch<'_, T>,
         obj: &Objective,
         gradient: Option<&mut [T]>,
+        mode: &Mode,
     ) -> HvpCache<T> {
-        let forward = self.forward_traced(p, batch.x);
+        let forward = self.forward_traced(p, batch.x, mode);
         let (loss, gz) = obj.loss.value_and_grad(forward.logits.view(), &batch.targets, obj.reduction);
         let cotangents = self.backward_traced(p, &forward.traces, gz, gradient);
         HvpCache { forward, cotangents, loss }
@@ -408,7 +477,7 @@ impl Model {
     ) -> Result<Array2<T>, NnError> {
         self.check_batch(p, batch, obj)?;
         self.check_directions(&vs)?;
-        let f = self.forward_traced(p, batch.x);
+        let f = self.forward_traced(p, batch.x, &Mode::Eval);
         Ok(self.ggn_vps_with(p, &f, batch, obj, vs))
     }
 
@@ -475,7 +544,7 @@ impl Model {
         {
             return Err(NnError::Shape(format!("input tangent has shape {:?}, inputs {:?}", dx.dim(), x.dim())));
         }
-        let f = self.forward_traced(p, x);
+        let f = self.forward_traced(p, x, &Mode::Eval);
         let (dz, _) = self.jvp_pass(p, dp, &f.traces, dx.map(|d| d.to_owned()));
         Ok((f.logits, dz))
     }
@@ -483,34 +552,72 @@ impl Model {
     /// Per-example gradients `[batch, num_params]`: row `i` is example `i`'s contribution to the
     /// batch gradient, so the rows sum to the gradient for either reduction (BackPACK's
     /// convention: with `Reduction::Mean` each row is the per-example loss gradient divided by the
-    /// normaliser).
+    /// normaliser). An error when the model couples its examples (batch norm on batch statistics).
     pub fn per_example_gradients<T: Scalar>(
         &self,
         p: &[T],
         batch: &Batch<'_, T>,
         obj: &Objective,
     ) -> Result<Array2<T>, NnError> {
-        self.check_batch(p, batch, obj)?;
-        let f = self.forward_traced(p, batch.x);
-        let (_, gz) = obj.loss.value_and_grad(f.logits.view(), &batch.targets, obj.reduction);
         let mut rows = Array2::zeros((batch.x.nrows(), self.num_params()));
+        self.per_example_gradients_into(p, batch, obj, rows.view_mut())?;
+        Ok(rows)
+    }
+
+    /// [`Model::per_example_gradients`] written into `out` (`[batch, num_params]`, every entry
+    /// written whatever it held): a caller reusing one buffer avoids mapping and faulting in a
+    /// fresh one each time (at MLP 784-512-512-10 and batch 128 the output is 343 MB).
+    pub fn per_example_gradients_into<T: Scalar>(
+        &self,
+        p: &[T],
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        out: ArrayViewMut2<'_, T>,
+    ) -> Result<(), NnError> {
+        self.per_example_gradients_in(p, batch, obj, out, &Mode::Eval)
+    }
+
+    fn per_example_gradients_in<T: Scalar>(
+        &self,
+        p: &[T],
+        batch: &Batch<'_, T>,
+        obj: &Objective,
+        mut out: ArrayViewMut2<'_, T>,
+        mode: &Mode,
+    ) -> Result<(), NnError> {
+        self.check_batch(p, batch, obj)?;
+        if out.dim() != (batch.x.nrows(), self.num_params()) {
+            return Err(NnError::Shape(format!(
+                "per-example gradient buffer has shape {:?}, needs [{}, {}]",
+                out.dim(),
+                batch.x.nrows(),
+                self.num_params()
+            )));
+        }
+        self.check_per_example(mode, "per-example gradients")?;
+        let f = self.forward_traced(p, batch.x, mode);
+        let (_, gz) = obj.loss.value_and_grad(f.logits.view(), &batch.targets, obj.reduction);
         let mut g = gz;
         for (i, (l, t)) in self.layers().iter().zip(&f.traces).enumerate().rev() {
             let r = self.offset(i)..self.offset(i) + l.num_params();
-            let sub = rows.slice_mut(ndarray::s![.., r.clone()]);
-            match l.vjp_per_example(&p[r], t, g.view(), sub, i > 0) {
+            let sub = out.slice_mut(ndarray::s![.., r.clone()]);
+            let gx = l
+                .vjp_per_example(&p[r], t, g.view(), sub, i > 0)
+                .map_err(|m| NnError::Coupled(format!("per-example gradients: layer {i} ({}): {m}", l.kind())))?;
+            match gx {
                 Some(gx) => g = gx,
                 None => break,
             }
         }
-        Ok(rows)
+        Ok(())
     }
 
     /// The Jacobian of each example's logits with respect to its own input, `[batch, K, in_dim]`
     /// (K backward passes with one-hot cotangents).
     pub fn input_jacobian<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>) -> Result<Array3<T>, NnError> {
         self.check_input(p, &x)?;
-        let f = self.forward_traced(p, x);
+        self.check_per_example(&Mode::Eval, "per-example input Jacobians")?;
+        let f = self.forward_traced(p, x, &Mode::Eval);
         let (b, k) = f.logits.dim();
         let mut jac = Array3::zeros((b, k, self.in_dim()));
         for c in 0..k {

@@ -78,24 +78,10 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Smallest distance of any value entering a kinked activation from a kink, over the whole
-/// (possibly nested) trace.
+/// Smallest distance of the traced pass from any layer's non-differentiable points (kinks of
+/// activations, ties in max-pool windows), over the whole (possibly nested) trace.
 fn kink_margin(layers: &[Layer], traces: &[Trace<f64>]) -> f64 {
-    let mut m = f64::INFINITY;
-    for (l, t) in layers.iter().zip(traces) {
-        match l {
-            Layer::Activation(a) => {
-                for &k in a.kinks() {
-                    for &v in t.input.iter() {
-                        m = m.min((v - k).abs());
-                    }
-                }
-            }
-            Layer::Residual(inner) => m = m.min(kink_margin(inner, &t.inner)),
-            _ => {}
-        }
-    }
-    m
+    layers.iter().zip(traces).map(|(l, t)| l.kink_distance(t)).fold(f64::INFINITY, f64::min)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -311,7 +297,7 @@ fn every_layer_passes_jvp_vjp_and_r_operator_checks() {
             // Per-example parameter cotangents: rows sum to the batch cotangent and each row is
             // the single-example cotangent.
             let mut rows = Array2::zeros((batch, np));
-            let gx_pe = layer.vjp_per_example(&p, &trace, u.view(), rows.view_mut(), true).unwrap();
+            let gx_pe = layer.vjp_per_example(&p, &trace, u.view(), rows.view_mut(), true).unwrap().unwrap();
             assert_close(
                 &format!("{name}: per-example gx"),
                 gx_pe.as_slice().unwrap(),

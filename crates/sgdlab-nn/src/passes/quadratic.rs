@@ -12,7 +12,7 @@
 
 use super::{Batch, Forward, HvpCache, Objective};
 use crate::error::NnError;
-use crate::layer::Trace;
+use crate::layer::{Mode, Trace};
 use crate::model::Model;
 use ndarray::{Array2, ArrayView2};
 use sgdlab_linalg::Scalar;
@@ -40,7 +40,7 @@ impl Model {
         self.check_batch(p, batch, obj)?;
         self.check_directions(&vs)?;
         // The forward pass and the logit gradient are all the forms need (no backward pass).
-        let f = self.forward_traced(p, batch.x);
+        let f = self.forward_traced(p, batch.x, &Mode::Eval);
         let (_, gz) = obj.loss.value_and_grad(f.logits.view(), &batch.targets, obj.reduction);
         Ok(self.quadratic_forms_with(p, &f, Some(&gz), batch, obj, vs))
     }
@@ -73,7 +73,7 @@ impl Model {
     ) -> Result<Vec<T>, NnError> {
         self.check_batch(p, batch, obj)?;
         self.check_directions(&vs)?;
-        let f = self.forward_traced(p, batch.x);
+        let f = self.forward_traced(p, batch.x, &Mode::Eval);
         Ok(self.quadratic_forms_with(p, &f, None, batch, obj, vs))
     }
 

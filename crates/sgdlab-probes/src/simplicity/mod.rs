@@ -102,21 +102,12 @@ pub struct EmbeddingLayer {
     pub name: String,
     /// Position in the selection: 0 for the input, then 1, 2, ... (the depth of NCC probes).
     pub depth: usize,
-    /// `input`, `linear`, `activation`, `layernorm` or `residual`.
+    /// `input`, or the layer's kind (`linear`, `activation`, `layernorm`, `residual`, `conv2d`, ...).
     pub kind: String,
     /// Width of the embedding.
     pub dim: usize,
     /// The top-level layer index (`None` for the input).
     pub index: Option<usize>,
-}
-
-fn layer_kind(l: &Layer) -> &'static str {
-    match l {
-        Layer::Linear(_) => "linear",
-        Layer::Activation(_) => "activation",
-        Layer::LayerNorm(_) => "layernorm",
-        Layer::Residual(_) => "residual",
-    }
 }
 
 /// The representation layers of `model` under the selection `which` (see [`EmbeddingLayers`]).
@@ -137,7 +128,7 @@ pub fn embedding_layers(model: &Model, which: EmbeddingLayers) -> Vec<EmbeddingL
             out.push(EmbeddingLayer {
                 name: i.to_string(),
                 depth: out.len(),
-                kind: layer_kind(l).into(),
+                kind: l.kind().into(),
                 dim: d,
                 index: Some(i),
             });

@@ -1,0 +1,381 @@
+//! Pooling layers (`MaxPool1d/2d`, `AvgPool1d/2d`), per channel over sliding windows.
+//!
+//! Max pooling picks one input per window (the first maximum in PyTorch's scan order; NaN wins):
+//! its rules move values between that input and the output (a gather forward, a scatter-add
+//! backward) and its second derivative vanishes. Average pooling is a fixed linear map.
+
+use super::window::Window;
+use super::{CotangentTrace, LayerRules, Mode, ParamCotangent, Saved, TangentTrace, Trace};
+use crate::init::LayerInit;
+use crate::shape::Shape;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2};
+use sgdlab_linalg::Scalar;
+
+/// `MaxPool1d` (`dims = 1`) or `MaxPool2d` (`dims = 2`) over each channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPool {
+    pub dims: usize,
+    pub channels: usize,
+    pub window: Window,
+}
+
+/// `AvgPool1d` / `AvgPool2d` over each channel: the mean over the window, dividing by the
+/// kernel size when `count_include_pad` (PyTorch's default), by the number of inputs inside the
+/// window otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AvgPool {
+    pub dims: usize,
+    pub channels: usize,
+    pub window: Window,
+    pub count_include_pad: bool,
+}
+
+fn pooled_shape(dims: usize, channels: usize, window: &Window) -> Shape {
+    let (h, w) = window.output().expect("validated when the layer was built");
+    if dims == 1 { Shape::seq(channels, w) } else { Shape::image(channels, h, w) }
+}
+
+fn check_input(kind: &str, dims: usize, channels: usize, window: &Window, input: Shape) -> Result<Shape, String> {
+    let want = if dims == 1 {
+        Shape::seq(channels, window.input.1)
+    } else {
+        Shape::image(channels, window.input.0, window.input.1)
+    };
+    if input != want {
+        return Err(format!("{kind} built for {want} inputs gets {input}"));
+    }
+    Ok(pooled_shape(dims, channels, window))
+}
+
+/// Gathers `z[i, idx[i, o]]` into `[batch, outputs]`.
+fn gather<T: Scalar>(z: ArrayView2<'_, T>, idx: &[u32], outputs: usize) -> Array2<T> {
+    let mut out = Array2::zeros((z.nrows(), outputs));
+    for ((zi, mut oi), ii) in z.rows().into_iter().zip(out.rows_mut()).zip(idx.chunks_exact(outputs)) {
+        for (o, &k) in oi.iter_mut().zip(ii) {
+            *o = zi[k as usize];
+        }
+    }
+    out
+}
+
+/// Scatter-adds `g[i, o]` into `[batch, inputs]` at `idx[i, o]` (the adjoint of [`gather`]).
+fn scatter<T: Scalar>(g: ArrayView2<'_, T>, idx: &[u32], inputs: usize) -> Array2<T> {
+    let outputs = g.ncols();
+    let mut out = Array2::zeros((g.nrows(), inputs));
+    for ((gi, mut oi), ii) in g.rows().into_iter().zip(out.rows_mut()).zip(idx.chunks_exact(outputs.max(1))) {
+        for (&v, &k) in gi.iter().zip(ii) {
+            oi[k as usize] += v;
+        }
+    }
+    out
+}
+
+impl MaxPool {
+    fn outputs(&self) -> usize {
+        self.channels * self.window.positions()
+    }
+
+    fn inputs(&self) -> usize {
+        self.channels * self.window.input_positions()
+    }
+
+    /// The output and, per output value, the index of its input within the example.
+    fn pool<T: Scalar>(&self, x: ArrayView2<'_, T>) -> (Array2<T>, Vec<u32>) {
+        let (pos, ipos) = (self.window.positions(), self.window.input_positions());
+        let outputs = self.outputs();
+        let mut y = Array2::zeros((x.nrows(), outputs));
+        let mut idx = vec![0u32; x.nrows() * outputs];
+        let mut best: Vec<Option<(T, usize)>> = vec![None; pos];
+        for ((xi, mut yi), ii) in x.rows().into_iter().zip(y.rows_mut()).zip(idx.chunks_exact_mut(outputs)) {
+            for c in 0..self.channels {
+                best.iter_mut().for_each(|b| *b = None);
+                let base = c * ipos;
+                self.window.for_each_tap(|o, k| {
+                    let v = xi[base + k];
+                    match best[o] {
+                        Some((m, _)) if !(v > m || v.is_nan()) => {}
+                        _ => best[o] = Some((v, base + k)),
+                    }
+                });
+                for (o, b) in best.iter().enumerate() {
+                    let (v, k) = b.expect("every window holds at least one input");
+                    yi[c * pos + o] = v;
+                    ii[c * pos + o] = k as u32;
+                }
+            }
+        }
+        (y, idx)
+    }
+
+    fn argmax(trace: &Trace<impl Scalar>) -> &[u32] {
+        match &trace.saved {
+            Saved::ArgMax(i) => i,
+            Saved::Nothing | Saved::Columns(_) | Saved::Mask(_) | Saved::BatchStats(_) => {
+                unreachable!("a max-pool's trace keeps its arg-max")
+            }
+        }
+    }
+}
+
+impl LayerRules for MaxPool {
+    fn kind(&self) -> &'static str {
+        if self.dims == 1 { "maxpool1d" } else { "maxpool2d" }
+    }
+
+    fn num_params(&self) -> usize {
+        0
+    }
+
+    fn param_entries(&self, _: &str, _: &mut Vec<(String, Vec<usize>)>) {}
+
+    fn out_shape(&self, input: Shape) -> Result<Shape, String> {
+        check_input(self.kind(), self.dims, self.channels, &self.window, input)
+    }
+
+    fn init<T: Scalar>(&self, _: &str, _: &LayerInit<'_>, _: &mut [T]) {}
+
+    fn couples_examples(&self, _: &Mode) -> bool {
+        false
+    }
+
+    /// Half the smallest gap between a window's maximum and the next value in it.
+    fn kink_distance<T: Scalar>(&self, trace: &Trace<T>) -> f64 {
+        let ipos = self.window.input_positions();
+        let mut gap = f64::INFINITY;
+        for xi in trace.input.rows() {
+            for c in 0..self.channels {
+                let mut top: Vec<(f64, f64)> = vec![(f64::NEG_INFINITY, f64::NEG_INFINITY); self.window.positions()];
+                self.window.for_each_tap(|o, k| {
+                    let v = xi[c * ipos + k].to_f64();
+                    let t = &mut top[o];
+                    if v > t.0 {
+                        *t = (v, t.0);
+                    } else if v > t.1 {
+                        t.1 = v;
+                    }
+                });
+                for (a, b) in top {
+                    gap = gap.min((a - b) / 2.0);
+                }
+            }
+        }
+        gap
+    }
+
+    fn forward<T: Scalar>(&self, _: &[T], x: ArrayView2<'_, T>, _: &Mode) -> Array2<T> {
+        self.pool(x).0
+    }
+
+    fn forward_traced<T: Scalar>(&self, _: &[T], x: Array2<T>, _: &Mode) -> (Array2<T>, Trace<T>) {
+        let (y, idx) = self.pool(x.view());
+        (y, Trace::with(x, Saved::ArgMax(idx)))
+    }
+
+    fn jvp<T: Scalar>(
+        &self,
+        _: &[T],
+        _: Option<&[T]>,
+        trace: &Trace<T>,
+        dx: Option<Array2<T>>,
+    ) -> (Array2<T>, TangentTrace<T>) {
+        let dy = match &dx {
+            Some(dx) => gather(dx.view(), Self::argmax(trace), self.outputs()),
+            None => Array2::zeros((trace.input.nrows(), self.outputs())),
+        };
+        (dy, TangentTrace::leaf(None))
+    }
+
+    fn vjp<T: Scalar>(
+        &self,
+        _: &[T],
+        trace: &Trace<T>,
+        gy: CowArray<'_, T, Ix2>,
+        _: Option<ParamCotangent<'_, T>>,
+        need_gx: bool,
+    ) -> Option<Array2<T>> {
+        need_gx.then(|| scatter(gy.view(), Self::argmax(trace), self.inputs()))
+    }
+
+    fn vjp_per_example<T: Scalar>(
+        &self,
+        p: &[T],
+        trace: &Trace<T>,
+        gy: ArrayView2<'_, T>,
+        _: ArrayViewMut2<'_, T>,
+        need_gx: bool,
+    ) -> Result<Option<Array2<T>>, String> {
+        Ok(self.vjp(p, trace, gy.into(), None, need_gx))
+    }
+
+    /// Piecewise linear: `dgx` is the vjp of `dgy`.
+    fn vjp_tangent<T: Scalar>(
+        &self,
+        _: &[T],
+        _: &[T],
+        trace: &Trace<T>,
+        _: &TangentTrace<T>,
+        _: &CotangentTrace<T>,
+        dgy: Array2<T>,
+        _: &mut [T],
+        need_gx: bool,
+    ) -> Option<Array2<T>> {
+        need_gx.then(|| scatter(dgy.view(), Self::argmax(trace), self.inputs()))
+    }
+
+    fn jet2<T: Scalar>(
+        &self,
+        _: &[T],
+        _: &[T],
+        trace: &Trace<T>,
+        dx: Option<&Array2<T>>,
+        d2x: Option<&Array2<T>>,
+    ) -> (Option<Array2<T>>, Option<Array2<T>>) {
+        let idx = Self::argmax(trace);
+        let g = |z: &Array2<T>| gather(z.view(), idx, self.outputs());
+        (dx.map(g), d2x.map(g))
+    }
+}
+
+impl AvgPool {
+    fn outputs(&self) -> usize {
+        self.channels * self.window.positions()
+    }
+
+    fn inputs(&self) -> usize {
+        self.channels * self.window.input_positions()
+    }
+
+    /// `1 / divisor` per output position (the same for every channel).
+    fn weights<T: Scalar>(&self) -> Vec<T> {
+        let mut count = vec![0usize; self.window.positions()];
+        self.window.for_each_tap(|o, _| count[o] += 1);
+        let taps = self.window.taps();
+        count.into_iter().map(|c| T::one() / T::from_usize(if self.count_include_pad { taps } else { c })).collect()
+    }
+
+    /// The linear map: `y[c, o] = w[o] sum of z[c, window(o)]`.
+    fn apply<T: Scalar>(&self, z: ArrayView2<'_, T>) -> Array2<T> {
+        let (pos, ipos) = (self.window.positions(), self.window.input_positions());
+        let w = self.weights::<T>();
+        let mut y = Array2::zeros((z.nrows(), self.outputs()));
+        for (zi, mut yi) in z.rows().into_iter().zip(y.rows_mut()) {
+            for c in 0..self.channels {
+                self.window.for_each_tap(|o, k| yi[c * pos + o] += zi[c * ipos + k]);
+                for o in 0..pos {
+                    yi[c * pos + o] *= w[o];
+                }
+            }
+        }
+        y
+    }
+
+    /// Its adjoint: `gx[c, k] = sum over windows o containing k of w[o] g[c, o]`.
+    fn apply_t<T: Scalar>(&self, g: ArrayView2<'_, T>) -> Array2<T> {
+        let (pos, ipos) = (self.window.positions(), self.window.input_positions());
+        let w = self.weights::<T>();
+        let mut gx = Array2::zeros((g.nrows(), self.inputs()));
+        for (gi, mut xi) in g.rows().into_iter().zip(gx.rows_mut()) {
+            for c in 0..self.channels {
+                self.window.for_each_tap(|o, k| xi[c * ipos + k] += w[o] * gi[c * pos + o]);
+            }
+        }
+        gx
+    }
+}
+
+impl LayerRules for AvgPool {
+    fn kind(&self) -> &'static str {
+        if self.dims == 1 { "avgpool1d" } else { "avgpool2d" }
+    }
+
+    fn num_params(&self) -> usize {
+        0
+    }
+
+    fn param_entries(&self, _: &str, _: &mut Vec<(String, Vec<usize>)>) {}
+
+    fn out_shape(&self, input: Shape) -> Result<Shape, String> {
+        check_input(self.kind(), self.dims, self.channels, &self.window, input)
+    }
+
+    fn init<T: Scalar>(&self, _: &str, _: &LayerInit<'_>, _: &mut [T]) {}
+
+    fn couples_examples(&self, _: &Mode) -> bool {
+        false
+    }
+
+    fn kink_distance<T: Scalar>(&self, _: &Trace<T>) -> f64 {
+        f64::INFINITY
+    }
+
+    fn forward<T: Scalar>(&self, _: &[T], x: ArrayView2<'_, T>, _: &Mode) -> Array2<T> {
+        self.apply(x)
+    }
+
+    fn forward_traced<T: Scalar>(&self, _: &[T], x: Array2<T>, _: &Mode) -> (Array2<T>, Trace<T>) {
+        let y = self.apply(x.view());
+        (y, Trace::of_input(Array2::zeros((x.nrows(), 0))))
+    }
+
+    fn jvp<T: Scalar>(
+        &self,
+        _: &[T],
+        _: Option<&[T]>,
+        trace: &Trace<T>,
+        dx: Option<Array2<T>>,
+    ) -> (Array2<T>, TangentTrace<T>) {
+        let dy = match &dx {
+            Some(dx) => self.apply(dx.view()),
+            None => Array2::zeros((trace.input.nrows(), self.outputs())),
+        };
+        (dy, TangentTrace::leaf(None))
+    }
+
+    fn vjp<T: Scalar>(
+        &self,
+        _: &[T],
+        _: &Trace<T>,
+        gy: CowArray<'_, T, Ix2>,
+        _: Option<ParamCotangent<'_, T>>,
+        need_gx: bool,
+    ) -> Option<Array2<T>> {
+        need_gx.then(|| self.apply_t(gy.view()))
+    }
+
+    fn vjp_per_example<T: Scalar>(
+        &self,
+        p: &[T],
+        trace: &Trace<T>,
+        gy: ArrayView2<'_, T>,
+        _: ArrayViewMut2<'_, T>,
+        need_gx: bool,
+    ) -> Result<Option<Array2<T>>, String> {
+        Ok(self.vjp(p, trace, gy.into(), None, need_gx))
+    }
+
+    /// Linear: `dgx` is the vjp of `dgy`.
+    fn vjp_tangent<T: Scalar>(
+        &self,
+        _: &[T],
+        _: &[T],
+        _: &Trace<T>,
+        _: &TangentTrace<T>,
+        _: &CotangentTrace<T>,
+        dgy: Array2<T>,
+        _: &mut [T],
+        need_gx: bool,
+    ) -> Option<Array2<T>> {
+        need_gx.then(|| self.apply_t(dgy.view()))
+    }
+
+    fn jet2<T: Scalar>(
+        &self,
+        _: &[T],
+        _: &[T],
+        _: &Trace<T>,
+        dx: Option<&Array2<T>>,
+        d2x: Option<&Array2<T>>,
+    ) -> (Option<Array2<T>>, Option<Array2<T>>) {
+        (dx.map(|d| self.apply(d.view())), d2x.map(|d| self.apply(d.view())))
+    }
+}
