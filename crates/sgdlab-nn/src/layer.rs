@@ -239,6 +239,10 @@ pub(crate) trait LayerRules {
     /// The output shape for an input of shape `input`, or why the layer does not accept it.
     fn out_shape(&self, input: Shape) -> Result<Shape, String>;
 
+    /// Values per example of the output for `in_len` input values (a layer that holds its input
+    /// geometry ignores `in_len`).
+    fn out_len(&self, in_len: usize) -> usize;
+
     /// Draws the parameters `p` (named under `prefix`) as `init` says.
     fn init<T: Scalar>(&self, prefix: &str, init: &LayerInit<'_>, p: &mut [T]);
 
@@ -363,7 +367,7 @@ impl Layer {
 
     /// Output width given the input width (layers that hold their input geometry ignore it).
     pub fn out_dim(&self, in_dim: usize) -> usize {
-        self.out_shape(Shape::flat(in_dim)).map_or(in_dim, |s| s.len())
+        dispatch!(self, l => l.out_len(in_dim))
     }
 
     /// The output shape for an input of shape `input`, or why the layer does not accept it.

@@ -23,7 +23,9 @@
 use ndarray::{Array1, Array2, ArrayView2};
 use sgdlab_linalg::{RngStream, StreamRng, standard_normal};
 use sgdlab_nn::layer::Trace;
-use sgdlab_nn::{Activation, ArchSpec, Batch, Layer, LayerNorm, Linear, Loss, Model, Objective, Reduction, Targets};
+use sgdlab_nn::{
+    Activation, ArchSpec, Batch, Layer, LayerNorm, Linear, Loss, Mode, Model, Objective, Reduction, SeqSpec, Targets,
+};
 
 /// Central-difference step (STYLE.md: about 6e-6 * max(1, |x|); directions have unit-scale
 /// entries).
@@ -87,18 +89,51 @@ fn kink_margin(layers: &[Layer], traces: &[Trace<f64>]) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // Layer rules.
 
-fn all_layers() -> Vec<(String, Layer, usize)> {
-    let mut v: Vec<(String, Layer, usize)> = vec![
-        ("linear".into(), Layer::Linear(Linear { in_dim: 5, out_dim: 4, bias: true }), 5),
-        ("linear-nobias".into(), Layer::Linear(Linear { in_dim: 3, out_dim: 6, bias: false }), 3),
-        ("layernorm".into(), Layer::LayerNorm(LayerNorm { dim: 6, affine: true, eps: 1e-5 }), 6),
-        ("layernorm-plain".into(), Layer::LayerNorm(LayerNorm { dim: 4, affine: false, eps: 1e-5 }), 4),
+/// A layer of the table: its name, the layer, its input width, and the mode its passes run in.
+struct LayerCase {
+    name: String,
+    layer: Layer,
+    in_dim: usize,
+    mode: Mode,
+}
+
+/// The layer that `spec` (architecture-string grammar) builds on inputs of shape `input`.
+fn built(input: &str, spec: &str) -> (Layer, usize) {
+    let seq = SeqSpec::parse(input, spec).unwrap();
+    let (mut layers, shapes) = seq.build().unwrap();
+    (layers.remove(0), shapes[0].len())
+}
+
+/// Random running statistics, so that evaluation-mode batch norm is not the identity.
+fn with_running_stats(mut layer: Layer, seed: u64) -> Layer {
+    if let Layer::BatchNorm(bn) = &mut layer {
+        let mut rng = RngStream::new(seed).rng();
+        for c in 0..bn.features {
+            bn.running_mean[c] = 0.5 * standard_normal::<f64, _>(&mut rng);
+            bn.running_var[c] = 0.5 + standard_normal::<f64, _>(&mut rng).abs();
+        }
+    }
+    layer
+}
+
+fn train_mode(name: &str) -> Mode {
+    Mode::Train { dropout: RngStream::new(17).child("dropout").child(name) }
+}
+
+fn all_layers() -> Vec<LayerCase> {
+    let case =
+        |name: &str, layer: Layer, in_dim: usize| LayerCase { name: name.into(), layer, in_dim, mode: Mode::Eval };
+    let mut v: Vec<LayerCase> = vec![
+        case("linear", Layer::Linear(Linear { in_dim: 5, out_dim: 4, bias: true }), 5),
+        case("linear-nobias", Layer::Linear(Linear { in_dim: 3, out_dim: 6, bias: false }), 3),
+        case("layernorm", Layer::LayerNorm(LayerNorm { dim: 6, affine: true, eps: 1e-5 }), 6),
+        case("layernorm-plain", Layer::LayerNorm(LayerNorm { dim: 4, affine: false, eps: 1e-5 }), 4),
     ];
     for a in Activation::ALL {
-        v.push((format!("activation-{a}"), Layer::Activation(a), 5));
+        v.push(case(&format!("activation-{a}"), Layer::Activation(a), 5));
     }
-    v.push((
-        "residual-ln-gelu".into(),
+    v.push(case(
+        "residual-ln-gelu",
         Layer::Residual(vec![
             Layer::LayerNorm(LayerNorm { dim: 4, affine: true, eps: 1e-5 }),
             Layer::Linear(Linear { in_dim: 4, out_dim: 3, bias: true }),
@@ -107,8 +142,8 @@ fn all_layers() -> Vec<(String, Layer, usize)> {
         ]),
         4,
     ));
-    v.push((
-        "residual-relu".into(),
+    v.push(case(
+        "residual-relu",
         Layer::Residual(vec![
             Layer::Linear(Linear { in_dim: 4, out_dim: 5, bias: true }),
             Layer::Activation(Activation::Relu),
@@ -116,26 +151,83 @@ fn all_layers() -> Vec<(String, Layer, usize)> {
         ]),
         4,
     ));
-    v.push((
-        "residual-nested-tanh".into(),
+    v.push(case(
+        "residual-nested-tanh",
         Layer::Residual(vec![Layer::Residual(vec![
             Layer::Linear(Linear { in_dim: 3, out_dim: 3, bias: true }),
             Layer::Activation(Activation::Tanh),
         ])]),
         3,
     ));
+    // Shaped layers, built from architecture-string specs on awkward geometries.
+    for (name, input, spec) in [
+        ("conv2d", "2x5x5", "conv2d(3,3,padding=1)"),
+        (
+            "conv2d-stride-pad-dil-groups",
+            "4x7x6",
+            "conv2d(6,2x3,stride=2x1,padding=1x2,dilation=2x1,groups=2,bias=false)",
+        ),
+        ("conv2d-depthwise-stride3", "3x8x7", "conv2d(3,3,stride=3,padding=2,groups=3)"),
+        ("conv1d-stride-pad-dil-groups", "2x11", "conv1d(4,3,stride=2,padding=1,dilation=2,groups=2)"),
+        ("conv1d-nobias", "3x6", "conv1d(2,4,bias=false)"),
+        ("maxpool2d", "3x6x6", "maxpool2d(2)"),
+        ("maxpool2d-overlap-pad-dil", "2x7x7", "maxpool2d(3,stride=2,padding=1,dilation=2)"),
+        ("maxpool1d", "2x9", "maxpool1d(3,stride=2,padding=1)"),
+        ("avgpool2d", "2x4x6", "avgpool2d(2)"),
+        ("avgpool2d-pad-exclude", "2x5x5", "avgpool2d(3,stride=2,padding=1,count_include_pad=false)"),
+        ("avgpool2d-pad-include", "1x5x4", "avgpool2d(2x3,stride=1,padding=1)"),
+        ("avgpool1d", "3x7", "avgpool1d(3,stride=1,padding=1)"),
+        ("adaptiveavgpool2d", "3x4x5", "adaptiveavgpool2d(1)"),
+        ("adaptiveavgpool2d-2x1", "2x4x3", "adaptiveavgpool2d(2x1)"),
+        ("flatten", "2x3x3", "flatten"),
+        ("flatten-2", "2x3x3", "flatten(2)"),
+        ("dropout", "6", "dropout(0.3)"),
+        ("batchnorm2d", "3x3x4", "batchnorm2d"),
+        ("batchnorm2d-plain", "2x3x3", "batchnorm2d(affine=false)"),
+        ("batchnorm1d", "5", "batchnorm1d"),
+        ("batchnorm1d-seq", "3x4", "batchnorm1d(eps=0.01)"),
+    ] {
+        let (layer, in_dim) = built(input, spec);
+        v.push(case(name, with_running_stats(layer, 23), in_dim));
+    }
+    // Training mode: dropout masks, batch statistics (the examples are coupled), and batch norm
+    // without running statistics (batch statistics in every mode).
+    for (name, input, spec) in [
+        ("dropout-train", "2x3x2", "dropout(0.4)"),
+        ("batchnorm2d-train", "3x3x4", "batchnorm2d"),
+        ("batchnorm2d-train-plain", "2x2x3", "batchnorm2d(affine=false)"),
+        ("batchnorm1d-train", "5", "batchnorm1d"),
+        ("batchnorm1d-seq-train", "3x4", "batchnorm1d"),
+    ] {
+        let (layer, in_dim) = built(input, spec);
+        v.push(LayerCase { name: name.into(), layer, in_dim, mode: train_mode(name) });
+    }
+    let (layer, in_dim) = built("4", "batchnorm1d(track_running_stats=false)");
+    v.push(case("batchnorm1d-no-running-stats", layer, in_dim));
+    // A residual block of shaped layers: conv -> batch norm -> relu -> conv, shape-preserving.
+    let seq = SeqSpec::parse("2x4x4", "conv2d(3,3,padding=1)-batchnorm2d-relu-conv2d(2,3,padding=1)").unwrap();
+    let (layers, _) = seq.build().unwrap();
+    let layers = layers.into_iter().map(|l| with_running_stats(l, 29)).collect();
+    v.push(case("residual-conv-bn-relu", Layer::Residual(layers), 32));
     v
 }
 
-fn traced(layer: &Layer, p: &[f64], x: &Array2<f64>) -> (Array2<f64>, Trace<f64>) {
-    layer.forward_traced(p, x.clone())
+fn traced(layer: &Layer, p: &[f64], x: &Array2<f64>, mode: &Mode) -> (Array2<f64>, Trace<f64>) {
+    layer.forward_traced_in(p, x.clone(), mode)
 }
 
 /// Draws inputs, resampling until kinked pre-activations are at least KINK_MARGIN away.
-fn layer_inputs(layer: &Layer, p: &[f64], rng: &mut StreamRng, batch: usize, in_dim: usize) -> Array2<f64> {
+fn layer_inputs(
+    layer: &Layer,
+    p: &[f64],
+    rng: &mut StreamRng,
+    batch: usize,
+    in_dim: usize,
+    mode: &Mode,
+) -> Array2<f64> {
     for _ in 0..100 {
         let x = randn(rng, (batch, in_dim));
-        let (_, t) = traced(layer, p, &x);
+        let (_, t) = traced(layer, p, &x, mode);
         if kink_margin(std::slice::from_ref(layer), std::slice::from_ref(&t)) > KINK_MARGIN {
             return x;
         }
@@ -145,7 +237,7 @@ fn layer_inputs(layer: &Layer, p: &[f64], rng: &mut StreamRng, batch: usize, in_
 
 #[test]
 fn every_layer_passes_jvp_vjp_and_r_operator_checks() {
-    for (name, layer, in_dim) in all_layers() {
+    for LayerCase { name, layer, in_dim, mode } in all_layers() {
         for batch in [3usize, 4] {
             let mut rng = RngStream::new(11).child(&name).child(&batch.to_string()).rng();
             let np = layer.num_params();
@@ -153,23 +245,23 @@ fn every_layer_passes_jvp_vjp_and_r_operator_checks() {
             let mut p = randv(&mut rng, np);
             // Keep layer-norm gains away from zero and weights moderate.
             p.iter_mut().for_each(|v| *v *= 0.7);
-            let x = layer_inputs(&layer, &p, &mut rng, batch, in_dim);
+            let x = layer_inputs(&layer, &p, &mut rng, batch, in_dim, &mode);
             let dx = randn(&mut rng, (batch, in_dim));
             let dp = randv(&mut rng, np);
             let u = randn(&mut rng, (batch, out));
             let du = randn(&mut rng, (batch, out));
 
             // jvp against central differences.
-            let (y, trace) = traced(&layer, &p, &x);
+            let (y, trace) = traced(&layer, &p, &x, &mode);
             assert_close(
                 &format!("{name}: traced forward"),
                 y.as_slice().unwrap(),
-                layer.forward(&p, x.view()).as_slice().unwrap(),
+                layer.forward_in(&p, x.view(), &mode).as_slice().unwrap(),
                 0.0,
             );
             let (dy, tt) = layer.jvp(&p, Some(&dp), &trace, Some(dx.clone()));
-            let yp = layer.forward(&axpy(&p, H, &dp), (&x + &(&dx * H)).view());
-            let ym = layer.forward(&axpy(&p, -H, &dp), (&x - &(&dx * H)).view());
+            let yp = layer.forward_in(&axpy(&p, H, &dp), (&x + &(&dx * H)).view(), &mode);
+            let ym = layer.forward_in(&axpy(&p, -H, &dp), (&x - &(&dx * H)).view(), &mode);
             let fd = (&yp - &ym) / (2.0 * H);
             assert_close(
                 &format!("{name} b{batch}: jvp vs differences"),
@@ -228,7 +320,7 @@ fn every_layer_passes_jvp_vjp_and_r_operator_checks() {
                 let ps = axpy(&p, s, &dp);
                 let xs = &x + &(&dx * s);
                 let us = &u + &(&du * s);
-                let (_, t) = traced(&layer, &ps, &xs);
+                let (_, t) = traced(&layer, &ps, &xs, &mode);
                 let mut g = vec![0.0; np];
                 let gx = layer.vjp(&ps, &t, us.view(), Some(&mut g), true).unwrap();
                 (gx, g)
@@ -260,7 +352,7 @@ fn every_layer_passes_jvp_vjp_and_r_operator_checks() {
             let jvp_along = |t: f64| {
                 let xs = &x + &(&dx * t) + &(&d2x * (0.5 * t * t));
                 let vel = &dx + &(&d2x * t);
-                let (_, tr) = traced(&layer, &axpy(&p, t, &dp), &xs);
+                let (_, tr) = traced(&layer, &axpy(&p, t, &dp), &xs, &mode);
                 layer.jvp(&axpy(&p, t, &dp), Some(&dp), &tr, Some(vel)).0
             };
             let fd_d2y = (&jvp_along(H) - &jvp_along(-H)) / (2.0 * H);
@@ -295,8 +387,14 @@ fn every_layer_passes_jvp_vjp_and_r_operator_checks() {
             );
 
             // Per-example parameter cotangents: rows sum to the batch cotangent and each row is
-            // the single-example cotangent.
-            let mut rows = Array2::zeros((batch, np));
+            // the single-example cotangent; every entry is written (the buffer starts as NaN). A
+            // layer coupling the examples refuses, naming itself.
+            let mut rows = Array2::from_elem((batch, np), f64::NAN);
+            if layer.couples_examples(&mode) {
+                let e = layer.vjp_per_example(&p, &trace, u.view(), rows.view_mut(), true).unwrap_err();
+                assert!(e.contains(layer.kind()) && e.contains("couples the examples"), "{name}: {e}");
+                continue;
+            }
             let gx_pe = layer.vjp_per_example(&p, &trace, u.view(), rows.view_mut(), true).unwrap().unwrap();
             assert_close(
                 &format!("{name}: per-example gx"),
@@ -308,7 +406,7 @@ fn every_layer_passes_jvp_vjp_and_r_operator_checks() {
             assert_close(&format!("{name}: per-example rows sum"), summed.as_slice().unwrap(), &gp, TOL_EXACT);
             for i in 0..batch {
                 let xi = x.slice(ndarray::s![i..i + 1, ..]).to_owned();
-                let (_, ti) = traced(&layer, &p, &xi);
+                let (_, ti) = traced(&layer, &p, &xi, &mode);
                 let mut gi = vec![0.0; np];
                 layer.vjp(&p, &ti, u.slice(ndarray::s![i..i + 1, ..]), Some(&mut gi), false);
                 assert_close(&format!("{name}: per-example row {i}"), rows.row(i).as_slice().unwrap(), &gi, TOL_EXACT);
@@ -340,6 +438,30 @@ fn cases() -> Vec<Case> {
     v.push(Case { arch: "resmlp:4-5x2-3:tanh:layernorm", loss: Loss::CrossEntropy, values: false });
     v.push(Case { arch: "resmlp:4-5x2-3:relu", loss: Loss::Mse, values: true });
     v.push(Case { arch: "resmlp:4-5x1-3:hat:nobias,layernorm", loss: Loss::CrossEntropy, values: false });
+    // Convolutional nets with every shaped layer kind (batch norm with random running
+    // statistics, evaluation mode).
+    for (arch, loss, values) in [
+        ("seq:1x6x6:conv2d(2,3,padding=1)-tanh-maxpool2d(2)-flatten-linear(3)", Loss::CrossEntropy, false),
+        (
+            "seq:2x5x5:conv2d(4,3,stride=2,padding=1,groups=2)-batchnorm2d-relu-avgpool2d(2,stride=1)-flatten-dropout(0.5)-linear(3)",
+            Loss::CrossEntropy,
+            false,
+        ),
+        (
+            "seq:2x9:conv1d(3,3,dilation=2)-gelu-maxpool1d(2)-conv1d(2,2,bias=false)-softplus-flatten-linear(2)",
+            Loss::Mse,
+            true,
+        ),
+        ("seq:1x5x5:conv2d(2,3)-sigmoid-adaptiveavgpool2d(1)-flatten-batchnorm1d-linear(3)", Loss::CrossEntropy, false),
+        (
+            "seq:3x4x4:conv2d(3,3,padding=1,groups=3,bias=false)-leaky_relu(0.1)-avgpool2d(3,stride=1,padding=1,count_include_pad=false)-flatten-layernorm-erf-linear(1)",
+            Loss::Logistic,
+            false,
+        ),
+        ("seq:1x7:conv1d(2,3,stride=2,padding=1)-batchnorm1d-tanh-avgpool1d(2)-flatten-linear(2)", Loss::Mse, false),
+    ] {
+        v.push(Case { arch, loss, values });
+    }
     v
 }
 
@@ -363,9 +485,25 @@ impl Setup {
     }
 }
 
+/// The model of `arch` with random batch-norm running statistics (so that evaluation-mode batch
+/// norm is not the identity).
+fn model_with_running_stats(arch: &str) -> Model {
+    let arch: ArchSpec = arch.parse().unwrap();
+    let mut model = Model::new(&arch);
+    let mut rng = RngStream::new(41).child(&arch.to_string()).rng();
+    for b in model.buffers() {
+        let values: Vec<f64> = match b.name.rsplit('.').next().unwrap() {
+            "running_mean" => (0..b.values.len()).map(|_| 0.3 * standard_normal::<f64, _>(&mut rng)).collect(),
+            "running_var" => (0..b.values.len()).map(|_| 0.5 + standard_normal::<f64, _>(&mut rng).abs()).collect(),
+            _ => vec![7.0],
+        };
+        model.set_buffer(&b.name, &values).unwrap();
+    }
+    model
+}
+
 fn setup(case: &Case, batch: usize, seed: u64) -> Setup {
-    let arch: ArchSpec = case.arch.parse().unwrap();
-    let model = Model::new(&arch);
+    let model = model_with_running_stats(case.arch);
     let mut rng = RngStream::new(seed).child(case.arch).child(&batch.to_string()).rng();
     let k = model.out_dim();
     for _ in 0..200 {
@@ -588,6 +726,19 @@ fn explicit_hessian_of_tiny_nets_matches_second_differences() {
         Case { arch: "resmlp:3-4x1-2:softplus:layernorm", loss: Loss::CrossEntropy, values: false },
         Case { arch: "mlp:3-5-1:sigmoid", loss: Loss::Logistic, values: false },
         Case { arch: "mlp:3-5-4-2:relu", loss: Loss::Mse, values: false },
+        // Tiny convolutional nets: 47, 28, 22 and 42 parameters.
+        Case { arch: "seq:1x4x4:conv2d(2,3)-tanh-flatten-linear(3)", loss: Loss::CrossEntropy, values: false },
+        Case { arch: "seq:1x5x5:conv2d(2,2)-relu-maxpool2d(2)-flatten-linear(2)", loss: Loss::Mse, values: false },
+        Case {
+            arch: "seq:2x6:conv1d(2,3,padding=1,groups=2)-softplus-avgpool1d(2)-flatten-linear(2)",
+            loss: Loss::CrossEntropy,
+            values: false,
+        },
+        Case {
+            arch: "seq:1x4x4:conv2d(2,3)-batchnorm2d-gelu-flatten-dropout(0.2)-linear(2)",
+            loss: Loss::Mse,
+            values: true,
+        },
     ];
     let h = 1e-3;
     for case in &tiny {
@@ -750,4 +901,122 @@ fn masked_mse_passes_match_finite_differences() {
         .loss(&p, &Batch { x: x.view(), targets: Targets::Values(bad.view()) }, &Objective::mean(Loss::Mse))
         .unwrap_err();
     assert!(e.to_string().contains("infinities are errors"));
+}
+
+/// Training mode (batch statistics in batch norm, fixed dropout masks): gradient against
+/// differences of the training-mode loss, HVP against differences of the gradient and
+/// symmetric, and on these tiny nets (< 100 parameters, batches of 3 and 4) the explicit Hessian
+/// against second differences of the loss; per-example gradients refuse batch statistics naming
+/// the layer, and are defined (summing to the gradient) with dropout alone; the running
+/// statistics follow PyTorch's update.
+#[test]
+fn training_mode_passes_match_finite_differences() {
+    let cases = [
+        "seq:1x4x4:conv2d(2,3)-batchnorm2d-tanh-flatten-dropout(0.3)-linear(2)",
+        "seq:3x3:conv1d(2,2)-batchnorm1d-gelu-flatten-linear(2)",
+        "seq:5:linear(4)-batchnorm1d(affine=false)-softplus-linear(3)",
+    ];
+    for arch in cases {
+        for batch in [3usize, 4] {
+            let mut model = Model::new(&arch.parse::<ArchSpec>().unwrap());
+            let np = model.num_params();
+            assert!(np < 100, "{arch}: {np} parameters");
+            let mut rng = RngStream::new(51).child(arch).child(&batch.to_string()).rng();
+            let p: Vec<f64> = randv(&mut rng, np).iter().map(|v| 0.6 * v).collect();
+            let x = randn(&mut rng, (batch, model.in_dim()));
+            let classes: Vec<u32> = (0..batch).map(|i| (i % model.out_dim()) as u32).collect();
+            let b = Batch { x: x.view(), targets: Targets::Classes(&classes) };
+            let mode = train_mode(arch);
+            let reduction = if batch == 3 { Reduction::Mean } else { Reduction::Sum };
+            let obj = Objective { loss: Loss::CrossEntropy, reduction };
+            let tag = format!("{arch} b{batch} train");
+            let m = model.in_mode(&mode);
+            let mut grad = vec![0.0; np];
+            let step = m.gradient_into(&p, &b, &obj, &mut grad).unwrap();
+            assert!((step.loss - m.loss(&p, &b, &obj).unwrap()).abs() < 1e-14 * (1.0 + step.loss.abs()));
+            // The training loss differs from the evaluation loss (batch statistics, masks).
+            assert!((step.loss - model.loss(&p, &b, &obj).unwrap()).abs() > 1e-6, "{tag}: train = eval loss");
+            let v = randv(&mut rng, np);
+            let u = randv(&mut rng, np);
+            let fd = (m.loss(&axpy(&p, H, &v), &b, &obj).unwrap() - m.loss(&axpy(&p, -H, &v), &b, &obj).unwrap())
+                / (2.0 * H);
+            assert_close(&format!("{tag}: gradient . v"), &[dot(&grad, &v)], &[fd], TOL_FIRST);
+            let hv = m.hvp(&p, &b, &obj, &v).unwrap();
+            let hu = m.hvp(&p, &b, &obj, &u).unwrap();
+            let grad_at = |q: &[f64]| {
+                let mut g = vec![0.0; np];
+                m.gradient_into(q, &b, &obj, &mut g).unwrap();
+                g
+            };
+            let (gp, gm) = (grad_at(&axpy(&p, H, &v)), grad_at(&axpy(&p, -H, &v)));
+            let fd_hv: Vec<f64> = gp.iter().zip(&gm).map(|(a, c)| (a - c) / (2.0 * H)).collect();
+            assert_close(&format!("{tag}: HVP vs differences of the gradient"), &hv, &fd_hv, TOL_SECOND);
+            let (a, c) = (dot(&u, &hv), dot(&v, &hu));
+            assert!((a - c).abs() <= TOL_EXACT * (1.0 + a.abs()), "{tag}: HVP symmetry {a} vs {c}");
+            // Explicit Hessian from HVP columns against second differences of the loss.
+            let eye = Array2::<f64>::eye(np);
+            let hess = m.hvp_block(&p, &b, &obj, eye.view()).unwrap().hvps;
+            let f = |i: usize, si: f64, j: usize, sj: f64| {
+                let mut q = p.clone();
+                q[i] += si;
+                q[j] += sj;
+                m.loss(&q, &b, &obj).unwrap()
+            };
+            let h = 1e-3;
+            let mut fdh = Array2::<f64>::zeros((np, np));
+            for i in 0..np {
+                for j in 0..=i {
+                    let d =
+                        |h: f64| (f(i, h, j, h) - f(i, h, j, -h) - f(i, -h, j, h) + f(i, -h, j, -h)) / (4.0 * h * h);
+                    let val = (4.0 * d(h / 2.0) - d(h)) / 3.0;
+                    fdh[(i, j)] = val;
+                    fdh[(j, i)] = val;
+                }
+            }
+            assert_close(
+                &format!("{tag}: explicit Hessian"),
+                hess.as_slice().unwrap(),
+                fdh.as_slice().unwrap(),
+                TOL_HESSIAN_FD,
+            );
+            // Per-example gradients: refused, naming the batch-norm layer.
+            let e = m.per_example_gradients(&p, &b, &obj).unwrap_err().to_string();
+            assert!(e.contains("batchnorm1d") || e.contains("batchnorm2d"), "{tag}: {e}");
+            assert!(e.contains("layer 1 (") && e.contains("couples the examples"), "{tag}: {e}");
+            // Running statistics: PyTorch's update from the batch statistics of the layer input.
+            let bn_in = model.activations(&p, x.view()).unwrap()[0].clone();
+            let shape = model.shapes()[1];
+            let (c, s) = (shape.channels(), shape.len() / shape.channels());
+            let before = model.buffers();
+            model.update_running_stats(&step.batch_statistics);
+            let after = model.buffers();
+            for ch in 0..c {
+                let vals: Vec<f64> =
+                    (0..batch).flat_map(|i| (0..s).map(move |k| (i, ch * s + k))).map(|(i, k)| bn_in[(i, k)]).collect();
+                let n = vals.len() as f64;
+                let mean = vals.iter().sum::<f64>() / n;
+                let var_unbiased = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+                let rm = 0.9 * before[0].values[ch] + 0.1 * mean;
+                let rv = 0.9 * before[1].values[ch] + 0.1 * var_unbiased;
+                assert!((after[0].values[ch] - rm).abs() < 1e-12, "{tag}: running mean {ch}");
+                assert!((after[1].values[ch] - rv).abs() < 1e-12, "{tag}: running var {ch}");
+            }
+            assert_eq!(after[2].values, vec![1.0], "{tag}: num_batches_tracked");
+        }
+    }
+    // Dropout alone does not couple the examples: per-example gradients in training mode sum to
+    // the training-mode gradient (the same masks).
+    let model = Model::new(&"seq:6:linear(5)-tanh-dropout(0.5)-linear(3)".parse::<ArchSpec>().unwrap());
+    let mut rng = RngStream::new(52).rng();
+    let p = randv(&mut rng, model.num_params());
+    let x = randn(&mut rng, (4, 6));
+    let b = Batch { x: x.view(), targets: Targets::Classes(&[0, 1, 2, 0]) };
+    let obj = Objective::mean(Loss::CrossEntropy);
+    let mode = train_mode("dropout-only");
+    let mut grad = vec![0.0; model.num_params()];
+    model.in_mode(&mode).gradient_into(&p, &b, &obj, &mut grad).unwrap();
+    let pe = model.in_mode(&mode).per_example_gradients(&p, &b, &obj).unwrap();
+    assert_close("dropout per-example sum", pe.sum_axis(ndarray::Axis(0)).as_slice().unwrap(), &grad, TOL_EXACT);
+    let eval = model.loss_and_gradient(&p, &b, &obj).unwrap().gradient;
+    assert!(dot(&eval, &eval) > 0.0 && (0..grad.len()).any(|i| (grad[i] - eval[i]).abs() > 1e-6));
 }

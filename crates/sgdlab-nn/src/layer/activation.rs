@@ -19,6 +19,10 @@ impl LayerRules for Activation {
 
     fn param_entries(&self, _: &str, _: &mut Vec<(String, Vec<usize>)>) {}
 
+    fn out_len(&self, in_len: usize) -> usize {
+        in_len
+    }
+
     fn out_shape(&self, input: Shape) -> Result<Shape, String> {
         Ok(input)
     }

@@ -299,6 +299,10 @@ impl LayerRules for BatchNorm {
         }
     }
 
+    fn out_len(&self, _: usize) -> usize {
+        self.input.len()
+    }
+
     fn out_shape(&self, input: Shape) -> Result<Shape, String> {
         if input != self.input {
             return Err(format!("{} built for {} inputs gets {input}", self.kind(), self.input));

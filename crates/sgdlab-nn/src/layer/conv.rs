@@ -264,6 +264,10 @@ impl LayerRules for Conv {
         }
     }
 
+    fn out_len(&self, _: usize) -> usize {
+        self.output().len()
+    }
+
     fn out_shape(&self, input: Shape) -> Result<Shape, String> {
         let want = if self.dims == 1 {
             Shape::seq(self.in_channels, self.window.input.1)

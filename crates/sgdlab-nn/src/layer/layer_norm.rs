@@ -47,6 +47,10 @@ impl LayerRules for LayerNorm {
         }
     }
 
+    fn out_len(&self, _: usize) -> usize {
+        self.dim
+    }
+
     fn out_shape(&self, input: Shape) -> Result<Shape, String> {
         if input.rank() != 1 {
             return Err(format!("layer norm gets a {input} input per example; only flat features are normalised"));

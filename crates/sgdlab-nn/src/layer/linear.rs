@@ -82,6 +82,10 @@ impl LayerRules for Linear {
         }
     }
 
+    fn out_len(&self, _: usize) -> usize {
+        self.out_dim
+    }
+
     fn out_shape(&self, input: Shape) -> Result<Shape, String> {
         if input.rank() != 1 {
             return Err(format!("linear layer gets a {} input per example; flatten it first", input));

@@ -128,6 +128,10 @@ impl LayerRules for MaxPool {
 
     fn param_entries(&self, _: &str, _: &mut Vec<(String, Vec<usize>)>) {}
 
+    fn out_len(&self, _: usize) -> usize {
+        self.outputs()
+    }
+
     fn out_shape(&self, input: Shape) -> Result<Shape, String> {
         check_input(self.kind(), self.dims, self.channels, &self.window, input)
     }
@@ -293,6 +297,10 @@ impl LayerRules for AvgPool {
     }
 
     fn param_entries(&self, _: &str, _: &mut Vec<(String, Vec<usize>)>) {}
+
+    fn out_len(&self, _: usize) -> usize {
+        self.outputs()
+    }
 
     fn out_shape(&self, input: Shape) -> Result<Shape, String> {
         check_input(self.kind(), self.dims, self.channels, &self.window, input)

@@ -92,6 +92,10 @@ macro_rules! identity_rules {
             0
         }
 
+        fn out_len(&self, _: usize) -> usize {
+            self.features
+        }
+
         fn param_entries(&self, _: &str, _: &mut Vec<(String, Vec<usize>)>) {}
 
         fn init<T: Scalar>(&self, _: &str, _: &LayerInit<'_>, _: &mut [T]) {}

@@ -26,6 +26,10 @@ impl LayerRules for Residual<'_> {
         }
     }
 
+    fn out_len(&self, in_len: usize) -> usize {
+        in_len
+    }
+
     fn out_shape(&self, input: Shape) -> Result<Shape, String> {
         let mut s = input;
         for l in self.0 {
