@@ -3,8 +3,10 @@
 //! A checkpoint written by sgdlab carries the architecture string in its metadata under
 //! [`ARCH_METADATA_KEY`] (`sgdlab.arch`, e.g. `mlp:40-100-100-10:relu`). A file written by PyTorch
 //! (`safetensors.torch.save_file(model.state_dict(), path)` for an `nn.Sequential` of `Linear`
-//! and activation modules) has no such key: pass the architecture explicitly. Its names
-//! (`0.weight`, `0.bias`, `2.weight`, ...) are exactly the layout of [`Model`].
+//! and activation modules) has no such key: pass the architecture explicitly (an architecture
+//! string, or the text of `print(model)` read by [`crate::torch_text`]). Its names (`0.weight`,
+//! `0.bias`, `2.weight`, ...) are exactly the layout of [`Model`]; batch-norm buffers
+//! (`running_mean`, `running_var`, `num_batches_tracked`) are read into the model and written back.
 
 use crate::arch::ArchSpec;
 use crate::error::NnError;
@@ -71,7 +73,45 @@ pub fn save_checkpoint<T: Scalar>(
         .collect();
     let mut meta: Vec<(&str, String)> = vec![(ARCH_METADATA_KEY, arch.to_string()), ("format", "pt".to_string())];
     meta.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
-    save_tensors(path, &tensors, &meta)
+    let buffers = model.buffers();
+    // Batch-norm buffers as PyTorch stores them: statistics in the parameters' dtype, the batch
+    // count as int64.
+    let mut named: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
+        tensors.iter().map(|(n, shape, v)| (n.to_string(), float_dtype::<T>(), shape.to_vec(), float_bytes(v))).collect();
+    for b in buffers {
+        let (dtype, bytes) = if b.name.ends_with(".num_batches_tracked") {
+            (Dtype::I64, b.values.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect())
+        } else {
+            let v: Vec<T> = b.values.iter().map(|&v| T::from_f64(v)).collect();
+            (float_dtype::<T>(), float_bytes(&v))
+        };
+        named.push((b.name, dtype, b.shape, bytes));
+    }
+    serialize_atomic(path, &named, &meta)
+}
+
+fn float_dtype<T: Scalar>() -> Dtype {
+    if T::NAME == "f32" { Dtype::F32 } else { Dtype::F64 }
+}
+
+fn float_bytes<T: Scalar>(values: &[T]) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|&v| if T::NAME == "f32" { (v.to_f64() as f32).to_le_bytes().to_vec() } else { v.to_f64().to_le_bytes().to_vec() })
+        .collect()
+}
+
+/// Serialises `(name, dtype, shape, bytes)` tensors with metadata and writes them atomically.
+fn serialize_atomic(path: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)], meta: &[(&str, String)]) -> Result<(), NnError> {
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, dtype, shape, b)| {
+            Ok((name.clone(), TensorView::new(*dtype, shape.clone(), b).map_err(|err| ck_err(path, err.to_string()))?))
+        })
+        .collect::<Result<_, NnError>>()?;
+    let meta: HashMap<String, String> = meta.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
+    let data = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| ck_err(path, e.to_string()))?;
+    write_atomic(path, &data)
 }
 
 /// A named tensor to save: name, shape, row-major values.
@@ -83,35 +123,9 @@ pub fn save_tensors<T: Scalar>(
     tensors: &[NamedTensor<'_, T>],
     meta: &[(&str, String)],
 ) -> Result<(), NnError> {
-    let dtype = if T::NAME == "f32" { Dtype::F32 } else { Dtype::F64 };
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, values)| {
-            values
-                .iter()
-                .flat_map(|&v| {
-                    if T::NAME == "f32" {
-                        (v.to_f64() as f32).to_le_bytes().to_vec()
-                    } else {
-                        v.to_f64().to_le_bytes().to_vec()
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((name, shape, _), b)| {
-            Ok((
-                name.to_string(),
-                TensorView::new(dtype, shape.to_vec(), b).map_err(|err| ck_err(path, err.to_string()))?,
-            ))
-        })
-        .collect::<Result<_, NnError>>()?;
-    let meta: HashMap<String, String> = meta.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
-    let data = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| ck_err(path, e.to_string()))?;
-    write_atomic(path, &data)
+    let named: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
+        tensors.iter().map(|(n, shape, v)| (n.to_string(), float_dtype::<T>(), shape.to_vec(), float_bytes(v))).collect();
+    serialize_atomic(path, &named, meta)
 }
 
 /// Tensors read from a file: (name, shape, values), sorted by name, and the string metadata.
@@ -147,10 +161,11 @@ fn decode<T: Scalar>(view: &TensorView<'_>, name: &str, path: &Path) -> Result<V
     })
 }
 
-/// Loads a checkpoint. With `arch`, that architecture is used (it overrides the file's
-/// `sgdlab.arch`); without it the file must carry `sgdlab.arch`. Every tensor of the model must
-/// be present with its exact shape, and no other tensor may be: each violation is an error naming
-/// the tensor.
+/// Loads a checkpoint. With `arch`, that architecture is used (a file whose own `sgdlab.arch`
+/// names another architecture is an error); without it the file must carry `sgdlab.arch`.
+/// Every tensor of the model (parameters, and the batch-norm buffers `running_mean`,
+/// `running_var`, `num_batches_tracked`) must be present with its exact shape, and no other
+/// tensor may be: each violation is an error naming the tensor.
 pub fn load_checkpoint<T: Scalar>(path: &Path, arch: Option<&ArchSpec>) -> Result<Checkpoint<T>, NnError> {
     let bytes = std::fs::read(path).map_err(|source| NnError::Io { path: path.to_path_buf(), source })?;
     let st =
@@ -159,7 +174,16 @@ pub fn load_checkpoint<T: Scalar>(path: &Path, arch: Option<&ArchSpec>) -> Resul
         SafeTensors::read_metadata(&bytes).map_err(|e| ck_err(path, format!("not a valid safetensors file: {e}")))?;
     let metadata: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
     let arch: ArchSpec = match (arch, metadata.get(ARCH_METADATA_KEY)) {
-        (Some(a), _) => a.clone(),
+        (Some(a), Some(s)) => {
+            if s.parse::<ArchSpec>().ok().as_ref() != Some(a) {
+                return Err(ck_err(
+                    path,
+                    format!("written for architecture '{s}', but architecture '{a}' was given (drop --arch, or give the right one)"),
+                ));
+            }
+            a.clone()
+        }
+        (Some(a), None) => a.clone(),
         (None, Some(s)) => {
             s.parse().map_err(|e: NnError| ck_err(path, format!("metadata {ARCH_METADATA_KEY}: {e}")))?
         }
@@ -172,7 +196,7 @@ pub fn load_checkpoint<T: Scalar>(path: &Path, arch: Option<&ArchSpec>) -> Resul
             ));
         }
     };
-    let model = Model::new(&arch);
+    let mut model = Model::new(&arch);
     let mut data = vec![T::zero(); model.num_params()];
     for e in model.layout().entries() {
         let view = st.tensor(&e.name).map_err(|_| {
@@ -187,9 +211,26 @@ pub fn load_checkpoint<T: Scalar>(path: &Path, arch: Option<&ArchSpec>) -> Resul
         let vals = decode::<T>(&view, &e.name, path)?;
         data[e.offset..e.offset + e.len].copy_from_slice(&vals);
     }
+    let buffers = model.buffers();
+    for b in &buffers {
+        let view = st.tensor(&b.name).map_err(|_| {
+            ck_err(path, format!("missing tensor '{}' (a batch-norm buffer of architecture {arch}, shape {:?})", b.name, b.shape))
+        })?;
+        if view.shape() != b.shape.as_slice() {
+            return Err(ck_err(
+                path,
+                format!("tensor '{}' has shape {:?}, architecture {arch} needs {:?}", b.name, view.shape(), b.shape),
+            ));
+        }
+        let vals: Vec<f64> = match view.dtype() {
+            Dtype::I64 => view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64).collect(),
+            _ => decode::<f64>(&view, &b.name, path)?,
+        };
+        model.set_buffer(&b.name, &vals).map_err(|e| ck_err(path, e.to_string()))?;
+    }
     let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
     names.sort();
-    if let Some(extra) = names.iter().find(|n| model.layout().get(n).is_none()) {
+    if let Some(extra) = names.iter().find(|n| model.layout().get(n).is_none() && !buffers.iter().any(|b| &b.name == *n)) {
         return Err(ck_err(path, format!("unexpected tensor '{extra}': architecture {arch} has no such parameter")));
     }
     let params = Params::from_vec(model.layout().clone(), data)?;
@@ -224,12 +265,45 @@ mod tests {
     }
 
     #[test]
+    fn batch_norm_buffers_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let arch: ArchSpec = "seq:2x4x4:conv2d(3,3)-batchnorm2d-relu-flatten-linear(2)".parse().unwrap();
+        let mut model = Model::new(&arch);
+        model.set_buffer("1.running_mean", &[0.5, -0.25, 1.0]).unwrap();
+        model.set_buffer("1.running_var", &[2.0, 0.5, 1.5]).unwrap();
+        model.set_buffer("1.num_batches_tracked", &[12.0]).unwrap();
+        let p: Params<f32> = InitSpec::default().init(&model, &RngStream::new(2));
+        let path = dir.path().join("bn.safetensors");
+        save_checkpoint(&path, &model, &p, &[]).unwrap();
+        let back: Checkpoint<f32> = load_checkpoint(&path, None).unwrap();
+        assert_eq!(back.model.buffers(), model.buffers());
+        assert_eq!(back.params, p);
+        let bytes = std::fs::read(&path).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.tensor("1.num_batches_tracked").unwrap().dtype(), Dtype::I64);
+        assert_eq!(st.tensor("1.running_var").unwrap().dtype(), Dtype::F32);
+    }
+
+    #[test]
     fn mismatches_are_errors_naming_the_tensor() {
         let dir = tempfile::tempdir().unwrap();
         let model = Model::new(&"mlp:4-6-3:relu".parse().unwrap());
         let p: Params<f32> = InitSpec::default().init(&model, &RngStream::new(1));
         let path = dir.path().join("m.safetensors");
         save_checkpoint(&path, &model, &p, &[]).unwrap();
+        // A checkpoint that names its own architecture refuses another one.
+        let tanh: ArchSpec = "mlp:4-6-3:tanh".parse().unwrap();
+        let e = load_checkpoint::<f32>(&path, Some(&tanh)).unwrap_err().to_string();
+        assert!(e.contains("written for architecture 'mlp:4-6-3:relu'") && e.contains("'mlp:4-6-3:tanh' was given"), "{e}");
+        assert!(load_checkpoint::<f32>(&path, Some(&model.arch().unwrap().clone())).is_ok());
+        // Without metadata (as PyTorch writes them), the tensors are checked against the given one.
+        let tensors: Vec<NamedTensor<'_, f32>> = model
+            .layout()
+            .entries()
+            .iter()
+            .map(|e| (e.name.as_str(), e.shape.as_slice(), &p.as_slice()[e.offset..e.offset + e.len]))
+            .collect();
+        save_tensors(&path, &tensors, &[]).unwrap();
         let wider: ArchSpec = "mlp:4-7-3:relu".parse().unwrap();
         let e = load_checkpoint::<f32>(&path, Some(&wider)).unwrap_err().to_string();
         assert!(e.contains("tensor '0.weight' has shape [6, 4]") && e.contains("needs [7, 4]"), "{e}");

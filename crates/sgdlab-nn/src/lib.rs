@@ -28,6 +28,7 @@ pub mod model;
 pub mod params;
 pub mod passes;
 pub mod shape;
+pub mod torch_text;
 
 pub use activation::Activation;
 pub use arch::{ArchKind, ArchSpec, LayerSpec, SeqSpec};
@@ -45,3 +46,4 @@ pub use model::{Buffer, Model};
 pub use params::{ParamEntry, ParamLayout, Params};
 pub use passes::{Batch, HvpCache, HvpResult, LossGradient, ModeView, Objective, TrainStep};
 pub use shape::Shape;
+pub use torch_text::arch_from_torch_text;
