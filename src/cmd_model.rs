@@ -1,7 +1,8 @@
 //! `sgdlab model`: the parameter layout of an architecture or a checkpoint.
 
+use crate::arch_args::resolve_arch;
 use anyhow::{Result, bail};
-use sgdlab_nn::{ArchSpec, Model, Params, load_checkpoint};
+use sgdlab_nn::{Model, Params, load_checkpoint};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -15,9 +16,15 @@ pub struct ModelArgs {
     /// A safetensors checkpoint (sgdlab's, or PyTorch's nn.Sequential state_dict with --arch).
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
-    /// Architecture for a checkpoint without sgdlab metadata (overrides the file's).
+    /// Architecture for a checkpoint without sgdlab metadata.
     #[arg(long = "arch", value_name = "ARCH")]
     arch_flag: Option<String>,
+    /// The architecture as PyTorch prints it (`print(model)` of an nn.Sequential), with --input-shape.
+    #[arg(long, value_name = "FILE")]
+    arch_file: Option<PathBuf>,
+    /// Shape of one input example for --arch-file: C,H,W or CxHxW.
+    #[arg(long, value_name = "SHAPE")]
+    input_shape: Option<String>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -25,14 +32,16 @@ pub struct ModelArgs {
 
 pub fn run(a: ModelArgs) -> Result<()> {
     let arch_text = a.arch_flag.or(a.arch);
-    let arch = arch_text.as_deref().map(str::parse::<ArchSpec>).transpose()?;
+    let arch = resolve_arch(arch_text.as_deref(), a.arch_file.as_deref(), a.input_shape.as_deref())?;
     let (model, params): (Model, Option<Params<f64>>) = match (&a.checkpoint, arch) {
         (Some(path), arch) => {
             let ck = load_checkpoint::<f64>(path, arch.as_ref())?;
             (ck.model, Some(ck.params))
         }
         (None, Some(arch)) => (Model::new(&arch), None),
-        (None, None) => bail!("give an architecture (e.g. sgdlab model mlp:40-100-10:relu) or --checkpoint FILE"),
+        (None, None) => {
+            bail!("give an architecture (e.g. sgdlab model mlp:40-100-10:relu, or --arch-file) or --checkpoint FILE")
+        }
     };
     let norms = params.as_ref().map(|p| p.tensor_norms());
     if a.json {
@@ -52,6 +61,7 @@ pub fn run(a: ModelArgs) -> Result<()> {
         let out = serde_json::json!({
             "arch": model.describe(),
             "in_dim": model.in_dim(),
+            "in_shape": model.in_shape().dims(),
             "out_dim": model.out_dim(),
             "num_params": model.num_params(),
             "norm": params.as_ref().map(|p| p.norm()),

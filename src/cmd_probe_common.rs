@@ -1,10 +1,11 @@
 //! Arguments every `sgdlab probe` subcommand shares: the model (checkpoint + optional
 //! architecture), the data, how many examples, batching, precision, seed, output format.
 
+use crate::arch_args::resolve_arch;
 use anyhow::{Context, Result, bail};
 use sgdlab_data::Dataset;
 use sgdlab_linalg::RngStream;
-use sgdlab_nn::{ArchSpec, Loss, Model, Params, load_checkpoint};
+use sgdlab_nn::{Loss, Model, Params, load_checkpoint};
 use sgdlab_probes::EvalSet;
 use std::path::PathBuf;
 
@@ -17,6 +18,13 @@ pub struct ModelDataArgs {
     /// Architecture, for checkpoints without sgdlab metadata (e.g. mlp:784-100-10:relu).
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<String>,
+    /// The architecture as PyTorch prints it: a file holding `print(model)` of an nn.Sequential
+    /// (with --input-shape), for its `state_dict` saved with safetensors.
+    #[arg(long, value_name = "FILE")]
+    pub arch_file: Option<PathBuf>,
+    /// Shape of one input example for --arch-file: C,H,W or CxHxW (C,L for Conv1d, D for flat).
+    #[arg(long, value_name = "SHAPE")]
+    pub input_shape: Option<String>,
     /// Dataset spec (e.g. mnist1d; see `sgdlab data specs`).
     #[arg(long, value_name = "SPEC", default_value = "mnist1d")]
     pub data: String,
@@ -57,7 +65,7 @@ pub struct Loaded {
 impl ModelDataArgs {
     /// Loads checkpoint and data, checks they fit, and draws the evaluation subset.
     pub fn load(&self) -> Result<Loaded> {
-        let arch = self.arch.as_deref().map(str::parse::<ArchSpec>).transpose()?;
+        let arch = resolve_arch(self.arch.as_deref(), self.arch_file.as_deref(), self.input_shape.as_deref())?;
         let ck = load_checkpoint::<f64>(&self.model, arch.as_ref())?;
         let data = sgdlab_data::load_dataset(&self.data)?;
         let split = match &self.split {

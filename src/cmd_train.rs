@@ -1,5 +1,6 @@
 //! `sgdlab train`: one training run from a TOML spec, with a progress bar.
 
+use crate::arch_args::resolve_arch;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sgdlab_train::{NoHook, Progress, RunContext, RunOptions, RunSpec, RunStatus, train};
@@ -29,6 +30,13 @@ pub struct TrainArgs {
     /// Override a spec key, keeping its type: --set optimizer.lr=0.05 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+    /// Train the architecture PyTorch prints (`print(model)` of an nn.Sequential) instead of the
+    /// spec's `model`, with --input-shape; the resolved spec records it as a seq string.
+    #[arg(long, value_name = "FILE")]
+    arch_file: Option<PathBuf>,
+    /// Shape of one input example for --arch-file: C,H,W or CxHxW.
+    #[arg(long, value_name = "SHAPE")]
+    input_shape: Option<String>,
     /// Start over, discarding checkpoints in the run directory.
     #[arg(long)]
     fresh: bool,
@@ -45,7 +53,10 @@ fn fmt_opt(label: &str, v: Option<f64>) -> String {
 }
 
 pub fn run(a: TrainArgs) -> Result<i32> {
-    let spec = RunSpec::load(&a.spec, &a.overrides)?;
+    let mut spec = RunSpec::load(&a.spec, &a.overrides)?;
+    if let Some(arch) = resolve_arch(None, a.arch_file.as_deref(), a.input_shape.as_deref())? {
+        spec.model = arch;
+    }
     let out = a.out.clone().unwrap_or_else(|| {
         let stem = a.spec.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
         PathBuf::from("runs").join(stem)

@@ -1,5 +1,6 @@
 //! The sgdlab command line: argument parsing, progress and output formatting; no numerics.
 
+mod arch_args;
 mod cmd_data;
 mod cmd_model;
 mod cmd_probe;

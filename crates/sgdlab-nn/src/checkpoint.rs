@@ -76,8 +76,10 @@ pub fn save_checkpoint<T: Scalar>(
     let buffers = model.buffers();
     // Batch-norm buffers as PyTorch stores them: statistics in the parameters' dtype, the batch
     // count as int64.
-    let mut named: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
-        tensors.iter().map(|(n, shape, v)| (n.to_string(), float_dtype::<T>(), shape.to_vec(), float_bytes(v))).collect();
+    let mut named: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, shape, v)| (n.to_string(), float_dtype::<T>(), shape.to_vec(), float_bytes(v)))
+        .collect();
     for b in buffers {
         let (dtype, bytes) = if b.name.ends_with(".num_batches_tracked") {
             (Dtype::I64, b.values.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect())
@@ -97,12 +99,22 @@ fn float_dtype<T: Scalar>() -> Dtype {
 fn float_bytes<T: Scalar>(values: &[T]) -> Vec<u8> {
     values
         .iter()
-        .flat_map(|&v| if T::NAME == "f32" { (v.to_f64() as f32).to_le_bytes().to_vec() } else { v.to_f64().to_le_bytes().to_vec() })
+        .flat_map(|&v| {
+            if T::NAME == "f32" {
+                (v.to_f64() as f32).to_le_bytes().to_vec()
+            } else {
+                v.to_f64().to_le_bytes().to_vec()
+            }
+        })
         .collect()
 }
 
 /// Serialises `(name, dtype, shape, bytes)` tensors with metadata and writes them atomically.
-fn serialize_atomic(path: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)], meta: &[(&str, String)]) -> Result<(), NnError> {
+fn serialize_atomic(
+    path: &Path,
+    tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)],
+    meta: &[(&str, String)],
+) -> Result<(), NnError> {
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|(name, dtype, shape, b)| {
@@ -123,8 +135,10 @@ pub fn save_tensors<T: Scalar>(
     tensors: &[NamedTensor<'_, T>],
     meta: &[(&str, String)],
 ) -> Result<(), NnError> {
-    let named: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
-        tensors.iter().map(|(n, shape, v)| (n.to_string(), float_dtype::<T>(), shape.to_vec(), float_bytes(v))).collect();
+    let named: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, shape, v)| (n.to_string(), float_dtype::<T>(), shape.to_vec(), float_bytes(v)))
+        .collect();
     serialize_atomic(path, &named, meta)
 }
 
@@ -178,7 +192,9 @@ pub fn load_checkpoint<T: Scalar>(path: &Path, arch: Option<&ArchSpec>) -> Resul
             if s.parse::<ArchSpec>().ok().as_ref() != Some(a) {
                 return Err(ck_err(
                     path,
-                    format!("written for architecture '{s}', but architecture '{a}' was given (drop --arch, or give the right one)"),
+                    format!(
+                        "written for architecture '{s}', but architecture '{a}' was given (drop --arch, or give the right one)"
+                    ),
                 ));
             }
             a.clone()
@@ -214,7 +230,13 @@ pub fn load_checkpoint<T: Scalar>(path: &Path, arch: Option<&ArchSpec>) -> Resul
     let buffers = model.buffers();
     for b in &buffers {
         let view = st.tensor(&b.name).map_err(|_| {
-            ck_err(path, format!("missing tensor '{}' (a batch-norm buffer of architecture {arch}, shape {:?})", b.name, b.shape))
+            ck_err(
+                path,
+                format!(
+                    "missing tensor '{}' (a batch-norm buffer of architecture {arch}, shape {:?})",
+                    b.name, b.shape
+                ),
+            )
         })?;
         if view.shape() != b.shape.as_slice() {
             return Err(ck_err(
@@ -223,14 +245,18 @@ pub fn load_checkpoint<T: Scalar>(path: &Path, arch: Option<&ArchSpec>) -> Resul
             ));
         }
         let vals: Vec<f64> = match view.dtype() {
-            Dtype::I64 => view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64).collect(),
+            Dtype::I64 => {
+                view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64).collect()
+            }
             _ => decode::<f64>(&view, &b.name, path)?,
         };
         model.set_buffer(&b.name, &vals).map_err(|e| ck_err(path, e.to_string()))?;
     }
     let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
     names.sort();
-    if let Some(extra) = names.iter().find(|n| model.layout().get(n).is_none() && !buffers.iter().any(|b| &b.name == *n)) {
+    if let Some(extra) =
+        names.iter().find(|n| model.layout().get(n).is_none() && !buffers.iter().any(|b| &b.name == *n))
+    {
         return Err(ck_err(path, format!("unexpected tensor '{extra}': architecture {arch} has no such parameter")));
     }
     let params = Params::from_vec(model.layout().clone(), data)?;
@@ -294,7 +320,10 @@ mod tests {
         // A checkpoint that names its own architecture refuses another one.
         let tanh: ArchSpec = "mlp:4-6-3:tanh".parse().unwrap();
         let e = load_checkpoint::<f32>(&path, Some(&tanh)).unwrap_err().to_string();
-        assert!(e.contains("written for architecture 'mlp:4-6-3:relu'") && e.contains("'mlp:4-6-3:tanh' was given"), "{e}");
+        assert!(
+            e.contains("written for architecture 'mlp:4-6-3:relu'") && e.contains("'mlp:4-6-3:tanh' was given"),
+            "{e}"
+        );
         assert!(load_checkpoint::<f32>(&path, Some(&model.arch().unwrap().clone())).is_ok());
         // Without metadata (as PyTorch writes them), the tensors are checked against the given one.
         let tensors: Vec<NamedTensor<'_, f32>> = model

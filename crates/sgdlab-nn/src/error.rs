@@ -22,6 +22,9 @@ pub enum NnError {
     /// A checkpoint that cannot be read or does not fit the model.
     #[error("{path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
+    /// A `print(model)` text file that does not describe a supported architecture.
+    #[error("{path}: {message}")]
+    ArchFile { path: PathBuf, message: String },
     /// An I/O error on a named file.
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },

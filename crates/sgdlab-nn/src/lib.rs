@@ -46,4 +46,4 @@ pub use model::{Buffer, Model};
 pub use params::{ParamEntry, ParamLayout, Params};
 pub use passes::{Batch, HvpCache, HvpResult, LossGradient, ModeView, Objective, TrainStep};
 pub use shape::Shape;
-pub use torch_text::arch_from_torch_text;
+pub use torch_text::{arch_from_torch_text, load_arch_file};

@@ -26,19 +26,27 @@
 //! a one-line error naming the module and its index.
 
 use crate::activation::Activation;
-use crate::arch::seq::{LayerSpec, SeqSpec, split_top_level};
 use crate::arch::ArchSpec;
+use crate::arch::seq::{LayerSpec, SeqSpec, split_top_level};
+use crate::error::NnError;
 use crate::shape::Shape;
+use std::path::Path;
+
+/// [`arch_from_torch_text`] on the text in the file `path` (e.g. written by
+/// `open("arch.txt", "w").write(str(model))`); errors name the file.
+pub fn load_arch_file(path: &Path, input: Shape) -> Result<ArchSpec, NnError> {
+    let text = std::fs::read_to_string(path).map_err(|source| NnError::Io { path: path.to_path_buf(), source })?;
+    arch_from_torch_text(&text, input).map_err(|message| NnError::ArchFile { path: path.to_path_buf(), message })
+}
 
 /// The sequential architecture that `text` (PyTorch's `print(model)` of an `nn.Sequential`)
 /// describes on inputs of per-example shape `input`; a one-line error naming the offending
 /// module and its index otherwise.
 pub fn arch_from_torch_text(text: &str, input: Shape) -> Result<ArchSpec, String> {
     let text = text.trim();
-    let body = text
-        .strip_prefix("Sequential(")
-        .and_then(|b| b.strip_suffix(')'))
-        .ok_or_else(|| "not the text of an nn.Sequential (expected 'Sequential(' ... ')' as print(model) writes it)".to_string())?;
+    let body = text.strip_prefix("Sequential(").and_then(|b| b.strip_suffix(')')).ok_or_else(|| {
+        "not the text of an nn.Sequential (expected 'Sequential(' ... ')' as print(model) writes it)".to_string()
+    })?;
     let mut layers = Vec::new();
     let mut shape = input;
     for (i, line) in body.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
@@ -83,7 +91,11 @@ impl<'a> Args<'a> {
 
     /// The argument at position `pos` or named `key`.
     fn get(&self, pos: Option<usize>, key: &str) -> Option<&'a str> {
-        self.keyed.iter().find(|(k, _)| *k == key).map(|(_, v)| *v).or_else(|| pos.and_then(|p| self.positional.get(p).copied()))
+        self.keyed
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .or_else(|| pos.and_then(|p| self.positional.get(p).copied()))
     }
 
     fn require(&self, pos: Option<usize>, key: &str) -> Result<&'a str, String> {
@@ -174,7 +186,8 @@ fn module_spec(module: &str, shape: Shape) -> Result<LayerSpec, String> {
         }
         "LeakyReLU" => {
             a.check_known(&["negative_slope", "inplace"])?;
-            let slope = a.get(Some(0), "negative_slope").map(|v| float(v, "negative_slope")).transpose()?.unwrap_or(0.01);
+            let slope =
+                a.get(Some(0), "negative_slope").map(|v| float(v, "negative_slope")).transpose()?.unwrap_or(0.01);
             Ok(LayerSpec::Activation(Activation::LeakyRelu { slope }))
         }
         "GELU" => {
@@ -240,7 +253,11 @@ fn module_spec(module: &str, shape: Shape) -> Result<LayerSpec, String> {
                 ));
             }
             let eps = a.get(Some(1), "eps").map(|v| float(v, "eps")).transpose()?.unwrap_or(1e-5);
-            let affine = a.get(None, "elementwise_affine").map(|v| boolean(v, "elementwise_affine")).transpose()?.unwrap_or(true);
+            let affine = a
+                .get(None, "elementwise_affine")
+                .map(|v| boolean(v, "elementwise_affine"))
+                .transpose()?
+                .unwrap_or(true);
             let bias = a.get(None, "bias").map(|v| boolean(v, "bias")).transpose()?.unwrap_or(true);
             if affine && !bias {
                 return Err("elementwise_affine=True with bias=False is not supported".into());
@@ -251,7 +268,10 @@ fn module_spec(module: &str, shape: Shape) -> Result<LayerSpec, String> {
             a.check_known(&["eps", "momentum", "affine", "track_running_stats", "bias"])?;
             let c = int(a.require(Some(0), "num_features")?, "num_features")?;
             if c != shape.channels() {
-                return Err(format!("num_features={c}, but its input has shape {shape} ({} channels)", shape.channels()));
+                return Err(format!(
+                    "num_features={c}, but its input has shape {shape} ({} channels)",
+                    shape.channels()
+                ));
             }
             let eps = a.get(Some(1), "eps").map(|v| float(v, "eps")).transpose()?.unwrap_or(1e-5);
             let momentum = match a.get(Some(2), "momentum") {
@@ -264,7 +284,11 @@ fn module_spec(module: &str, shape: Shape) -> Result<LayerSpec, String> {
             if affine && !bias {
                 return Err("affine=True with bias=False is not supported".into());
             }
-            let track = a.get(Some(4), "track_running_stats").map(|v| boolean(v, "track_running_stats")).transpose()?.unwrap_or(true);
+            let track = a
+                .get(Some(4), "track_running_stats")
+                .map(|v| boolean(v, "track_running_stats"))
+                .transpose()?
+                .unwrap_or(true);
             let dims = if name == "BatchNorm1d" { 1 } else { 2 };
             Ok(LayerSpec::BatchNorm { dims, eps, momentum, affine, track_running_stats: track })
         }
@@ -291,7 +315,11 @@ fn conv_spec(name: &str, a: &Args<'_>, shape: Shape) -> Result<LayerSpec, String
         Some("same") => {
             let half = |k: usize, d: usize| {
                 let total = d * (k - 1);
-                if total % 2 == 0 { Ok(total / 2) } else { Err("padding='same' with an even kernel span pads unevenly; not supported".to_string()) }
+                if total % 2 == 0 {
+                    Ok(total / 2)
+                } else {
+                    Err("padding='same' with an even kernel span pads unevenly; not supported".to_string())
+                }
             };
             if stride != (1, 1) {
                 return Err("padding='same' needs stride 1".into());
@@ -328,7 +356,8 @@ fn pool_spec(name: &str, a: &Args<'_>) -> Result<LayerSpec, String> {
         return Err("ceil_mode=True is not supported".into());
     }
     if max {
-        let dilation = a.get(Some(3), "dilation").map(|v| size_pair(v, dims, "dilation", 1)).transpose()?.unwrap_or((1, 1));
+        let dilation =
+            a.get(Some(3), "dilation").map(|v| size_pair(v, dims, "dilation", 1)).transpose()?.unwrap_or((1, 1));
         Ok(LayerSpec::MaxPool { dims, kernel, stride, padding, dilation })
     } else {
         if a.get(None, "divisor_override").is_some_and(|v| v != "None") {
@@ -387,22 +416,46 @@ mod tests {
             "Linear(in_features=20, out_features=2, bias=True)",
         ]);
         let arch = arch_from_torch_text(&one_d, "1x40".parse().unwrap()).unwrap();
-        assert_eq!(arch.to_string(), "seq:1x40:conv1d(4,3,stride=2,padding=1)-maxpool1d(2)-avgpool1d(2)-batchnorm1d-flatten-linear(2)");
+        assert_eq!(
+            arch.to_string(),
+            "seq:1x40:conv1d(4,3,stride=2,padding=1)-maxpool1d(2)-avgpool1d(2)-batchnorm1d-flatten-linear(2)"
+        );
     }
 
     #[test]
     fn errors_are_one_line_naming_module_and_index() {
         let img: Shape = "1x8x8".parse().unwrap();
         for (modules, msg) in [
-            (vec!["Conv3d(1, 2, kernel_size=(3, 3, 3), stride=(1, 1, 1))"], "module 0 Conv3d: not supported (supported: Conv1d"),
+            (
+                vec!["Conv3d(1, 2, kernel_size=(3, 3, 3), stride=(1, 1, 1))"],
+                "module 0 Conv3d: not supported (supported: Conv1d",
+            ),
             (vec!["ReLU()", "ELU(alpha=1.0)"], "module 1 ELU: not supported"),
-            (vec!["Conv2d(3, 2, kernel_size=(3, 3), stride=(1, 1))"], "module 0 Conv2d: in_channels=3, but its input has shape 1x8x8"),
-            (vec!["Flatten(start_dim=1, end_dim=-1)", "Linear(in_features=60, out_features=2, bias=True)"], "module 1 Linear: in_features=60, but its input has 64 features"),
-            (vec!["BatchNorm2d(4, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"], "module 0 BatchNorm2d: num_features=4"),
-            (vec!["Conv2d(1, 2, kernel_size=(3, 3), stride=(1, 1), padding_mode=circular)"], "padding_mode='circular' is not supported"),
-            (vec!["MaxPool2d(kernel_size=3, stride=2, padding=0, dilation=1, ceil_mode=True)"], "module 0 MaxPool2d: ceil_mode=True is not supported"),
+            (
+                vec!["Conv2d(3, 2, kernel_size=(3, 3), stride=(1, 1))"],
+                "module 0 Conv2d: in_channels=3, but its input has shape 1x8x8",
+            ),
+            (
+                vec!["Flatten(start_dim=1, end_dim=-1)", "Linear(in_features=60, out_features=2, bias=True)"],
+                "module 1 Linear: in_features=60, but its input has 64 features",
+            ),
+            (
+                vec!["BatchNorm2d(4, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"],
+                "module 0 BatchNorm2d: num_features=4",
+            ),
+            (
+                vec!["Conv2d(1, 2, kernel_size=(3, 3), stride=(1, 1), padding_mode=circular)"],
+                "padding_mode='circular' is not supported",
+            ),
+            (
+                vec!["MaxPool2d(kernel_size=3, stride=2, padding=0, dilation=1, ceil_mode=True)"],
+                "module 0 MaxPool2d: ceil_mode=True is not supported",
+            ),
             (vec!["GELU(approximate='tanh')"], "approximate='tanh' is not supported"),
-            (vec!["Linear(in_features=64, out_features=2, bias=True)"], "module 0 Linear: linear layer gets a 1x8x8 input per example; flatten it first"),
+            (
+                vec!["Linear(in_features=64, out_features=2, bias=True)"],
+                "module 0 Linear: linear layer gets a 1x8x8 input per example; flatten it first",
+            ),
             (vec!["Sequential(", "  (0): ReLU()", ")"], "module 0 Sequential: nested modules are not supported"),
         ] {
             let e = arch_from_torch_text(&sequential(&modules), img).unwrap_err();
@@ -410,7 +463,8 @@ mod tests {
         }
         let e = arch_from_torch_text("Net(\n  (conv): Conv2d(1, 2, 3)\n)", img).unwrap_err();
         assert!(e.contains("not the text of an nn.Sequential"), "{e}");
-        let e = arch_from_torch_text("Sequential(\n  (conv1): Conv2d(1, 2, kernel_size=(3, 3), stride=(1, 1))\n)", img).unwrap_err();
+        let e = arch_from_torch_text("Sequential(\n  (conv1): Conv2d(1, 2, kernel_size=(3, 3), stride=(1, 1))\n)", img)
+            .unwrap_err();
         assert!(e.contains("module 'conv1' at position 0"), "{e}");
     }
 }

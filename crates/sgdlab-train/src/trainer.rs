@@ -16,7 +16,7 @@ use rand::RngExt;
 use sgdlab_data::{Dataset, Split};
 use sgdlab_linalg::{RngStream, Scalar, standard_normal};
 use sgdlab_nn::{
-    Batch, Loss, Model, NamedTensor, Objective, Params, Reduction, Targets, load_checkpoint, load_tensors,
+    Batch, Loss, Mode, Model, NamedTensor, Objective, Params, Reduction, Targets, load_checkpoint, load_tensors,
     save_checkpoint, save_tensors,
 };
 use std::collections::BTreeMap;
@@ -224,6 +224,19 @@ impl<'a, T: Scalar> Run<'a, T> {
                 train.x.ncols()
             )));
         }
+        // A shaped model reads rows as images: they must be the images the loader describes.
+        if let Some(img) = data.image_shape()
+            && model.in_shape().rank() > 1
+            && model.in_shape().dims() != [img.channels, img.height, img.width]
+            && model.in_shape().dims() != [img.channels, img.height * img.width]
+        {
+            return Err(TrainError::Data(format!(
+                "model {} takes {} inputs per example but data {} holds {img} images",
+                spec.model,
+                model.in_shape(),
+                spec.data
+            )));
+        }
         let k = model.out_dim();
         match (spec.loss, train.num_classes, &train.values) {
             (Loss::Logistic, Some(c), _) if c != 2 || k != 1 => {
@@ -402,16 +415,32 @@ impl<'a, T: Scalar> Run<'a, T> {
             (None, None) => unreachable!("targets exist"),
         };
         let batch = Batch { x: x.view(), targets };
-        let loss = self.model.gradient_into(theta, &batch, &self.obj, &mut self.grad)?;
+        // Dropout and batch norm train as in PyTorch's model.train(): masks from the stream
+        // `dropout/<step>`, batch statistics (then folded into the running statistics).
+        let mode = self
+            .model
+            .has_train_mode()
+            .then(|| Mode::Train { dropout: self.root.child("dropout").child(&step.to_string()) });
+        let (loss, batch_statistics) = match &mode {
+            Some(m) => {
+                let s = self.model.in_mode(m).gradient_into(theta, &batch, &self.obj, &mut self.grad)?;
+                (s.loss, s.batch_statistics)
+            }
+            None => (self.model.gradient_into(theta, &batch, &self.obj, &mut self.grad)?, Vec::new()),
+        };
         let mu = self.spec.regularizer.grad_norm;
         if mu > 0.0 {
             // d/dtheta mu ||g||^2 = 2 mu H g, exact by forward-over-reverse.
-            let hg = self.model.hvp(theta, &batch, &self.obj, &self.grad)?;
+            let hg = match &mode {
+                Some(m) => self.model.in_mode(m).hvp(theta, &batch, &self.obj, &self.grad)?,
+                None => self.model.hvp(theta, &batch, &self.obj, &self.grad)?,
+            };
             let c = T::from_f64(2.0 * mu);
             for (g, h) in self.grad.iter_mut().zip(&hg) {
                 *g += c * *h;
             }
         }
+        self.model.update_running_stats(&batch_statistics);
         let l2 = self.spec.regularizer.l2;
         if l2 > 0.0 {
             let c = T::from_f64(l2);
@@ -660,6 +689,8 @@ impl<'a, T: Scalar> Run<'a, T> {
         }
         let wall: f64 = ck.metadata.get("wall_time_s").and_then(|w| w.parse().ok()).unwrap_or(0.0);
         self.theta = ck.params;
+        // The model carries the checkpoint's batch-norm running statistics.
+        self.model = ck.model;
         let (tensors, meta) = load_tensors::<T>(&dir.join(format!("step-{step}.state.safetensors")))?;
         let mut st = OptimizerState::default();
         for (name, _, data) in tensors {
