@@ -142,7 +142,9 @@ impl LayerRules for MaxPool {
         false
     }
 
-    /// Half the smallest gap between a window's maximum and the next value in it.
+    /// Half the smallest nonzero gap between a window's maximum and the next value in it. Exact
+    /// ties come from inputs that are constant nearby (ReLU's zeros), where the choice changes no
+    /// derivative; near ties are where a small step changes the arg-max.
     fn kink_distance<T: Scalar>(&self, trace: &Trace<T>) -> f64 {
         let ipos = self.window.input_positions();
         let mut gap = f64::INFINITY;
@@ -152,14 +154,16 @@ impl LayerRules for MaxPool {
                 self.window.for_each_tap(|o, k| {
                     let v = xi[c * ipos + k].to_f64();
                     let t = &mut top[o];
-                    if v > t.0 {
+                    if v >= t.0 {
                         *t = (v, t.0);
                     } else if v > t.1 {
                         t.1 = v;
                     }
                 });
                 for (a, b) in top {
-                    gap = gap.min((a - b) / 2.0);
+                    if a > b {
+                        gap = gap.min((a - b) / 2.0);
+                    }
                 }
             }
         }
