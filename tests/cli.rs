@@ -236,3 +236,69 @@ fn study_list_and_plan() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("neither a built-in study"));
 }
+
+/// PyTorch models as saved: `print(model)` text with --input-shape and the state_dict, wherever
+/// --arch works (model, probe), and each misuse a one-line error.
+#[test]
+fn pytorch_cnn_loads_from_its_print_text() {
+    let g = root().join("tests/golden");
+    let ck = g.join("torch_lenet5.safetensors");
+    let txt = g.join("torch_lenet5.txt");
+    let (ck, txt) = (ck.to_str().unwrap(), txt.to_str().unwrap());
+    let o = sgdlab(&["model", "--checkpoint", ck, "--arch-file", txt, "--input-shape", "1,28,28", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = stdout_json(&o);
+    assert_eq!(j["num_params"].as_u64(), Some(61_706));
+    assert!(j["arch"].as_str().unwrap().starts_with("seq:1x28x28:conv2d(6,5,padding=2)-relu-maxpool2d(2)"), "{j}");
+    let mnist = root().join("../shared/data/mnist");
+    let data = format!(
+        "idx:{},{}",
+        mnist.join("t10k-images-idx3-ubyte.gz").display(),
+        mnist.join("t10k-labels-idx1-ubyte.gz").display()
+    );
+    let o = sgdlab(&[
+        "probe",
+        "loss",
+        "--model",
+        ck,
+        "--arch-file",
+        txt,
+        "--input-shape",
+        "1x28x28",
+        "--data",
+        &data,
+        "--samples",
+        "64",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let one_line_error = |args: &[&str], what: &str| {
+        let o = sgdlab(args);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.trim().lines().count() == 1 && e.contains(what), "{args:?}: {e}");
+    };
+    one_line_error(&["model", "--checkpoint", ck, "--arch-file", txt], "--input-shape");
+    one_line_error(
+        &["model", "--checkpoint", ck, "--arch-file", txt, "--input-shape", "1,28"],
+        "in_channels=1, but its input has shape 1x28",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(g.join("torch_lenet5.txt")).unwrap();
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, text.replace("(8): ReLU()", "(8): SiLU()")).unwrap();
+    one_line_error(
+        &["model", "--checkpoint", ck, "--arch-file", bad.to_str().unwrap(), "--input-shape", "1,28,28"],
+        "module 8 SiLU: not supported",
+    );
+    let wide = dir.path().join("wide.txt");
+    std::fs::write(
+        &wide,
+        text.replace("out_features=120", "out_features=100").replace("in_features=120", "in_features=100"),
+    )
+    .unwrap();
+    one_line_error(
+        &["model", "--checkpoint", ck, "--arch-file", wide.to_str().unwrap(), "--input-shape", "1,28,28"],
+        "tensor '7.weight' has shape [120, 400]",
+    );
+    one_line_error(&["model", "--checkpoint", ck, "--arch", "mlp:784-10:relu", "--arch-file", txt], "not both");
+}

@@ -3,7 +3,10 @@
 
 use ndarray::{Array2, ArrayView2};
 use serde_json::Value;
-use sgdlab_nn::{ArchSpec, Batch, Loss, Model, Objective, Reduction, Targets, load_checkpoint};
+use sgdlab_nn::{
+    ArchSpec, Batch, Loss, Mode, Model, Objective, Reduction, Shape, Targets, arch_from_torch_text, load_checkpoint,
+    load_tensors,
+};
 use std::path::PathBuf;
 
 /// Golden values must match to 1e-9 relative, element by element; entries whose magnitude is
@@ -210,4 +213,153 @@ fn pytorch_checkpoint_loads_with_arch_and_reproduces_logits() {
     let ck64 = load_checkpoint::<f64>(&golden_dir().join("torch_sequential.safetensors"), Some(&arch)).unwrap();
     let z64 = ck64.model.forward(ck64.params.as_slice(), ArrayView2::from(&x64)).unwrap();
     assert_close("torch f64 logits", z64.as_slice().unwrap(), &flat(&g["logits_f64"]));
+}
+
+/// A PyTorch model as saved (`print(model)` text, `state_dict` in safetensors) and PyTorch's
+/// own outputs on a fixed batch (`tests/golden/make_torch_cnn.py`).
+struct TorchModel {
+    name: &'static str,
+    json: Value,
+    arch: ArchSpec,
+}
+
+fn torch_model(name: &'static str) -> TorchModel {
+    let json = read_json(&format!("{name}.json"));
+    let text = std::fs::read_to_string(golden_dir().join(format!("{name}.txt"))).unwrap();
+    let dims: Vec<usize> = flat(&json["input_shape"]).iter().map(|&d| d as usize).collect();
+    let arch = arch_from_torch_text(&text, Shape::from_dims(&dims).unwrap()).unwrap();
+    TorchModel { name, json, arch }
+}
+
+/// The model's outputs in precision `T`: logits, loss and gradient (by name), in the mode of the
+/// reference (training mode: batch statistics; then the running statistics after that pass).
+fn torch_outputs<T: sgdlab_linalg::Scalar>(t: &TorchModel) -> (Vec<f64>, f64, Vec<(String, Vec<f64>)>, Model) {
+    let path = golden_dir().join(format!("{}.safetensors", t.name));
+    let ck = load_checkpoint::<T>(&path, Some(&t.arch)).unwrap();
+    // The inputs are float32 data (shortest decimals in the file): widened exactly for float64.
+    let x = matrix(&t.json["x"]).mapv(|v| T::from_f64(v as f32 as f64));
+    let y: Vec<u32> = t.json["y"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let batch = Batch { x: x.view(), targets: Targets::Classes(&y) };
+    let obj = Objective::mean(Loss::CrossEntropy);
+    let mode = match t.json["mode"].as_str().unwrap() {
+        "train" => Mode::Train { dropout: sgdlab_linalg::RngStream::new(0).child("dropout") },
+        _ => Mode::Eval,
+    };
+    let mut model = ck.model;
+    let p = ck.params.as_slice();
+    let view = model.in_mode(&mode);
+    let z = view.forward(p, x.view()).unwrap();
+    let mut grad = vec![T::zero(); model.num_params()];
+    let step = view.gradient_into(p, &batch, &obj, &mut grad).unwrap();
+    model.update_running_stats(&step.batch_statistics);
+    let by_name = model
+        .layout()
+        .entries()
+        .iter()
+        .map(|e| (e.name.clone(), grad[e.offset..e.offset + e.len].iter().map(|&v| v.to_f64()).collect()))
+        .collect();
+    (z.iter().map(|&v| v.to_f64()).collect(), step.loss.to_f64(), by_name, model)
+}
+
+/// LeNet-5 on MNIST images and a model with BatchNorm2d (evaluation mode), Dropout and a grouped
+/// convolution, loaded from PyTorch's `print(model)` text and `state_dict`, reproduce PyTorch's
+/// logits (float32 to a few ulps of the largest logit, float64 to 1e-9) and its loss gradient;
+/// a third model in training mode also its batch-statistics pass and running statistics.
+#[test]
+fn pytorch_cnns_load_from_print_text_and_reproduce_outputs() {
+    for name in ["torch_lenet5", "torch_bn_dropout", "torch_bn_train"] {
+        let t = torch_model(name);
+        let names: Vec<&str> = t.json["state_dict"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let model = Model::new(&t.arch);
+        let ours: Vec<String> = model
+            .layout()
+            .entries()
+            .iter()
+            .map(|e| e.name.clone())
+            .chain(model.buffers().into_iter().map(|b| b.name))
+            .collect();
+        let mut sorted = ours.clone();
+        sorted.sort();
+        let mut theirs: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        theirs.sort();
+        assert_eq!(sorted, theirs, "{name}: state_dict names");
+        let (grads, _) = load_tensors::<f64>(&golden_dir().join(t.json["gradient_file"].as_str().unwrap())).unwrap();
+        let grad_of = |prefix: &str, g: &[(String, Vec<f64>)]| -> (Vec<f64>, Vec<f64>) {
+            let mut want = Vec::new();
+            let mut got = Vec::new();
+            for (n, v) in g {
+                let (_, _, w) = grads.iter().find(|(k, _, _)| *k == format!("{prefix}/{n}")).unwrap();
+                want.extend_from_slice(w);
+                got.extend_from_slice(v);
+            }
+            (got, want)
+        };
+
+        // float32 against PyTorch's float32.
+        let (z32, loss32, g32, m32) = torch_outputs::<f32>(&t);
+        let expected = flat(&t.json["logits"]);
+        let scale = expected.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let worst = z32.iter().zip(&expected).map(|(a, e)| (a - e).abs()).fold(0.0, f64::max);
+        let ulp = f32::EPSILON as f64 * scale;
+        if std::env::var_os("GOLDEN_REPORT").is_some() {
+            eprintln!("{name} f32 logits: worst {worst:.2e} = {:.1} ulp of the largest logit", worst / ulp);
+        }
+        assert!(worst <= 8.0 * ulp, "{name}: f32 logits differ by {worst:.3e} ({:.1} ulp)", worst / ulp);
+        assert!((loss32 - t.json["loss"].as_f64().unwrap()).abs() <= 8.0 * f32::EPSILON as f64 * loss32.abs().max(1.0));
+        // The f32 gradient: two f32 computations in different orders, each a few ulps of the
+        // largest entry off (measured: at most 2).
+        let (got, want) = grad_of("f32", &g32);
+        let gscale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let gworst = got.iter().zip(&want).map(|(a, e)| (a - e).abs()).fold(0.0, f64::max);
+        if std::env::var_os("GOLDEN_REPORT").is_some() {
+            eprintln!(
+                "{name} f32 gradient: worst {gworst:.2e} of scale {gscale:.2e} ({:.1e} relative)",
+                gworst / gscale
+            );
+        }
+        assert!(
+            gworst <= 16.0 * f32::EPSILON as f64 * gscale,
+            "{name}: f32 gradient differs by {gworst:.3e} (scale {gscale:.3e})"
+        );
+
+        // float64 (the same weights) against PyTorch's float64.
+        let (z64, loss64, g64, m64) = torch_outputs::<f64>(&t);
+        assert_close(&format!("{name} f64 logits"), &z64, &flat(&t.json["logits_f64"]));
+        assert_close(&format!("{name} f64 loss"), &[loss64], &[t.json["loss_f64"].as_f64().unwrap()]);
+        let (got, want) = grad_of("f64", &g64);
+        assert_close(&format!("{name} f64 gradient"), &got, &want);
+
+        // Training mode: the running statistics after the pass, as PyTorch updated them.
+        if let Some(after) = t.json.get("running_after") {
+            for (m, tol) in [(&m32, 1e-6), (&m64, 1e-6)] {
+                for b in m.buffers() {
+                    let want = flat(&after[&b.name]);
+                    for (a, e) in b.values.iter().zip(&want) {
+                        assert!((a - e).abs() <= tol * e.abs().max(1.0), "{name} {}: {a} vs {e}", b.name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `--arch-file` errors are one line naming the problem: an unsupported module (with its index),
+/// a printed architecture that does not match the state_dict (naming the tensor).
+#[test]
+fn print_text_errors_name_the_module_or_tensor() {
+    let lenet = std::fs::read_to_string(golden_dir().join("torch_lenet5.txt")).unwrap();
+    let img = Shape::image(1, 28, 28);
+    let bad = lenet.replace("(4): ReLU()", "(4): ELU(alpha=1.0)");
+    let e = arch_from_torch_text(&bad, img).unwrap_err();
+    assert!(e.contains("module 4 ELU: not supported") && !e.contains('\n'), "{e}");
+    let wider = lenet.replace("Conv2d(1, 6,", "Conv2d(1, 8,").replace("Conv2d(6, 16,", "Conv2d(8, 16,");
+    let arch = arch_from_torch_text(&wider, img).unwrap();
+    let e =
+        load_checkpoint::<f32>(&golden_dir().join("torch_lenet5.safetensors"), Some(&arch)).unwrap_err().to_string();
+    assert!(
+        e.contains("tensor '0.weight' has shape [6, 1, 5, 5]") && e.contains("needs [8, 1, 5, 5]") && !e.contains('\n'),
+        "{e}"
+    );
+    let e = arch_from_torch_text(&lenet, Shape::image(1, 32, 32)).unwrap_err();
+    assert!(e.contains("module 7 Linear: in_features=400, but its input has 576 features"), "{e}");
 }
