@@ -5,6 +5,10 @@ Job S: MNIST-1D (4,000 train / 1,000 test, the frozen arrays in ../shared/data/m
        MLP 40-100-100-10 ReLU, SGD lr 0.1, batch 32, 20 epochs (2,500 steps).
 Job L: 10,000 x 784 Gaussian-mixture data (10 classes, + 1,000 test), generated here with numpy,
        MLP 784-512-512-10 ReLU, SGD lr 0.01, batch 128 (last batch of an epoch 16), 5 epochs (395 steps).
+Job C: the MNIST test set (../shared/data/mnist, gzipped IDX, pixel / 255) split 8,000 / 2,000,
+       LeNet-5 (Conv2d(1,6,5,padding=2), ReLU, MaxPool2d(2), Conv2d(6,16,5), ReLU, MaxPool2d(2),
+       Flatten, Linear(400,120), ReLU, Linear(120,84), ReLU, Linear(84,10)), SGD lr 0.05,
+       batch 64, 2 epochs (250 steps).
 
 The loop mirrors what `sgdlab train` does with the specs in bench/jobs/ (f32, PyTorch default init,
 manual shuffling, the last partial batch kept, evaluation of 1,000 train examples and the whole
@@ -21,7 +25,7 @@ Prints one JSON line on stdout with the timing breakdown:
   total_s   from the first line of this script to the end (excludes interpreter start-up,
             which only the whole-process timing by hyperfine sees)
 
-Usage: python torch_train.py --job S|L --threads N [--data-dir DIR]
+Usage: python torch_train.py --job S|L|C --threads N [--data-dir DIR]
 """
 
 import time
@@ -36,7 +40,27 @@ import sys  # noqa: E402
 JOBS = {
     "S": dict(sizes=[40, 100, 100, 10], lr=0.1, batch=32, epochs=20),
     "L": dict(sizes=[784, 512, 512, 10], lr=0.01, batch=128, epochs=5),
+    "C": dict(sizes=None, lr=0.05, batch=64, epochs=2),
 }
+
+
+def lenet5(torch):
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )
+
+
+def mnist_test_set(np, mnist_dir):
+    """The 10,000 MNIST test images [n, 1, 28, 28] (pixel / 255, float32) and labels."""
+    import gzip
+
+    with gzip.open(os.path.join(mnist_dir, "t10k-images-idx3-ubyte.gz")) as f:
+        x = np.frombuffer(f.read()[16:], dtype=np.uint8).reshape(-1, 1, 28, 28).astype(np.float32) / np.float32(255)
+    with gzip.open(os.path.join(mnist_dir, "t10k-labels-idx1-ubyte.gz")) as f:
+        y = np.frombuffer(f.read()[8:], dtype=np.uint8).astype(np.int64)
+    return x, y
 
 
 def main():
@@ -62,7 +86,13 @@ def main():
 
     # ---- data ----------------------------------------------------------------------------
     t = time.perf_counter()
-    if args.job == "S":
+    if args.job == "C":
+        mnist = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../shared/data/mnist")
+        x_all, y_all = mnist_test_set(np, mnist)
+        perm = np.random.default_rng(args.seed).permutation(len(y_all))
+        x_train, y_train = x_all[perm[2000:]], y_all[perm[2000:]]
+        x_test, y_test = x_all[perm[:2000]], y_all[perm[:2000]]
+    elif args.job == "S":
         d = args.data_dir
         x_train = np.load(os.path.join(d, "x_train.npy")).astype(np.float32)
         y_train = np.load(os.path.join(d, "y_train.npy")).astype(np.int64)
@@ -90,11 +120,11 @@ def main():
     t = time.perf_counter()
     sizes = job["sizes"]
     layers = []
-    for i in range(len(sizes) - 1):
+    for i in range(len(sizes) - 1 if sizes else 0):
         layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))  # PyTorch default init
         if i < len(sizes) - 2:
             layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
+    model = torch.nn.Sequential(*layers) if sizes else lenet5(torch)
     loss_fn = torch.nn.CrossEntropyLoss()
     opt = torch.optim.SGD(model.parameters(), lr=job["lr"])
     n = X.shape[0]

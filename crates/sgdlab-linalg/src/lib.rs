@@ -12,7 +12,7 @@ mod rng;
 mod scalar;
 pub mod stats;
 
-pub use alloc::keep_freed_memory;
+pub use alloc::{LARGE_BYTES, keep_freed_memory, scale_into_streaming, streaming_fence, zeros_large};
 pub use decomp::{DecompError, SymmetricEigen, orthonormal_rows, singular_values, symmetric_eigen};
 pub use matmul::{PARALLEL_MIN_FLOPS, join_sequential, matmul_into, on_compute_threads, set_threads, threads};
 pub use ndarray;

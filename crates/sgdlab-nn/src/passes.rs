@@ -559,7 +559,8 @@ impl Model {
         batch: &Batch<'_, T>,
         obj: &Objective,
     ) -> Result<Array2<T>, NnError> {
-        let mut rows = Array2::zeros((batch.x.nrows(), self.num_params()));
+        let shape = (batch.x.nrows(), self.num_params());
+        let mut rows = Array2::from_shape_vec(shape, sgdlab_linalg::zeros_large(shape.0 * shape.1)).expect("sized");
         self.per_example_gradients_into(p, batch, obj, rows.view_mut())?;
         Ok(rows)
     }

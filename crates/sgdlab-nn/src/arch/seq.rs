@@ -131,6 +131,9 @@ impl LayerSpec {
                 check_pool_padding(name, kernel, padding)?;
                 let window = window(kernel, stride, padding, dilation);
                 window.output().map_err(|e| format!("{name}: {e}"))?;
+                if window.has_empty_window() {
+                    return Err(format!("{name}: some window covers only padding"));
+                }
                 Layer::MaxPool(MaxPool { dims, channels: input.channels(), window })
             }
             LayerSpec::AvgPool { dims, kernel, stride, padding, count_include_pad } => {
@@ -139,6 +142,9 @@ impl LayerSpec {
                 check_pool_padding(name, kernel, padding)?;
                 let window = window(kernel, stride, padding, (1, 1));
                 window.output().map_err(|e| format!("{name}: {e}"))?;
+                if window.has_empty_window() {
+                    return Err(format!("{name}: some window covers only padding"));
+                }
                 Layer::AvgPool(AvgPool { dims, channels: input.channels(), window, count_include_pad })
             }
             LayerSpec::AdaptiveAvgPool { out } => {

@@ -62,13 +62,12 @@ impl Conv {
     /// The unfolded input of every example, `[batch * col_rows, positions]`.
     fn unfold<T: Scalar>(&self, x: ArrayView2<'_, T>) -> Array2<T> {
         let (k, pos) = (self.col_rows(), self.window.positions());
-        let mut cols = Array2::zeros((x.nrows() * k, pos));
-        let data = cols.as_slice_mut().expect("fresh array");
-        for (xi, c) in x.rows().into_iter().zip(data.chunks_exact_mut(k * pos)) {
+        let mut data = Vec::with_capacity(x.nrows() * k * pos);
+        for xi in x.rows() {
             let xi = xi.as_standard_layout();
-            self.window.im2col(self.in_channels, xi.as_slice().expect("standard layout"), c);
+            self.window.im2col(self.in_channels, xi.as_slice().expect("standard layout"), &mut data);
         }
-        cols
+        Array2::from_shape_vec((x.nrows() * k, pos), data).expect("one unfolding per example")
     }
 
     /// `y = alpha W cols (+ y when beta_one)` per group, on one example (`cols`: `[col_rows, P]`,
@@ -176,9 +175,10 @@ impl Conv {
     /// `out_i = W cols(z_i)` for every example (with `z`'s own unfolding).
     fn apply_to_input<T: Scalar>(&self, w: &[T], z: ArrayView2<'_, T>, out: &mut Array2<T>, beta_one: bool, alpha: T) {
         let (k, pos) = (self.col_rows(), self.window.positions());
-        let mut cols = vec![T::zero(); k * pos];
+        let mut cols = Vec::with_capacity(k * pos);
         for (zi, mut yi) in z.rows().into_iter().zip(out.rows_mut()) {
             let zi = zi.as_standard_layout();
+            cols.clear();
             self.window.im2col(self.in_channels, zi.as_slice().expect("standard layout"), &mut cols);
             let cv = ArrayView2::from_shape((k, pos), &cols).expect("sized above");
             let yv = ArrayViewMut2::from_shape((self.out_channels, pos), yi.as_slice_mut().expect("fresh array"))

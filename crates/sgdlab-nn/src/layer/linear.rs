@@ -6,8 +6,11 @@ use super::{
 };
 use crate::init::LayerInit;
 use crate::shape::Shape;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2};
-use sgdlab_linalg::{PARALLEL_MIN_FLOPS, Scalar, join_sequential, matmul_into};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, CowArray, Ix2};
+use sgdlab_linalg::{
+    LARGE_BYTES, PARALLEL_MIN_FLOPS, Scalar, join_sequential, matmul_into, scale_into_streaming, streaming_fence,
+    threads,
+};
 
 impl Linear {
     /// Number of parameters (weight, then bias if any).
@@ -34,15 +37,27 @@ impl Linear {
 }
 
 /// Row `i` of `rows` gets the outer product `gy_i x_i^T` (the weight block, row-major
-/// `[out, in]`) and `gy_i` (the bias block), written, not added.
+/// `[out, in]`) and `gy_i` (the bias block), written, not added. A block far larger than the
+/// caches is bound by memory bandwidth: it is written with streaming stores, on two threads when
+/// products may use them.
 pub(crate) fn outer_rows<T: Scalar>(
     x: ArrayView2<'_, T>,
     gy: ArrayView2<'_, T>,
     bias: bool,
-    mut rows: ArrayViewMut2<'_, T>,
+    rows: ArrayViewMut2<'_, T>,
 ) {
+    let large = rows.len() * std::mem::size_of::<T>() >= LARGE_BYTES;
+    if large && threads() > 1 && x.nrows() >= 2 {
+        let mid = x.nrows() / 2;
+        let (x1, x2) = x.split_at(Axis(0), mid);
+        let (g1, g2) = gy.split_at(Axis(0), mid);
+        let (r1, r2) = rows.split_at(Axis(0), mid);
+        join_sequential(|| outer_rows(x1, g1, bias, r1), || outer_rows(x2, g2, bias, r2));
+        return;
+    }
     let (in_dim, out_dim) = (x.ncols(), gy.ncols());
     let wn = in_dim * out_dim;
+    let mut rows = rows;
     for ((xi, gi), mut r) in x.rows().into_iter().zip(gy.rows()).zip(rows.rows_mut()) {
         let r = r.as_slice_mut().expect("per-example rows are contiguous");
         let xi_owned: Vec<T>;
@@ -54,15 +69,16 @@ pub(crate) fn outer_rows<T: Scalar>(
             }
         };
         for (dst, &g) in r[..wn].chunks_exact_mut(in_dim).zip(gi.iter()) {
-            for (d, &xv) in dst.iter_mut().zip(xi) {
-                *d = g * xv;
-            }
+            scale_into_streaming(dst, xi, g, large);
         }
         if bias {
             for (d, &g) in r[wn..wn + out_dim].iter_mut().zip(gi.iter()) {
                 *d = g;
             }
         }
+    }
+    if large {
+        streaming_fence();
     }
 }
 

@@ -4,7 +4,7 @@
 //! its rules move values between that input and the output (a gather forward, a scatter-add
 //! backward) and its second derivative vanishes. Average pooling is a fixed linear map.
 
-use super::window::Window;
+use super::window::{TapTable, Window};
 use super::{CotangentTrace, LayerRules, Mode, ParamCotangent, Saved, TangentTrace, Trace};
 use crate::init::LayerInit;
 use crate::shape::Shape;
@@ -82,25 +82,28 @@ impl MaxPool {
     /// The output and, per output value, the index of its input within the example.
     fn pool<T: Scalar>(&self, x: ArrayView2<'_, T>) -> (Array2<T>, Vec<u32>) {
         let (pos, ipos) = (self.window.positions(), self.window.input_positions());
+        let table = self.window.tap_table();
         let outputs = self.outputs();
         let mut y = Array2::zeros((x.nrows(), outputs));
         let mut idx = vec![0u32; x.nrows() * outputs];
-        let mut best: Vec<Option<(T, usize)>> = vec![None; pos];
         for ((xi, mut yi), ii) in x.rows().into_iter().zip(y.rows_mut()).zip(idx.chunks_exact_mut(outputs)) {
+            let xi = xi.as_standard_layout();
+            let xi = xi.as_slice().expect("standard layout");
+            let yi = yi.as_slice_mut().expect("fresh array");
             for c in 0..self.channels {
-                best.iter_mut().for_each(|b| *b = None);
-                let base = c * ipos;
-                self.window.for_each_tap(|o, k| {
-                    let v = xi[base + k];
-                    match best[o] {
-                        Some((m, _)) if !(v > m || v.is_nan()) => {}
-                        _ => best[o] = Some((v, base + k)),
+                let xc = &xi[c * ipos..(c + 1) * ipos];
+                for o in 0..pos {
+                    let taps = table.taps(o);
+                    let (mut bk, mut bv) = (taps[0], xc[taps[0] as usize]);
+                    for &k in &taps[1..] {
+                        // Branch-free (the comparison is unpredictable on real data).
+                        let v = xc[k as usize];
+                        let better = v > bv || v.is_nan();
+                        bk = if better { k } else { bk };
+                        bv = if better { v } else { bv };
                     }
-                });
-                for (o, b) in best.iter().enumerate() {
-                    let (v, k) = b.expect("every window holds at least one input");
-                    yi[c * pos + o] = v;
-                    ii[c * pos + o] = k as u32;
+                    yi[c * pos + o] = bv;
+                    ii[c * pos + o] = (c * ipos) as u32 + bk;
                 }
             }
         }
@@ -147,20 +150,20 @@ impl LayerRules for MaxPool {
     /// derivative; near ties are where a small step changes the arg-max.
     fn kink_distance<T: Scalar>(&self, trace: &Trace<T>) -> f64 {
         let ipos = self.window.input_positions();
+        let table = self.window.tap_table();
         let mut gap = f64::INFINITY;
         for xi in trace.input.rows() {
             for c in 0..self.channels {
-                let mut top: Vec<(f64, f64)> = vec![(f64::NEG_INFINITY, f64::NEG_INFINITY); self.window.positions()];
-                self.window.for_each_tap(|o, k| {
-                    let v = xi[c * ipos + k].to_f64();
-                    let t = &mut top[o];
-                    if v >= t.0 {
-                        *t = (v, t.0);
-                    } else if v > t.1 {
-                        t.1 = v;
+                for o in 0..table.positions() {
+                    let (mut a, mut b) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+                    for &k in table.taps(o) {
+                        let v = xi[c * ipos + k as usize].to_f64();
+                        if v >= a {
+                            (a, b) = (v, a);
+                        } else if v > b {
+                            b = v;
+                        }
                     }
-                });
-                for (a, b) in top {
                     if a > b {
                         gap = gap.min((a - b) / 2.0);
                     }
@@ -254,23 +257,27 @@ impl AvgPool {
     }
 
     /// `1 / divisor` per output position (the same for every channel).
-    fn weights<T: Scalar>(&self) -> Vec<T> {
-        let mut count = vec![0usize; self.window.positions()];
-        self.window.for_each_tap(|o, _| count[o] += 1);
+    fn weights<T: Scalar>(&self, table: &TapTable) -> Vec<T> {
         let taps = self.window.taps();
-        count.into_iter().map(|c| T::one() / T::from_usize(if self.count_include_pad { taps } else { c })).collect()
+        (0..table.positions())
+            .map(|o| T::one() / T::from_usize(if self.count_include_pad { taps } else { table.taps(o).len() }))
+            .collect()
     }
 
     /// The linear map: `y[c, o] = w[o] sum of z[c, window(o)]`.
     fn apply<T: Scalar>(&self, z: ArrayView2<'_, T>) -> Array2<T> {
         let (pos, ipos) = (self.window.positions(), self.window.input_positions());
-        let w = self.weights::<T>();
+        let table = self.window.tap_table();
+        let w = self.weights::<T>(&table);
         let mut y = Array2::zeros((z.nrows(), self.outputs()));
         for (zi, mut yi) in z.rows().into_iter().zip(y.rows_mut()) {
+            let zi = zi.as_standard_layout();
+            let zi = zi.as_slice().expect("standard layout");
+            let yi = yi.as_slice_mut().expect("fresh array");
             for c in 0..self.channels {
-                self.window.for_each_tap(|o, k| yi[c * pos + o] += zi[c * ipos + k]);
-                for o in 0..pos {
-                    yi[c * pos + o] *= w[o];
+                let zc = &zi[c * ipos..(c + 1) * ipos];
+                for (o, (yo, &wo)) in yi[c * pos..(c + 1) * pos].iter_mut().zip(&w).enumerate() {
+                    *yo = table.taps(o).iter().map(|&k| zc[k as usize]).sum::<T>() * wo;
                 }
             }
         }
@@ -280,11 +287,21 @@ impl AvgPool {
     /// Its adjoint: `gx[c, k] = sum over windows o containing k of w[o] g[c, o]`.
     fn apply_t<T: Scalar>(&self, g: ArrayView2<'_, T>) -> Array2<T> {
         let (pos, ipos) = (self.window.positions(), self.window.input_positions());
-        let w = self.weights::<T>();
+        let table = self.window.tap_table();
+        let w = self.weights::<T>(&table);
         let mut gx = Array2::zeros((g.nrows(), self.inputs()));
         for (gi, mut xi) in g.rows().into_iter().zip(gx.rows_mut()) {
+            let gi = gi.as_standard_layout();
+            let gi = gi.as_slice().expect("standard layout");
+            let xi = xi.as_slice_mut().expect("fresh array");
             for c in 0..self.channels {
-                self.window.for_each_tap(|o, k| xi[c * ipos + k] += w[o] * gi[c * pos + o]);
+                let xc = &mut xi[c * ipos..(c + 1) * ipos];
+                for (o, (&go, &wo)) in gi[c * pos..(c + 1) * pos].iter().zip(&w).enumerate() {
+                    let v = wo * go;
+                    for &k in table.taps(o) {
+                        xc[k as usize] += v;
+                    }
+                }
             }
         }
         gx

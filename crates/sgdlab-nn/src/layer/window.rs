@@ -68,42 +68,44 @@ impl Window {
         (lo.min(hi), hi, start)
     }
 
-    /// Unfolds one example `x` (`[channels, H, W]` flattened) into `cols` (`[channels * taps,
-    /// positions]` row-major): row `(c, ki, kj)` holds the input value each output position reads
-    /// through that tap, 0 in the padding.
-    pub(crate) fn im2col<T: Scalar>(&self, channels: usize, x: &[T], cols: &mut [T]) {
+    /// Unfolds one example `x` (`[channels, H, W]` flattened), appending to `cols` its
+    /// `[channels * taps, positions]` row-major unfolding: row `(c, ki, kj)` holds the input value
+    /// each output position reads through that tap, 0 in the padding. (Appending writes every
+    /// value once: no zeroed buffer first.)
+    pub(crate) fn im2col<T: Scalar>(&self, channels: usize, x: &[T], cols: &mut Vec<T>) {
         let (oh_n, ow_n) = self.output().expect("validated when the layer was built");
         let (h_n, w_n) = self.input;
-        let p = oh_n * ow_n;
-        let mut row = 0;
+        let zeros = |cols: &mut Vec<T>, n: usize| cols.extend(std::iter::repeat_n(T::zero(), n));
+        cols.reserve(channels * self.taps() * oh_n * ow_n);
         for c in 0..channels {
             let xc = &x[c * h_n * w_n..(c + 1) * h_n * w_n];
             for ki in 0..self.kernel.0 {
                 let (h_lo, h_hi, h0) = Self::valid(h_n, oh_n, self.stride.0, self.padding.0, self.dilation.0, ki);
                 for kj in 0..self.kernel.1 {
                     let (w_lo, w_hi, w0) = Self::valid(w_n, ow_n, self.stride.1, self.padding.1, self.dilation.1, kj);
-                    let dst = &mut cols[row * p..(row + 1) * p];
-                    row += 1;
-                    dst[..h_lo * ow_n].fill(T::zero());
-                    dst[h_hi * ow_n..].fill(T::zero());
+                    zeros(cols, h_lo * ow_n);
                     for oh in h_lo..h_hi {
                         let ih = (h0 + (oh * self.stride.0) as isize) as usize;
                         let src = &xc[ih * w_n..(ih + 1) * w_n];
-                        let seg = &mut dst[oh * ow_n..(oh + 1) * ow_n];
-                        seg[..w_lo].fill(T::zero());
-                        seg[w_hi..].fill(T::zero());
+                        zeros(cols, w_lo);
                         let first = (w0 + (w_lo * self.stride.1) as isize) as usize;
                         if self.stride.1 == 1 {
-                            seg[w_lo..w_hi].copy_from_slice(&src[first..first + (w_hi - w_lo)]);
+                            cols.extend_from_slice(&src[first..first + (w_hi - w_lo)]);
                         } else {
-                            for (o, v) in seg[w_lo..w_hi].iter_mut().enumerate() {
-                                *v = src[first + o * self.stride.1];
-                            }
+                            cols.extend((0..w_hi - w_lo).map(|o| src[first + o * self.stride.1]));
                         }
+                        zeros(cols, ow_n - w_hi);
                     }
+                    zeros(cols, (oh_n - h_hi) * ow_n);
                 }
             }
         }
+    }
+
+    /// True when some output position's window holds no input value (only padding).
+    pub(crate) fn has_empty_window(&self) -> bool {
+        let t = self.tap_table();
+        (0..t.positions()).any(|o| t.taps(o).is_empty())
     }
 
     /// The adjoint of [`Window::im2col`]: adds every column entry into the input value it was
@@ -141,6 +143,26 @@ impl Window {
         }
     }
 
+    /// The input values (inside the input) of every output position's window, in PyTorch's scan
+    /// order (rows, then columns): position `o` reads `index[start[o]..start[o + 1]]` (indices
+    /// within one channel).
+    pub(crate) fn tap_table(&self) -> TapTable {
+        let mut start = vec![0u32];
+        let mut index = Vec::with_capacity(self.positions() * self.taps());
+        let mut last = 0;
+        self.for_each_tap(|o, k| {
+            while last < o {
+                start.push(index.len() as u32);
+                last += 1;
+            }
+            index.push(k as u32);
+        });
+        while start.len() <= self.positions() {
+            start.push(index.len() as u32);
+        }
+        TapTable { start, index }
+    }
+
     /// Calls `f(position, input index)` for every input value (inside the input) of the window at
     /// each output position of one channel, in PyTorch's scan order (rows, then columns).
     pub(crate) fn for_each_tap(&self, mut f: impl FnMut(usize, usize)) {
@@ -167,6 +189,25 @@ impl Window {
     }
 }
 
+/// The windows of a [`Window`] as lists of input indices (compressed rows).
+pub(crate) struct TapTable {
+    start: Vec<u32>,
+    index: Vec<u32>,
+}
+
+impl TapTable {
+    /// The input indices of output position `o`'s window.
+    #[inline]
+    pub(crate) fn taps(&self, o: usize) -> &[u32] {
+        &self.index[self.start[o] as usize..self.start[o + 1] as usize]
+    }
+
+    /// Number of output positions.
+    pub(crate) fn positions(&self) -> usize {
+        self.start.len() - 1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,8 +228,9 @@ mod tests {
             let n = c * g.input.0 * g.input.1;
             let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
             let k = c * g.taps();
-            let mut cols = vec![f64::NAN; k * oh * ow];
+            let mut cols = Vec::new();
             g.im2col(c, &x, &mut cols);
+            assert_eq!(cols.len(), k * oh * ow);
             for ch in 0..c {
                 for ki in 0..g.kernel.0 {
                     for kj in 0..g.kernel.1 {
