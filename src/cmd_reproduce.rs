@@ -15,9 +15,10 @@ pub struct ReproduceArgs {
     /// Runs in parallel (default: the number of cores), each single-threaded.
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
-    /// Output directory.
-    #[arg(long, value_name = "DIR", default_value = "results")]
+    /// Output directory: OUT/<study>[-quick]/ per study and OUT/index.html.
+    #[arg(long, value_name = "OUT", default_value = "results")]
     out: PathBuf,
+    /// No progress bars and no summaries (errors only).
     #[arg(long)]
     quiet: bool,
 }
@@ -26,8 +27,9 @@ pub fn run(a: ReproduceArgs) -> Result<i32> {
     let stop = ctrl_c();
     let jobs = a.jobs.unwrap_or_else(default_jobs);
     let mut dirs = Vec::new();
-    for (name, _, _) in sgdlab_studies::BUILTIN {
-        let (dir, done) = run_one(name, a.quick, jobs, &a.out, a.quiet, stop.clone())?;
+    for b in sgdlab_studies::BUILTIN {
+        let study = sgdlab_studies::load_study(b.name, a.quick, &[])?;
+        let (dir, done) = run_one(&study, jobs, &a.out, true, a.quiet, stop.clone())?;
         if !done {
             return Ok(130);
         }

@@ -124,10 +124,10 @@ pub fn run(a: TrainArgs) -> Result<i32> {
             record.steps_completed,
             record.total_steps,
             record.wall_time_s,
-            g("train_loss"),
-            g("train_accuracy"),
-            g("test_loss"),
-            g("test_accuracy")
+            g("train/loss"),
+            g("train/accuracy"),
+            g("test/loss"),
+            g("test/accuracy")
         );
         if let Some(msg) = &record.message {
             eprintln!("{msg}");

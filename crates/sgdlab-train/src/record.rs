@@ -40,7 +40,8 @@ pub struct RunRecord {
     pub threads: usize,
     /// Seconds spent training, summed over resumed segments.
     pub wall_time_s: f64,
-    /// Last evaluation: `train_loss`, `train_accuracy`, `test_loss`, `test_accuracy`.
+    /// Last evaluation: `train/loss`, `train/accuracy`, `test/loss`, `test/accuracy` (the
+    /// `probe/name` of their metrics.jsonl rows).
     pub final_metrics: BTreeMap<String, f64>,
 }
 
@@ -51,6 +52,10 @@ pub struct MetricRecord {
     pub epoch: f64,
     pub probe: String,
     pub name: String,
+    /// The element of a vector metric (a spectrum, per-layer or per-frequency values): one row
+    /// per element. Absent for scalar metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
     /// `null` in JSON when not finite.
     pub value: Option<f64>,
 }
@@ -117,13 +122,27 @@ impl MetricsWriter {
         Ok(MetricsWriter { path, out: BufWriter::new(f) })
     }
 
-    /// Appends one measurement.
+    /// Appends one measurement of a scalar metric.
     pub fn write(&mut self, step: u64, epoch: f64, probe: &str, name: &str, value: f64) -> Result<(), TrainError> {
+        self.write_element(step, epoch, probe, name, None, value)
+    }
+
+    /// Appends one measurement: a scalar (`index` = `None`) or one element of a vector metric.
+    pub fn write_element(
+        &mut self,
+        step: u64,
+        epoch: f64,
+        probe: &str,
+        name: &str,
+        index: Option<u32>,
+        value: f64,
+    ) -> Result<(), TrainError> {
         let rec = MetricRecord {
             step,
             epoch,
             probe: probe.to_string(),
             name: name.to_string(),
+            index,
             value: value.is_finite().then_some(value),
         };
         let line = serde_json::to_string(&rec).expect("metric records serialise");

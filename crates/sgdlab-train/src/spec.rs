@@ -439,7 +439,7 @@ fn parse_override(file: &str, ov: &str) -> Result<(Vec<String>, String), TrainEr
 
 /// Parses `raw` as a value of the same TOML type as `old` (so `lr=1` stays a float, and a string
 /// needs no quotes).
-fn typed_value(key: &str, raw: &str, old: Option<&toml::Value>) -> Result<toml::Value, String> {
+pub fn typed_value(key: &str, raw: &str, old: Option<&toml::Value>) -> Result<toml::Value, String> {
     use toml::Value;
     let literal = || -> Result<Value, String> {
         let doc: toml::Table =

@@ -51,6 +51,8 @@ pub struct RunOptions<'a> {
 pub struct Measurement {
     pub probe: String,
     pub name: String,
+    /// The element of a vector metric (one measurement per element), `None` for a scalar.
+    pub index: Option<u32>,
     pub value: f64,
 }
 
@@ -809,8 +811,8 @@ impl<'a, T: Scalar> Run<'a, T> {
             let (l, a) = self.evaluate(&self.train, &self.eval_train)?;
             metrics.write(step, ep, "train", "loss", l)?;
             metrics.write(step, ep, "train", "accuracy", a)?;
-            last.insert("train_loss".into(), l);
-            last.insert("train_accuracy".into(), a);
+            last.insert("train/loss".into(), l);
+            last.insert("train/accuracy".into(), a);
             prog.train_loss = Some(l);
             prog.train_accuracy = Some(a);
             // Training targets end the run here (checked at evaluations only).
@@ -827,8 +829,8 @@ impl<'a, T: Scalar> Run<'a, T> {
                 let (l, a) = self.evaluate(td, idx)?;
                 metrics.write(step, ep, "test", "loss", l)?;
                 metrics.write(step, ep, "test", "accuracy", a)?;
-                last.insert("test_loss".into(), l);
-                last.insert("test_accuracy".into(), a);
+                last.insert("test/loss".into(), l);
+                last.insert("test/accuracy".into(), a);
                 prog.test_accuracy = Some(a);
             }
         }
@@ -838,7 +840,7 @@ impl<'a, T: Scalar> Run<'a, T> {
                 .measure(step, self.total, &self.model, &p64, self.data)
                 .map_err(|message| TrainError::Hook { step, message })?;
             for m in ms {
-                metrics.write(step, ep, &m.probe, &m.name, m.value)?;
+                metrics.write_element(step, ep, &m.probe, &m.name, m.index, m.value)?;
             }
         }
         Ok(())

@@ -365,7 +365,7 @@ fn training_targets_stop_the_run_at_the_first_evaluation_reaching_them() {
     assert_eq!(r.status, RunStatus::Completed);
     assert!(r.total_steps < 400 && r.total_steps.is_multiple_of(10), "{}", r.total_steps);
     assert_eq!(r.steps_completed, r.total_steps);
-    assert!(r.final_metrics["train_accuracy"] >= 0.5);
+    assert!(r.final_metrics["train/accuracy"] >= 0.5);
     // The evaluation before the stop had not reached the target.
     let m = sgdlab_train::read_metrics(dir.path()).unwrap();
     let before = m.iter().find(|x| x.probe == "train" && x.name == "accuracy" && x.step == r.total_steps - 10).unwrap();
