@@ -77,7 +77,7 @@ fn not_completed(r: &RunSummary) -> String {
 }
 
 /// Orders JSON axis values: numbers numerically, then text.
-fn value_order(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
+pub fn value_order(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
     match (a.as_f64(), b.as_f64()) {
         (Some(x), Some(y)) => x.total_cmp(&y),
         (Some(_), None) => std::cmp::Ordering::Less,
