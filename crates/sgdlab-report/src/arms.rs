@@ -146,6 +146,17 @@ impl Arms {
         if parts.is_empty() { "all runs".into() } else { parts.join(", ") }
     }
 
+    /// The values of a key over `axes`, without the axis names: "32, relu".
+    pub fn values(&self, key: &Key) -> String {
+        let parts: Vec<String> = key.iter().map(|v| v.as_ref().map_or_else(|| "none".into(), value_text)).collect();
+        if parts.is_empty() { "all runs".into() } else { parts.join(", ") }
+    }
+
+    /// The names of `axes` in words: "batch size, act".
+    pub fn heading(&self, axes: &[usize]) -> String {
+        axes.iter().map(|&a| axis_words(&self.axes[a])).collect::<Vec<_>>().join(", ")
+    }
+
     /// The label of arm `i`.
     pub fn arm_label(&self, i: usize) -> String {
         self.label(&self.shown, &self.arms[i])

@@ -70,7 +70,10 @@ ul.overview { padding-left: 20px; }
 ul.overview li { margin: 4px 0; }
 ul.claims { list-style: none; margin: 0; padding: 0; }
 ul.claims li { margin: 2px 0; }
+main:has(> .wide) { max-width: 1400px; }
 table.survey td { font-size: 13px; }
+table.survey td.claim { min-width: 16em; }
+table.survey td.study { min-width: 11em; }
 tr.none td { background: #fbfcfd; }
 footer { margin-top: 40px; font-size: 12px; color: var(--muted); }
 "#;
@@ -151,7 +154,12 @@ pub(crate) fn effect_strip(e: &EffectRecord, d: &DecisionSpec, verdict: Verdict,
         esc(&threshold_words(d))
     );
     if let DecisionSpec::Within([t0, t1]) = d {
-        let _ = write!(s, "<rect x=\"{:.1}\" y=\"8\" width=\"{:.1}\" height=\"40\" fill=\"#1a7f37\" fill-opacity=\"0.12\"/>", px(*t0), px(*t1) - px(*t0));
+        let _ = write!(
+            s,
+            "<rect x=\"{:.1}\" y=\"8\" width=\"{:.1}\" height=\"40\" fill=\"#1a7f37\" fill-opacity=\"0.12\"/>",
+            px(*t0),
+            px(*t1) - px(*t0)
+        );
     }
     let _ = write!(s, "<line x1=\"{left}\" x2=\"{right}\" y1=\"{axis_y}\" y2=\"{axis_y}\" stroke=\"#8c959f\"/>");
     for t in crate::figures::plot::linear_ticks(a, b, 6) {
@@ -165,10 +173,12 @@ pub(crate) fn effect_strip(e: &EffectRecord, d: &DecisionSpec, verdict: Verdict,
         );
     }
     for t in &thresholds {
+        // The label on the side with room: right of the line, or left of it near the right end.
+        let (anchor, dx) = if px(*t) > 0.7 * w { ("end", -4) } else { ("start", 4) };
         let _ = write!(
             s,
-            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"6\" y2=\"{axis_y}\" stroke=\"#cf222e\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"/>\
-             <text x=\"{x:.1}\" y=\"8\" dx=\"4\" fill=\"#cf222e\">threshold {}</text>",
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"4\" y2=\"{axis_y}\" stroke=\"#cf222e\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"/>\
+             <text x=\"{x:.1}\" y=\"12\" dx=\"{dx}\" text-anchor=\"{anchor}\" fill=\"#cf222e\">threshold {}</text>",
             esc(&fmt_num(*t)),
             x = px(*t)
         );
@@ -230,13 +240,19 @@ fn header(s: &Study, b: &mut String) {
         v.runs.planned
     );
     if !v.complete {
-        let unfinished = v.runs.planned - v.runs.completed - v.runs.diverged - v.runs.failed;
+        let r = &v.runs;
+        let parts: Vec<String> = [(r.running, "running"), (r.interrupted, "interrupted"), (r.missing, "not run yet")]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, w)| format!("{n} {w}"))
+            .collect();
         let _ = writeln!(
             b,
-            "<div class=\"banner incomplete\"><p><b>Incomplete study.</b> {unfinished} of {} planned runs have not finished \
-             ({} running, {} interrupted, {} not run yet): the verdicts below rest on the finished runs only. Run the \
-             study again to finish it.</p></div>",
-            v.runs.planned, v.runs.running, v.runs.interrupted, v.runs.missing
+            "<div class=\"banner incomplete\"><p><b>Incomplete study.</b> {} of {} planned runs have not finished ({}): \
+             the verdicts below rest on the finished runs only. Run the study again to finish it.</p></div>",
+            r.running + r.interrupted + r.missing,
+            r.planned,
+            parts.join(", ")
         );
     }
     if v.quick || !v.overrides.is_empty() {
@@ -322,9 +338,17 @@ fn claim_section(s: &Study, i: usize, c: &ClaimRecord, figures: &[Figure], b: &m
          <dt>Statistic</dt><dd>{}</dd>\n<dt>Decision</dt><dd>{}</dd>\n{}<dt>Runs</dt><dd>{} used, {} excluded</dd>\n</dl>",
         esc(&c.expected),
         provenance_tag(c.provenance),
-        if c.source.is_empty() { String::new() } else { format!(" <span class=\"muted\">source: {}</span>", esc(&c.source)) },
+        if c.source.is_empty() {
+            String::new()
+        } else {
+            format!(" <span class=\"muted\">source: {}</span>", esc(&c.source))
+        },
         esc(&s.labels.describe(&c.value_spec)),
-        if metrics.is_empty() { String::new() } else { format!(" <span class=\"muted\">(reads {})</span>", metrics.join(", ")) },
+        if metrics.is_empty() {
+            String::new()
+        } else {
+            format!(" <span class=\"muted\">(reads {})</span>", metrics.join(", "))
+        },
         esc(&c.statistic),
         esc(&c.decision_rule),
         c.effect
@@ -359,7 +383,11 @@ fn groups_table(c: &ClaimRecord, b: &mut String) {
         let group = g.group.as_ref().map(value_text).unwrap_or_else(|| "all runs".into());
         let (effect, strip, seeds) = match &g.effect {
             Some(e) => (effect_html(e), effect_strip(e, &c.decision, g.verdict, 360), e.seeds.to_string()),
-            None => (format!("<span class=\"warn\">{}</span>", esc(g.reason.as_deref().unwrap_or("no effect"))), String::new(), "".into()),
+            None => (
+                format!("<span class=\"warn\">{}</span>", esc(g.reason.as_deref().unwrap_or("no effect"))),
+                String::new(),
+                "".into(),
+            ),
         };
         let _ = writeln!(
             b,
@@ -460,12 +488,16 @@ fn figure(f: &Figure, b: &mut String) {
 fn runs_section(s: &Study, b: &mut String) {
     let v = &s.verdict;
     let c = &v.runs;
-    let _ = writeln!(
-        b,
-        "<section id=\"runs\">\n<h2>Runs</h2>\n<p>{} planned: {} completed, {} diverged, {} failed, {} interrupted, {} running, \
-         {} not run yet.</p>",
-        c.planned, c.completed, c.diverged, c.failed, c.interrupted, c.running, c.missing
-    );
+    let states = [
+        (c.completed, "completed"),
+        (c.diverged, "diverged"),
+        (c.failed, "failed"),
+        (c.interrupted, "interrupted"),
+        (c.running, "running"),
+        (c.missing, "not run yet"),
+    ];
+    let parts: Vec<String> = states.iter().filter(|(n, _)| *n > 0).map(|(n, w)| format!("{n} {w}")).collect();
+    let _ = writeln!(b, "<section id=\"runs\">\n<h2>Runs</h2>\n<p>{} planned: {}.</p>", c.planned, parts.join(", "));
     b.push_str(
         "<div class=\"scroll\"><table>\n<thead><tr><th>arm</th><th>runs</th><th>completed</th><th>steps (completed)</th>\
          <th>not completed</th></tr></thead>\n<tbody>\n",

@@ -19,23 +19,23 @@ pub(crate) fn page(entries: &[Entry]) -> String {
     let mut b = String::new();
     let sections_with = CLAIMS.iter().filter(|c| entries.iter().any(|e| e.verdict.section == c.section)).count();
     let count = |v: Verdict| entries.iter().filter(|e| e.verdict.verdict == v).count();
+    let counts: Vec<String> =
+        [Verdict::Reproduced, Verdict::PartlyReproduced, Verdict::NotReproduced, Verdict::Inconclusive]
+            .iter()
+            .map(|&v| {
+                format!("<span class=\"badge {}\">{} {}</span>", v.as_str().replace(' ', "-"), count(v), v.as_str())
+            })
+            .collect();
     let _ = writeln!(
         b,
         "<header>\n<p class=\"kicker\">sgdlab &middot; the claims of the survey <i>Inductive Biases of SGD Training</i> \
          (PROTOCOLS.md)</p>\n<h1>Survey claims and their studies</h1>\n<div class=\"headline\"><span class=\"summary\">{} of \
-         {} sections have a study</span> <span>{} {}:</span> {} {} &middot; {} {} &middot; {} {} &middot; {} {}</div>\n</header>",
+         {} sections have a study</span> <span>{} {}:</span> {}</div>\n</header>",
         sections_with,
         CLAIMS.len(),
         entries.len(),
         if entries.len() == 1 { "study" } else { "studies" },
-        count(Verdict::Reproduced),
-        badge(Verdict::Reproduced),
-        count(Verdict::PartlyReproduced),
-        badge(Verdict::PartlyReproduced),
-        count(Verdict::NotReproduced),
-        badge(Verdict::NotReproduced),
-        count(Verdict::Inconclusive),
-        badge(Verdict::Inconclusive),
+        counts.join(" ")
     );
     b.push_str(
         "<section>\n<div class=\"scroll\"><table class=\"survey\">\n<thead><tr><th>section</th><th>family</th><th>paper</th>\
@@ -63,14 +63,14 @@ pub(crate) fn page(entries: &[Entry]) -> String {
         "<footer>Each row is read from the study's <code>verdict.json</code>; its report gives the runs and files behind every \
          number. Index built by sgdlab-report {REPORT_VERSION}.</footer>"
     );
-    crate::html::page("sgdlab: survey claims and their studies", &b)
+    crate::html::page("sgdlab: survey claims and their studies", &format!("<div class=\"wide\">{b}</div>"))
 }
 
 /// The rows of one section: one per study (the section's cells spanning them), or "no study yet".
 fn section_rows(c: &SurveyClaim, mine: &[&Entry], b: &mut String) {
     let span = mine.len().max(1);
     let head = format!(
-        "<td rowspan=\"{span}\"><b>{}</b></td><td rowspan=\"{span}\">{}</td><td rowspan=\"{span}\">{}</td><td rowspan=\"{span}\">{}</td>",
+        "<td rowspan=\"{span}\"><b>{}</b></td><td rowspan=\"{span}\">{}</td><td rowspan=\"{span}\">{}</td><td rowspan=\"{span}\" class=\"claim\">{}</td>",
         esc(c.section),
         esc(c.family),
         esc(c.paper),
@@ -94,13 +94,21 @@ fn study_cells(e: &Entry) -> String {
         .map(|c| {
             let effect = match &c.effect {
                 Some(x) => effect_html(x),
-                None => format!("<span class=\"muted\">no effect: {}</span>", esc(c.reason.as_deref().unwrap_or("none formed"))),
+                None => format!(
+                    "<span class=\"muted\">no effect: {}</span>",
+                    esc(c.reason.as_deref().unwrap_or("none formed"))
+                ),
             };
-            format!("<li>{} <code>{}</code> {effect}</li>", badge(c.verdict), esc(&c.id))
+            format!(
+                "<li>{} <code>{}</code> {effect} <span class=\"muted\">&middot; threshold {}</span></li>",
+                badge(c.verdict),
+                esc(&c.id),
+                esc(&c.decision.predicate())
+            )
         })
         .collect();
     format!(
-        "<td><a href=\"{}\">{}</a><br><code>{}</code>{}</td><td>{}<br><span class=\"muted\">{}</span>{}</td><td><ul class=\"claims\">{}</ul></td>",
+        "<td class=\"study\"><a href=\"{}\">{}</a><br><code>{}</code>{}</td><td>{}<br><span class=\"muted\">{}</span>{}</td><td><ul class=\"claims\">{}</ul></td>",
         esc(&e.link),
         esc(&v.title),
         esc(&v.study),

@@ -25,9 +25,9 @@
 //! arms (combinations of axis values; see *Arms* below) and every arm has one colour in
 //! all figures of the study. Titles and axis titles are in words from the probe registry's
 //! labels and units (a metric without a label shows its `probe/name`); a logarithmic axis says
-//! "log scale" in its title and is ticked at powers of ten (1, 2, 5 times powers of ten when it
-//! spans less than two decades). A figure whose metric no run recorded is a frame saying
-//! "no data: ..." with the reason, not an error.
+//! "log scale" in its title and is ticked at powers of ten (1, 2 and 5 times powers of ten when
+//! fewer than three powers of ten fall inside it). A figure whose metric no run recorded is a
+//! frame saying "no data: ..." with the reason, not an error.
 //!
 //! - `final_vs_axis`: the per-run value `y` against the axis `x_axis`. Per axis value and series
 //!   (the combinations of the other axes that vary, leaving out axes that follow from `x_axis`):
@@ -126,7 +126,8 @@ pub fn build_study_report(study_dir: &Path) -> Result<PathBuf, ReportError> {
         figures.push(figures::build(&study, spec, &figures_dir.join(format!("{}.svg", spec.name)))?);
     }
     if !figures.is_empty() {
-        std::fs::create_dir_all(&figures_dir).map_err(|e| ReportError::Write { path: figures_dir.clone(), source: e })?;
+        std::fs::create_dir_all(&figures_dir)
+            .map_err(|e| ReportError::Write { path: figures_dir.clone(), source: e })?;
     }
     for f in &figures {
         write_file(&figures_dir.join(format!("{}.svg", f.spec.name)), &f.svg)?;

@@ -31,9 +31,7 @@ impl Study {
         let mut order: Vec<usize> = (0..self.runs.len()).collect();
         order.sort_by(|&a, &b| {
             let (ra, rb) = (&self.runs[a].summary, &self.runs[b].summary);
-            cmp_key(&self.arms.run_keys[a], &self.arms.run_keys[b])
-                .then(ra.seed.cmp(&rb.seed))
-                .then(ra.id.cmp(&rb.id))
+            cmp_key(&self.arms.run_keys[a], &self.arms.run_keys[b]).then(ra.seed.cmp(&rb.seed)).then(ra.id.cmp(&rb.id))
         });
         order
     }

@@ -5,19 +5,13 @@
 //! Set `SGDLAB_REPORT_DEMO_DIR=/some/dir` to also leave the demo studies, their reports and an
 //! index there (to look at them in a browser).
 
+mod common;
+
+use common::{Csv, End, FakeRun, assert_close, assert_self_contained, copy_dir, demo_dir, row, snapshot};
 use serde_json::{Value, json};
 use sgdlab_report::{ReportError, build_index, build_study_report};
-use sgdlab_studies::records::{PlanRecord, PlannedMeasure, PlannedRun, write_json};
-use sgdlab_studies::{StudySpec, compute_verdict};
-use sgdlab_train::{MetricRecord, RunContext, RunRecord, RunStatus};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-/// Substrings that would fetch or run something.
-const FORBIDDEN: [&str; 6] = ["http", "src=", "<link", "<script", "@import", "url("];
-
-/// Means over seeds are sums over 1-4 values divided by n: exact up to a few roundings.
-const TOL: f64 = 1e-12;
+use sgdlab_train::MetricRecord;
+use std::path::Path;
 
 const STEPS: [u64; 3] = [0, 10, 20];
 const TRAIN_SIZE: f64 = 4000.0;
@@ -156,28 +150,31 @@ fn spectrum(batch: u64, act: &str, seed: u64, j: usize) -> f64 {
     lambda(batch, act, seed) / (j as f64 + 1.0)
 }
 
-/// How a fake run ends.
-#[derive(Clone, Copy, PartialEq)]
-enum End {
-    Completed,
-    Diverged(u64),
-    /// Never started: no run directory.
-    Missing,
+fn run_id(batch: u64, act: &str, seed: u64) -> String {
+    format!("r{batch}-{act}-{seed}")
 }
 
-struct FakeRun {
-    seed: u64,
-    batch: u64,
-    act: &'static str,
-    end: End,
-}
-
-impl FakeRun {
-    fn id(&self) -> String {
-        format!("r{}-{}-{}", self.batch, self.act, self.seed)
+fn metric_rows(batch: u64, act: &str, seed: u64) -> Vec<MetricRecord> {
+    let epoch = |step: u64| step as f64 * batch as f64 / TRAIN_SIZE;
+    let mut rows = Vec::new();
+    for step in STEPS {
+        rows.push(row(step, epoch(step), "train", "loss", None, train_loss(batch, act, seed, step)));
+        for i in 0..3 {
+            rows.push(row(step, epoch(step), "sb", "residual", Some(i), residual(seed, step, i as usize)));
+        }
     }
+    let last = *STEPS.last().unwrap();
+    rows.push(row(last, epoch(last), "hessian", "top_eigenvalue", None, lambda(batch, act, seed)));
+    rows.push(row(last, epoch(last), "loss", "loss", None, train_loss(batch, act, seed, last)));
+    for (j, f) in FREQUENCIES.iter().enumerate() {
+        rows.push(row(last, epoch(last), "sb", "frequency", Some(j as u32), *f));
+        rows.push(row(last, epoch(last), "sb", "spectrum", Some(j as u32), spectrum(batch, act, seed, j)));
+    }
+    rows
 }
 
+/// Batch size x activation x 4 seeds; (2000, identity, seed 3) diverged at step 12 and (32,
+/// relu, seed 3) never ran.
 fn runs() -> Vec<FakeRun> {
     let mut out = Vec::new();
     for batch in BATCHES {
@@ -188,193 +185,21 @@ fn runs() -> Vec<FakeRun> {
                     (32, "relu", 3) => End::Missing,
                     _ => End::Completed,
                 };
-                out.push(FakeRun { seed, batch, act, end });
+                out.push(FakeRun {
+                    id: run_id(batch, act, seed),
+                    seed,
+                    axes: [("act".to_string(), json!(act)), ("batch_size".to_string(), json!(batch))].into(),
+                    end,
+                    rows: metric_rows(batch, act, seed),
+                });
             }
         }
     }
     out
 }
 
-fn row(step: u64, batch: u64, probe: &str, name: &str, index: Option<u32>, value: f64) -> MetricRecord {
-    let epoch = step as f64 * batch as f64 / TRAIN_SIZE;
-    MetricRecord { step, epoch, probe: probe.into(), name: name.into(), index, value: value.is_finite().then_some(value) }
-}
-
-fn metric_rows(r: &FakeRun) -> Vec<MetricRecord> {
-    let mut rows = Vec::new();
-    for step in STEPS {
-        rows.push(row(step, r.batch, "train", "loss", None, train_loss(r.batch, r.act, r.seed, step)));
-        for i in 0..3 {
-            rows.push(row(step, r.batch, "sb", "residual", Some(i), residual(r.seed, step, i as usize)));
-        }
-    }
-    let last = *STEPS.last().unwrap();
-    rows.push(row(last, r.batch, "hessian", "top_eigenvalue", None, lambda(r.batch, r.act, r.seed)));
-    rows.push(row(last, r.batch, "loss", "loss", None, train_loss(r.batch, r.act, r.seed, last)));
-    for (j, f) in FREQUENCIES.iter().enumerate() {
-        rows.push(row(last, r.batch, "sb", "frequency", Some(j as u32), *f));
-        rows.push(row(last, r.batch, "sb", "spectrum", Some(j as u32), spectrum(r.batch, r.act, r.seed, j)));
-    }
-    rows
-}
-
-fn run_record(r: &FakeRun) -> RunRecord {
-    let (status, diverged_at_step, steps) = match r.end {
-        End::Diverged(s) => (RunStatus::Diverged, Some(s), s),
-        End::Completed | End::Missing => (RunStatus::Completed, None, 20),
-    };
-    RunRecord {
-        status,
-        diverged_at_step,
-        message: None,
-        seed: r.seed,
-        spec_hash: format!("spec-{}", r.id()),
-        steps_completed: steps,
-        total_steps: 20,
-        dtype: "f64".into(),
-        sgdlab_version: "0.1.0".into(),
-        git_revision: "test".into(),
-        threads: 1,
-        wall_time_s: 0.0,
-        final_metrics: BTreeMap::new(),
-    }
-}
-
-fn write_text(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-/// Writes a study directory: study.toml, plan.json, the runs, and verdict.json (computed).
-fn write_study(dir: &Path, title: &str, section: &str, quick: bool) -> StudySpec {
-    let toml = spec_toml(title, section, quick);
-    let spec = StudySpec::from_toml(&toml, "toy.toml").unwrap();
-    write_text(&dir.join("study.toml"), &toml);
-    let fakes = runs();
-    let planned: Vec<PlannedRun> = fakes
-        .iter()
-        .enumerate()
-        .map(|(index, r)| PlannedRun {
-            id: r.id(),
-            index,
-            seed: r.seed,
-            axes: [("act".to_string(), json!(r.act)), ("batch_size".to_string(), json!(r.batch))].into(),
-            sweeps: vec!["grid".into()],
-            run_spec: "model = \"mlp:4-4-2:relu\"\n".into(),
-        })
-        .collect();
-    let plan = PlanRecord {
-        study: spec.name.clone(),
-        title: spec.title.clone(),
-        section: spec.section.clone(),
-        spec_hash: "9c7ecc0011223344".into(),
-        quick,
-        overrides: if quick { spec.quick.set.clone() } else { Vec::new() },
-        axes: vec!["batch_size".into(), "act".into()],
-        sweeps: vec!["grid".into()],
-        measure: vec![PlannedMeasure {
-            spec: spec.measure[0].clone(),
-            resolved_options: json!({}),
-            metrics: vec!["loss/loss".into(), "loss/accuracy".into(), "loss/grad_norm".into()],
-        }],
-        runs: planned,
-    };
-    write_json(&dir.join("plan.json"), &plan).unwrap();
-    for r in &fakes {
-        if r.end == End::Missing {
-            continue;
-        }
-        let rd = dir.join("runs").join(r.id());
-        write_text(&rd.join("record.json"), &serde_json::to_string_pretty(&run_record(r)).unwrap());
-        let lines: Vec<String> = match r.end {
-            End::Completed => metric_rows(r).iter().map(|m| serde_json::to_string(m).unwrap()).collect(),
-            End::Diverged(_) | End::Missing => Vec::new(),
-        };
-        write_text(&rd.join("metrics.jsonl"), &(lines.join("\n") + "\n"));
-    }
-    let ctx = RunContext { sgdlab_version: "0.1.0".into(), git_revision: "abc123".into() };
-    compute_verdict(dir, &spec, &plan, &ctx).unwrap();
-    spec
-}
-
-/// A parsed CSV: header and rows of cells.
-struct Csv {
-    header: Vec<String>,
-    rows: Vec<Vec<String>>,
-}
-
-impl Csv {
-    fn read(path: &Path) -> Csv {
-        let text = std::fs::read_to_string(path).unwrap();
-        let mut lines = text.lines().map(split_csv);
-        Csv { header: lines.next().unwrap(), rows: lines.collect() }
-    }
-
-    fn col(&self, name: &str) -> usize {
-        self.header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {:?}", self.header))
-    }
-
-    /// Rows whose columns equal the given values.
-    fn select(&self, filter: &[(&str, &str)]) -> Vec<&Vec<String>> {
-        self.rows.iter().filter(|r| filter.iter().all(|(c, v)| r[self.col(c)] == *v)).collect()
-    }
-
-    /// The number in `column` of the one row matching `filter`.
-    fn number(&self, filter: &[(&str, &str)], column: &str) -> f64 {
-        let rows = self.select(filter);
-        assert_eq!(rows.len(), 1, "rows matching {filter:?}: {}", rows.len());
-        rows[0][self.col(column)].parse().unwrap_or_else(|_| panic!("{column} of {filter:?} is not a number"))
-    }
-}
-
-/// One CSV line into fields (RFC 4180 quotes).
-fn split_csv(line: &str) -> Vec<String> {
-    let (mut out, mut cur, mut quoted, mut chars) = (Vec::new(), String::new(), false, line.chars().peekable());
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            (c, _) => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
-fn assert_close(what: &str, actual: f64, expected: f64) {
-    assert!((actual - expected).abs() <= TOL * expected.abs().max(1.0), "{what}: {actual} != {expected}");
-}
-
-fn assert_self_contained(html: &str, what: &str) {
-    for bad in FORBIDDEN {
-        assert!(!html.contains(bad), "{what} refers to something external: `{bad}`");
-    }
-}
-
-/// Every file under `dir` with its bytes, sorted by path.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn demo_dir() -> Option<PathBuf> {
-    std::env::var_os("SGDLAB_REPORT_DEMO_DIR").map(PathBuf::from)
+fn write_study(dir: &Path, title: &str, section: &str, quick: bool) {
+    common::write_study(dir, &spec_toml(title, section, quick), &["batch_size", "act"], &runs(), quick);
 }
 
 const HEADER: &str = "arm,batch_size,act,row,seed,run_id,step,epoch,index,x,value,low,high,n,label";
@@ -390,7 +215,15 @@ fn report_shows_claims_runs_and_every_figure_kind() {
         copy_dir(&dir, &d.join("toy"));
     }
     assert_self_contained(&html, "report.html");
-    for name in ["lambda_vs_batch", "loss_over_training", "residual_heatmap", "spectrum", "spectrum_scatter", "probe_loss_vs_act", "never"] {
+    for name in [
+        "lambda_vs_batch",
+        "loss_over_training",
+        "residual_heatmap",
+        "spectrum",
+        "spectrum_scatter",
+        "probe_loss_vs_act",
+        "never",
+    ] {
         for ext in ["svg", "csv"] {
             assert!(dir.join("figures").join(format!("{name}.{ext}")).exists(), "figures/{name}.{ext} missing");
         }
@@ -419,7 +252,11 @@ fn report_shows_claims_runs_and_every_figure_kind() {
     let never = std::fs::read_to_string(dir.join("figures/never.svg")).unwrap();
     assert!(never.contains("no data"), "a figure of a metric no run recorded is a no-data frame");
     // The claim's figure sits in its section, before the next claim.
-    let (claim, fig, next) = (html.find("id=\"claim-lambda-ratio\""), html.find("id=\"figure-lambda_vs_batch\""), html.find("id=\"claim-never-measured\""));
+    let (claim, fig, next) = (
+        html.find("id=\"claim-lambda-ratio\""),
+        html.find("id=\"figure-lambda_vs_batch\""),
+        html.find("id=\"claim-never-measured\""),
+    );
     assert!(claim < fig && fig < next, "figure of a claim inside its section");
 }
 
@@ -434,12 +271,19 @@ fn csv_values_are_the_numbers_drawn() {
     // final_vs_axis: every completed run, then the mean of each (act, batch size) group.
     let c = fig("lambda_vs_batch");
     assert_eq!(c.select(&[("row", "run")]).len(), 14, "16 planned, one diverged, one missing");
-    assert_close("run value", c.number(&[("row", "run"), ("run_id", "r2000-relu-1")], "value"), lambda(2000, "relu", 1));
+    assert_close(
+        "run value",
+        c.number(&[("row", "run"), ("run_id", "r2000-relu-1")], "value"),
+        lambda(2000, "relu", 1),
+    );
     let relu_2000 = [("row", "mean"), ("act", "relu"), ("batch_size", "2000")];
     assert_close("mean", c.number(&relu_2000, "value"), (41.0 + 43.0 + 45.0 + 47.0) / 4.0);
     assert_eq!(c.number(&relu_2000, "n"), 4.0);
     let (lo, hi) = (c.number(&relu_2000, "low"), c.number(&relu_2000, "high"));
-    assert!(41.0 <= lo && lo < 44.0 && 44.0 < hi && hi <= 47.0, "the interval of the mean lies inside the seeds' range: {lo} {hi}");
+    assert!(
+        (41.0..44.0).contains(&lo) && hi > 44.0 && hi <= 47.0,
+        "the interval of the mean lies inside the seeds' range: {lo} {hi}"
+    );
     // Seed 3 of (32, relu) never ran: the mean is over three seeds.
     let relu_32 = [("row", "mean"), ("act", "relu"), ("batch_size", "32")];
     assert_close("mean of three", c.number(&relu_32, "value"), 13.0);
@@ -490,10 +334,10 @@ fn rebuilding_gives_identical_bytes() {
     let dir = tmp.path().join("toy");
     write_study(&dir, "Toy sharpness", "7.1", false);
     build_study_report(&dir).unwrap();
-    build_index(tmp.path(), &[dir.clone()]).unwrap();
+    build_index(tmp.path(), std::slice::from_ref(&dir)).unwrap();
     let first = snapshot(tmp.path());
     build_study_report(&dir).unwrap();
-    build_index(tmp.path(), &[dir.clone()]).unwrap();
+    build_index(tmp.path(), std::slice::from_ref(&dir)).unwrap();
     assert_eq!(first, snapshot(tmp.path()));
     // A second directory from the same records gives the same report and figures.
     let other = tmp.path().join("again");
@@ -551,7 +395,7 @@ fn index_lists_every_survey_section() {
     assert!(html.contains("no effect:"), "the claim without an effect says why");
     if let Some(d) = demo_dir() {
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::copy(out.join("index.html"), d.join("index.html")).unwrap();
+        std::fs::copy(out.join("index.html"), d.join("toy-index.html")).unwrap();
     }
 }
 
@@ -582,12 +426,4 @@ fn a_study_with_no_completed_run_draws_no_data_frames() {
     }
     let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("verdict.json")).unwrap()).unwrap();
     assert_eq!(v["study"], "toy-sharpness");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for (p, bytes) in snapshot(from) {
-        let dest = to.join(p.strip_prefix(from).unwrap());
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::write(dest, bytes).unwrap();
-    }
 }

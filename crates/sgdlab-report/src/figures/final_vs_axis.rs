@@ -16,6 +16,9 @@ use std::path::Path;
 /// Resamples of the interval of each mean.
 const RESAMPLES: usize = 2000;
 const LEVEL: f64 = 0.95;
+/// Offset between series at one axis value, and the widest spread, as fractions of the axis.
+const DODGE: f64 = 0.014;
+const DODGE_SPREAD: f64 = 0.06;
 /// At most this many axis values get a tick each.
 const MAX_VALUE_TICKS: usize = 12;
 
@@ -54,11 +57,11 @@ pub(super) fn build(mut ctx: Ctx<'_>, path: &Path) -> Result<Figure, ReportError
             groups.push(group(&mut ctx, &y, s, si, xv, runs, &mut missing));
         }
     }
-    ctx.notes.extend(missing.notes("a value"));
     if groups.iter().all(|g| g.values.iter().all(Option::is_none)) {
         let reason = missing.main_reason().unwrap_or("no run has a finite value").to_string();
         return ctx.no_data(&reason, path);
     }
+    ctx.notes.extend(missing.notes("a value"));
     // A single series spans the arms: each value of the axis takes its arm's colour.
     let one = series.len() == 1;
     if one {
@@ -77,11 +80,10 @@ pub(super) fn build(mut ctx: Ctx<'_>, path: &Path) -> Result<Figure, ReportError
         v.len()
     };
     let caption = format!(
-        "{} against {}: each faint point is one seed; the large dot is the mean over seeds and its bar the {}% \
-         percentile-bootstrap interval of that mean over seeds ({RESAMPLES} resamples; no bar for a single seed). \
+        "Each faint point is one seed; the large dot is the mean over seeds of {} and its bar the {}% \
+         percentile-bootstrap interval of that mean ({RESAMPLES} resamples over seeds; no bar for a single seed). \
          {} at {n_values} values of {}{}.",
         ctx.study.labels.value(&y).text(false),
-        axis_words(&ctx.spec.x_axis),
         LEVEL * 100.0,
         runs_word(n_runs),
         axis_words(&ctx.spec.x_axis),
@@ -165,8 +167,12 @@ fn x_axis(ctx: &mut Ctx<'_>, groups: &[Group]) -> XAxis {
             let log = plot::log_possible(ctx.spec.log_x, &xs, "x", &mut ctx.notes);
             let mut axis = Axis::covering(&xs, log);
             if xs.len() <= MAX_VALUE_TICKS {
-                let ticks: Vec<(f64, String)> =
-                    values.iter().zip(&xs).filter(|(_, x)| axis.accepts(**x)).map(|(v, &x)| (x, value_text(v))).collect();
+                let ticks: Vec<(f64, String)> = values
+                    .iter()
+                    .zip(&xs)
+                    .filter(|(_, x)| axis.accepts(**x))
+                    .map(|(v, &x)| (x, value_text(v)))
+                    .collect();
                 axis = axis.with_ticks_at(ticks);
             }
             XAxis { axis, pos: values.into_iter().zip(xs).collect(), categorical: false }
@@ -182,9 +188,20 @@ fn x_axis(ctx: &mut Ctx<'_>, groups: &[Group]) -> XAxis {
     }
 }
 
-fn draw(ctx: &mut Ctx<'_>, series: &[Series], groups: &[Group], y_title: &crate::study::AxisTitle) -> DrawResult<String> {
+fn draw(
+    ctx: &mut Ctx<'_>,
+    series: &[Series],
+    groups: &[Group],
+    y_title: &crate::study::AxisTitle,
+) -> DrawResult<String> {
     let XAxis { axis: xa, pos, categorical } = x_axis(ctx, groups);
-    let x_of = |g: &Group| pos.iter().find(|(v, _)| *v == g.x).map_or(f64::NAN, |p| p.1);
+    // Series side by side around each axis value, so that their bars do not hide each other.
+    let n_series = series.len() as f64;
+    let step = (DODGE_SPREAD / n_series).min(DODGE);
+    let x_of = |g: &Group| {
+        let x = pos.iter().find(|(v, _)| *v == g.x).map_or(f64::NAN, |p| p.1);
+        xa.shift(x, (g.series as f64 - (n_series - 1.0) / 2.0) * step)
+    };
     let mut ys: Vec<f64> = groups.iter().flat_map(|g| g.values.iter().flatten().copied()).collect();
     ys.extend(groups.iter().flat_map(|g| [g.lo, g.hi].into_iter().chain(g.refs.iter().copied())));
     let log_y = plot::log_possible(ctx.spec.log_y, &ys, "y", &mut ctx.notes);
@@ -213,21 +230,30 @@ fn draw(ctx: &mut Ctx<'_>, series: &[Series], groups: &[Group], y_title: &crate:
             let x = x_of(g);
             let n = g.values.len();
             let dots = g.values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i, v))).filter(|&(_, v)| ok(x, v));
-            let dots =
-                dots.map(|(i, v)| EmptyElement::at((x, v)) + Circle::new((plot::seed_offset(i, n), 0), 3, g.colour.mix(SEED_OPACITY).filled()));
+            let dots = dots.map(|(i, v)| {
+                EmptyElement::at((x, v))
+                    + Circle::new((plot::seed_offset(i, n), 0), 3, g.colour.mix(SEED_OPACITY).filled())
+            });
             chart.draw_series(dots).map_err(de)?;
             if ok(x, g.mean) {
-                let (lo, hi) = (if ya.accepts(g.lo) { g.lo } else { f64::NAN }, if ya.accepts(g.hi) { g.hi } else { f64::NAN });
+                let (lo, hi) =
+                    (if ya.accepts(g.lo) { g.lo } else { f64::NAN }, if ya.accepts(g.hi) { g.hi } else { f64::NAN });
                 plot::error_bar(&mut chart, x, g.mean, lo, hi, g.colour)?;
             }
             for (ri, &r) in g.refs.iter().enumerate() {
                 if ok(x, r) {
                     let seg = EmptyElement::at((x, r))
-                        + plotters::element::DashedPathElement::new(vec![(-24, 0), (24, 0)], 5, 3, g.colour.stroke_width(2));
+                        + plotters::element::DashedPathElement::new(
+                            vec![(-24, 0), (24, 0)],
+                            5,
+                            3,
+                            g.colour.stroke_width(2),
+                        );
                     chart.draw_series(std::iter::once(seg)).map_err(de)?;
                     if ctx.spec.reference.len() > 1 {
                         let font = ("sans-serif", 13).into_font().color(&g.colour);
-                        let t = EmptyElement::at((x, r)) + Text::new(ctx.spec.reference[ri].label.clone(), (27, -7), font);
+                        let t =
+                            EmptyElement::at((x, r)) + Text::new(ctx.spec.reference[ri].label.clone(), (27, -7), font);
                         chart.draw_series(std::iter::once(t)).map_err(de)?;
                     }
                 }
@@ -241,16 +267,14 @@ fn draw(ctx: &mut Ctx<'_>, series: &[Series], groups: &[Group], y_title: &crate:
 
 fn legend(ctx: &Ctx<'_>, series: &[Series], groups: &[Group]) -> Vec<(Mark, String)> {
     let mut out = Vec::new();
-    let mark_colour = if series.len() == 1 { GREY } else { series[0].colour };
+    let mark_colour = GREY;
     if series.len() > 1 {
-        for s in series {
-            out.push((Mark::Line(s.colour), s.label.clone()));
-        }
+        out = super::over_training::series_legend(series, Mark::Line, false);
     }
     let single = groups.iter().all(|g| g.values.iter().flatten().count() <= 1);
     out.push((Mark::ErrorBar(mark_colour), if single { "one seed".into() } else { "mean over seeds".into() }));
     if !single {
-        out.push((Mark::Heading, "   bar: 95% bootstrap interval".into()));
+        out.push((Mark::Note, "bar: its 95% interval".into()));
         out.push((Mark::Point(mark_colour), "one seed".into()));
     }
     for r in &ctx.spec.reference {

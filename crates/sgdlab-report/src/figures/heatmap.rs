@@ -66,7 +66,8 @@ pub(super) fn build(mut ctx: Ctx<'_>, path: &Path) -> Result<Figure, ReportError
                     for (step, epoch, v) in &t {
                         for (i, x) in v.iter().enumerate() {
                             let mut row = ctx.run_row(s, r);
-                            (row.step, row.epoch, row.index, row.value) = (Some(*step), Some(*epoch), Some(i), Some(*x));
+                            (row.step, row.epoch, row.index, row.value) =
+                                (Some(*step), Some(*epoch), Some(i), Some(*x));
                             row.x = csv_time(*step, *epoch, ctx.spec.x);
                             ctx.csv.row(&row);
                         }
@@ -77,16 +78,16 @@ pub(super) fn build(mut ctx: Ctx<'_>, path: &Path) -> Result<Figure, ReportError
         }
         panels.push(panel(&mut ctx, s, &traces));
     }
-    ctx.notes.extend(missing.notes(&format!("{metric} series")));
     if !ctx.spec.reference.is_empty() {
         ctx.notes.push("reference lines are not drawn on heatmaps".into());
     }
+    ctx.notes.extend(missing.notes(&format!("{metric} series")));
     if panels.iter().all(|p| p.cells.is_empty()) {
         let reason = missing.main_reason().unwrap_or("no run recorded the metric").to_string();
         return ctx.no_data(&reason, path);
     }
     let caption = format!(
-        "{} per {} against {}: one panel per arm; the colour is the mean over the arm's seeds at the steps every \
+        "One panel per arm: the colour is the mean of {} over the arm's seeds, per {} and {}, at the steps every \
          seed was measured at (one colour scale for all panels; blank cells have no finite value).{}",
         ctx.study.labels.metric(&metric).text(false),
         ctx.study.labels.index(&metric),
@@ -136,9 +137,20 @@ fn edges(ts: &[f64], log: bool) -> Vec<(f64, f64)> {
     let n = ts.len();
     (0..n)
         .map(|i| {
-            let left = if i > 0 { mid(ts[i - 1], ts[i]) } else if n > 1 { reflect(ts[0], ts[1], log) } else { spread(ts[0], log).0 };
-            let right =
-                if i + 1 < n { mid(ts[i], ts[i + 1]) } else if n > 1 { reflect(ts[n - 1], ts[n - 2], log) } else { spread(ts[0], log).1 };
+            let left = if i > 0 {
+                mid(ts[i - 1], ts[i])
+            } else if n > 1 {
+                reflect(ts[0], ts[1], log)
+            } else {
+                spread(ts[0], log).0
+            };
+            let right = if i + 1 < n {
+                mid(ts[i], ts[i + 1])
+            } else if n > 1 {
+                reflect(ts[n - 1], ts[n - 2], log)
+            } else {
+                spread(ts[0], log).1
+            };
             (left, right)
         })
         .collect()
@@ -164,7 +176,13 @@ fn draw(ctx: &mut Ctx<'_>, series: &[Series], panels: &[Panel]) -> DrawResult<St
     let xa = Axis::covering(&ts, log_x);
     let ya = Axis { lo: -0.5, hi: len as f64 - 0.5, log: false, ticks: index_ticks(len), labels: Vec::new() };
     let va = Axis::covering(&values, log_v);
-    let frac = |v: f64| if log_v { (v.log10() - va.lo.log10()) / (va.hi.log10() - va.lo.log10()) } else { (v - va.lo) / (va.hi - va.lo) };
+    let frac = |v: f64| {
+        if log_v {
+            (v.log10() - va.lo.log10()) / (va.hi.log10() - va.lo.log10())
+        } else {
+            (v - va.lo) / (va.hi - va.lo)
+        }
+    };
     let cols = if panels.len() == 1 { 1 } else { 2 };
     let rows = panels.len().div_ceil(cols);
     let size = (plot::FIGURE_SIZE.0, TITLE_HEIGHT + PANEL_HEIGHT * rows as u32 + 10);
@@ -223,7 +241,11 @@ fn colour_bar(area: &plot::Area<'_>, va: &Axis, title: &str, frac: &dyn Fn(f64) 
     const STEPS: usize = 120;
     let at = |k: usize| {
         let t = k as f64 / STEPS as f64;
-        if va.log { 10f64.powf(va.lo.log10() + t * (va.hi.log10() - va.lo.log10())) } else { va.lo + t * (va.hi - va.lo) }
+        if va.log {
+            10f64.powf(va.lo.log10() + t * (va.hi.log10() - va.lo.log10()))
+        } else {
+            va.lo + t * (va.hi - va.lo)
+        }
     };
     let rects = (0..STEPS).map(|k| Rectangle::new([(0.0, at(k)), (1.0, at(k + 1))], viridis(frac(at(k))).filled()));
     chart.draw_series(rects).map_err(de)?;

@@ -38,7 +38,12 @@ pub(crate) struct Figure {
 
 /// A group of runs drawn in one colour.
 pub(crate) struct Series {
+    /// The axis values in words: "batch size = 32, act = relu" (CSV `arm`, captions).
     pub label: String,
+    /// The values alone, for legends under [`Series::heading`]: "32, relu".
+    pub values: String,
+    /// The series axes in words: "batch size, act" (empty for one series of all runs).
+    pub heading: String,
     pub colour: RGBColor,
     /// Completed runs of the population in this series (indices into the study's runs), by seed.
     pub runs: Vec<usize>,
@@ -83,7 +88,14 @@ impl<'a> Ctx<'a> {
             .map(|((key, mut runs), colour)| {
                 let s = |r: &usize| (self.run(*r).seed, &self.study.runs[*r].summary.id);
                 runs.sort_by(|a, b| s(a).cmp(&s(b)));
-                Series { label: self.study.arms.label(axes, &key), colour, runs }
+                let arms = &self.study.arms;
+                Series {
+                    label: arms.label(axes, &key),
+                    values: arms.values(&key),
+                    heading: arms.heading(axes),
+                    colour,
+                    runs,
+                }
             })
             .collect()
     }
@@ -96,7 +108,9 @@ impl<'a> Ctx<'a> {
 
     /// Every planned run of the population (whatever its state).
     pub fn population(&self) -> Vec<usize> {
-        (0..self.study.runs.len()).filter(|&i| in_population(&self.spec.population, &self.study.runs[i].summary)).collect()
+        (0..self.study.runs.len())
+            .filter(|&i| in_population(&self.spec.population, &self.study.runs[i].summary))
+            .collect()
     }
 
     /// A CSV row of one run, with its arm and axis values filled in.
@@ -118,7 +132,8 @@ impl<'a> Ctx<'a> {
 
     /// The figure with its SVG, or a "no data" frame when `svg` is `None`.
     pub fn finish(mut self, caption: String, svg: Result<String, String>, path: &Path) -> Result<Figure, ReportError> {
-        let svg = svg.map_err(|m| ReportError::Draw { path: path.to_path_buf(), message: m.replace(['\n', '\r'], " ") })?;
+        let svg =
+            svg.map_err(|m| ReportError::Draw { path: path.to_path_buf(), message: m.replace(['\n', '\r'], " ") })?;
         self.notes.dedup();
         Ok(Figure {
             spec: self.spec.clone(),
@@ -152,13 +167,23 @@ impl Missing {
     pub fn notes(&self, what: &str) -> Vec<String> {
         self.0
             .iter()
-            .map(|(reason, ids)| format!("{} without {what} ({reason}): {}", runs_word(ids.len()), ids.join(", ")))
+            .map(|(reason, ids)| format!("{} without {what} ({reason}): {}", runs_word(ids.len()), id_list(ids)))
             .collect()
     }
 
     /// The most common reason, for a "no data" frame.
     pub fn main_reason(&self) -> Option<&str> {
         self.0.iter().max_by_key(|(_, ids)| ids.len()).map(|(r, _)| r.as_str())
+    }
+}
+
+/// Run ids, the first few: "a, b, c, d, e and 9 more".
+pub(crate) fn id_list(ids: &[String]) -> String {
+    const SHOWN: usize = 5;
+    if ids.len() <= SHOWN + 1 {
+        ids.join(", ")
+    } else {
+        format!("{} and {} more", ids[..SHOWN].join(", "), ids.len() - SHOWN)
     }
 }
 
@@ -207,20 +232,28 @@ pub(crate) fn scalar_value(v: &ValueSpec, run: &RunData) -> Result<f64, String> 
     v.eval(run)?.scalar()
 }
 
-/// A note on the runs of the population that are not drawn because they did not complete.
+/// A note on the runs of the population that are not drawn because they did not complete,
+/// grouped by state (diverged runs with their step).
 fn left_out(study: &Study, population: &[usize]) -> Option<String> {
-    let mut parts = Vec::new();
-    for r in population.iter().map(|&i| &study.runs[i].summary) {
-        match r.status {
-            RunState::Completed => {}
-            RunState::Diverged => parts.push(format!("{} diverged at step {}", r.id, r.step.unwrap_or(0))),
-            RunState::Failed => parts.push(format!("{} failed", r.id)),
-            RunState::Interrupted => parts.push(format!("{} was interrupted", r.id)),
-            RunState::Running => parts.push(format!("{} is still running", r.id)),
-            RunState::Missing => parts.push(format!("{} has not run", r.id)),
-        }
+    let mut by: BTreeMap<RunState, Vec<String>> = BTreeMap::new();
+    for r in population.iter().map(|&i| &study.runs[i].summary).filter(|r| r.status != RunState::Completed) {
+        let id = match (r.status, r.step) {
+            (RunState::Diverged, Some(step)) => format!("{} at step {step}", r.id),
+            _ => r.id.clone(),
+        };
+        by.entry(r.status).or_default().push(id);
     }
-    (!parts.is_empty()).then(|| format!("runs that did not complete are not drawn: {}", parts.join("; ")))
+    let parts: Vec<String> = by
+        .iter()
+        .map(|(state, ids)| {
+            let word = match state {
+                RunState::Missing => "not run yet",
+                other => other.as_str(),
+            };
+            format!("{word}: {}", id_list(ids))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| format!("runs that did not complete are not drawn ({})", parts.join("; ")))
 }
 
 /// Builds a figure from the study's records.
@@ -242,7 +275,8 @@ pub(crate) fn build(study: &Study, spec: &FigureSpec, svg_path: &Path) -> Result
         return ctx.no_data(&reason, svg_path);
     }
     if ctx.used.is_empty() {
-        let reason = if population.is_empty() { "the population has no runs" } else { "no run of the population completed" };
+        let reason =
+            if population.is_empty() { "the population has no runs" } else { "no run of the population completed" };
         return ctx.no_data(reason, svg_path);
     }
     match spec.kind {
@@ -270,12 +304,19 @@ fn default_title(study: &Study, spec: &FigureSpec) -> String {
         FigureKind::Vector => format!("Final {} against {}", l.words(&spec.metric), l.words(&spec.x_metric)),
         FigureKind::Scatter => format!("{} against {}", value_words(&spec.y), value_words(&spec.x_value)),
     };
-    capitalise(&t)
+    // A metric name without a label ("sb/residual ...") keeps its spelling.
+    if t.split_whitespace().next().is_some_and(|w| w.contains(['/', '_'])) { t } else { capitalise(&t) }
 }
 
 /// The mean over `runs` of each reference value of the figure (NaN where no run has one),
 /// written as reference rows of the CSV (with `x` when the group sits at one x value).
-pub(crate) fn reference_means(ctx: &mut Ctx<'_>, s: &Series, runs: &[usize], x: &str, missing: &mut Missing) -> Vec<f64> {
+pub(crate) fn reference_means(
+    ctx: &mut Ctx<'_>,
+    s: &Series,
+    runs: &[usize],
+    x: &str,
+    missing: &mut Missing,
+) -> Vec<f64> {
     let mut out = Vec::new();
     for r in &ctx.spec.reference {
         let mut vals = Vec::new();

@@ -60,10 +60,9 @@ pub(super) fn build(mut ctx: Ctx<'_>, path: &Path) -> Result<Figure, ReportError
             let id = &ctx.study.runs[r].summary.id;
             match ctx.run(r).series.get(&metric).filter(|p| !p.is_empty()) {
                 None => missing.add(format!("no {metric} measured"), id),
-                Some(p) if p.iter().any(|p| matches!(p.value, Val::Vector(_))) => missing.add(
-                    format!("{metric} is a vector metric: draw it with kind heatmap or vector"),
-                    id,
-                ),
+                Some(p) if p.iter().any(|p| matches!(p.value, Val::Vector(_))) => {
+                    missing.add(format!("{metric} is a vector metric: draw it with kind heatmap or vector"), id)
+                }
                 Some(p) => {
                     let t: Trace = p.iter().map(|p| (p.step, p.epoch, p.value.elements()[0])).collect();
                     for &(step, epoch, v) in &t {
@@ -89,11 +88,11 @@ pub(super) fn build(mut ctx: Ctx<'_>, path: &Path) -> Result<Figure, ReportError
         let refs = reference_means(&mut ctx, s, &s.runs.clone(), "", &mut missing);
         lines.push(Line { traces, agg, refs });
     }
-    ctx.notes.extend(missing.notes(&format!("{metric} series")));
     if lines.iter().all(|l| l.traces.is_empty()) {
         let reason = missing.main_reason().unwrap_or("no run recorded the metric").to_string();
         return ctx.no_data(&reason, path);
     }
+    ctx.notes.extend(missing.notes(&format!("{metric} series")));
     if uneven {
         ctx.notes.push(
             "some seeds were measured at steps others were not (e.g. runs that stop at a training target): the mean \
@@ -102,7 +101,7 @@ pub(super) fn build(mut ctx: Ctx<'_>, path: &Path) -> Result<Figure, ReportError
         );
     }
     let caption = format!(
-        "{} against {}: one line per arm, the mean over its seeds, with a band from the minimum to the maximum over \
+        "One line per arm: the mean of {} over its seeds against {}, with a band from the minimum to the maximum over \
          seeds; faint lines are single seeds.{}",
         ctx.study.labels.metric(&metric).text(false),
         time_words(ctx.spec.x),
@@ -156,9 +155,13 @@ fn draw(ctx: &mut Ctx<'_>, series: &[Series], lines: &[Line]) -> DrawResult<Stri
             refs: l.refs.clone(),
         })
         .collect();
-    let x_title = if ctx.spec.x_label.is_empty() { AxisTitle::plain(time_words(x)) } else { AxisTitle::plain(&ctx.spec.x_label) };
-    let y_title =
-        if ctx.spec.y_label.is_empty() { ctx.study.labels.metric(&ctx.spec.metric) } else { AxisTitle::plain(&ctx.spec.y_label) };
+    let x_title =
+        if ctx.spec.x_label.is_empty() { AxisTitle::plain(time_words(x)) } else { AxisTitle::plain(&ctx.spec.x_label) };
+    let y_title = if ctx.spec.y_label.is_empty() {
+        ctx.study.labels.metric(&ctx.spec.metric)
+    } else {
+        AxisTitle::plain(&ctx.spec.y_label)
+    };
     draw_lines(ctx, series, &drawn, &x_title, &y_title, false)
 }
 
@@ -192,7 +195,9 @@ pub(super) fn draw_lines(
             if band.len() >= 2 {
                 let mut poly: Vec<(f64, f64)> = band.iter().map(|a| (a.0, a.2)).collect();
                 poly.extend(band.iter().rev().map(|a| (a.0, a.3)));
-                chart.draw_series(std::iter::once(Polygon::new(poly, s.colour.mix(BAND_OPACITY).filled()))).map_err(de)?;
+                chart
+                    .draw_series(std::iter::once(Polygon::new(poly, s.colour.mix(BAND_OPACITY).filled())))
+                    .map_err(de)?;
             }
             for t in &l.traces {
                 for seg in segments(t.iter().copied(), &ok) {
@@ -217,7 +222,10 @@ pub(super) fn draw_lines(
 }
 
 /// Runs of drawable points (a value that cannot be drawn breaks the line).
-pub(super) fn segments(points: impl Iterator<Item = (f64, f64)>, ok: &dyn Fn(f64, f64) -> bool) -> Vec<Vec<(f64, f64)>> {
+pub(super) fn segments(
+    points: impl Iterator<Item = (f64, f64)>,
+    ok: &dyn Fn(f64, f64) -> bool,
+) -> Vec<Vec<(f64, f64)>> {
     let mut out = vec![Vec::new()];
     for p in points {
         if ok(p.0, p.1) {
@@ -230,10 +238,27 @@ pub(super) fn segments(points: impl Iterator<Item = (f64, f64)>, ok: &dyn Fn(f64
     out
 }
 
+/// A heading naming the series axes, then one entry per series: its values (and seeds, when
+/// each series is one arm).
+pub(super) fn series_legend(series: &[Series], mark: fn(RGBColor) -> Mark, seeds: bool) -> Vec<(Mark, String)> {
+    let mut out = Vec::new();
+    if let Some(s) = series.first().filter(|s| !s.heading.is_empty()) {
+        out.push((Mark::Heading, s.heading.clone()));
+    }
+    let label =
+        |s: &Series| if seeds { format!("{} ({})", s.values, seeds_word(s.runs.len())) } else { s.values.clone() };
+    out.extend(series.iter().map(|s| (mark(s.colour), label(s))));
+    out
+}
+
 /// Arms, then what the marks mean.
 pub(super) fn legend(ctx: &Ctx<'_>, series: &[Series]) -> Vec<(Mark, String)> {
-    let mut out: Vec<(Mark, String)> =
-        series.iter().map(|s| (Mark::Line(s.colour), format!("{} ({})", s.label, seeds_word(s.runs.len())))).collect();
+    let mut out = series_legend(series, Mark::Line, true);
+    if let [one] = series
+        && one.heading.is_empty()
+    {
+        out = vec![(Mark::Line(one.colour), format!("mean over {}", seeds_word(one.runs.len())))];
+    }
     out.push((Mark::Band(GREY), "min to max over seeds".into()));
     out.push((Mark::Line(LIGHT_GREY), "one seed".into()));
     for r in &ctx.spec.reference {

@@ -11,6 +11,8 @@ use std::ops::Range;
 
 /// Size of a figure in pixels.
 pub(crate) const FIGURE_SIZE: (u32, u32) = (860, 480);
+/// Size of a "no data" frame.
+const NO_DATA_SIZE: (u32, u32) = (860, 220);
 /// Width of the legend column on the right.
 pub(crate) const LEGEND_WIDTH: u32 = 250;
 /// Opacity of bands (min to max over seeds).
@@ -100,6 +102,15 @@ impl Axis {
         }
     }
 
+    /// The value `delta` (a fraction of the axis length) beyond `v`.
+    pub fn shift(&self, v: f64, delta: f64) -> f64 {
+        if self.log {
+            10f64.powf(v.log10() + delta * (self.hi.log10() - self.lo.log10()))
+        } else {
+            v + delta * (self.hi - self.lo)
+        }
+    }
+
     /// Whether `v` can be drawn on this axis.
     pub fn accepts(&self, v: f64) -> bool {
         v.is_finite() && (!self.log || v > 0.0)
@@ -157,14 +168,14 @@ pub(crate) fn linear_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Ticks of a logarithmic axis: the powers of ten inside `[lo, hi]` when there are at least two
-/// (every other one, or sparser, when there are many); 1, 2 and 5 times powers of ten when the
-/// axis spans less; round linear ticks when even those are fewer than two.
+/// Ticks of a logarithmic axis: the powers of ten inside `[lo, hi]` when there are at least
+/// three (every other one, or sparser, when there are many); 1, 2 and 5 times powers of ten when
+/// the axis spans less; round linear ticks when even those are fewer than two.
 pub(crate) fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let (a, b) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
     let inside = |t: &f64| *t >= lo * (1.0 - 1e-12) && *t <= hi * (1.0 + 1e-12);
     let decades: Vec<f64> = (a..=b).map(|e| 10f64.powi(e)).filter(inside).collect();
-    if decades.len() >= 2 {
+    if decades.len() >= 3 {
         let every = decades.len().div_ceil(8);
         return decades.into_iter().step_by(every).collect();
     }
@@ -184,11 +195,15 @@ pub(crate) fn log_possible(asked: bool, values: &[f64], axis_name: &str, notes: 
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     let bad = finite.iter().filter(|&&v| v <= 0.0).count();
     if bad == finite.len() && bad > 0 {
-        notes.push(format!("a logarithmic {axis_name} axis was asked for, but no value is positive: the axis is linear"));
+        notes.push(format!(
+            "a logarithmic {axis_name} axis was asked for, but no value is positive: the axis is linear"
+        ));
         return false;
     }
     if bad > 0 {
-        notes.push(format!("the {axis_name} axis is logarithmic: {bad} values <= 0 are not drawn (they are in the CSV)"));
+        notes.push(format!(
+            "the {axis_name} axis is logarithmic: {bad} values <= 0 are not drawn (they are in the CSV)"
+        ));
     }
     true
 }
@@ -235,11 +250,15 @@ pub(crate) fn chart<'a, 'b>(
 pub(crate) enum Mark {
     /// A heading without a mark.
     Heading,
+    /// Text under the entry above, indented like a label.
+    Note,
     Line(RGBColor),
     Dashed(RGBColor),
     Band(RGBColor),
     /// A faint point: one seed or run.
     Point(RGBColor),
+    /// A solid point.
+    Dot(RGBColor),
     /// A mean with an error bar.
     ErrorBar(RGBColor),
 }
@@ -252,14 +271,16 @@ pub(crate) fn legend(area: &Area<'_>, entries: &[(Mark, String)]) -> DrawResult<
         let mut x_text = 38;
         match mark {
             Mark::Heading => x_text = 8,
+            Mark::Note => {}
             Mark::Line(c) => area.draw(&PathElement::new(vec![(8, y), (32, y)], c.stroke_width(2))).map_err(de)?,
-            Mark::Dashed(c) => {
-                area.draw(&plotters::element::DashedPathElement::new(vec![(8, y), (32, y)], 5, 3, c.stroke_width(2))).map_err(de)?
-            }
+            Mark::Dashed(c) => area
+                .draw(&plotters::element::DashedPathElement::new(vec![(8, y), (32, y)], 5, 3, c.stroke_width(2)))
+                .map_err(de)?,
             Mark::Band(c) => {
                 area.draw(&Rectangle::new([(8, y - 6), (32, y + 6)], c.mix(BAND_OPACITY * 1.5).filled())).map_err(de)?
             }
             Mark::Point(c) => area.draw(&Circle::new((20, y), 3, c.mix(SEED_OPACITY + 0.1).filled())).map_err(de)?,
+            Mark::Dot(c) => area.draw(&Circle::new((20, y), 4, c.filled())).map_err(de)?,
             Mark::ErrorBar(c) => {
                 area.draw(&PathElement::new(vec![(20, y - 8), (20, y + 8)], c.stroke_width(2))).map_err(de)?;
                 area.draw(&Circle::new((20, y), 4, c.filled())).map_err(de)?;
@@ -293,9 +314,7 @@ pub(crate) fn error_bar(chart: &mut Chart<'_, '_>, x: f64, mean: f64, lo: f64, h
 /// A horizontal dashed reference line across the plot, labelled at its right end.
 pub(crate) fn reference_line(chart: &mut Chart<'_, '_>, x: &Axis, y: f64, label: &str, c: RGBColor) -> DrawResult<()> {
     let (x0, x1) = (x.lo, x.hi);
-    chart
-        .draw_series(DashedLineSeries::new(vec![(x0, y), (x1, y)], 7, 4, c.stroke_width(2).into()))
-        .map_err(de)?;
+    chart.draw_series(DashedLineSeries::new(vec![(x0, y), (x1, y)], 7, 4, c.stroke_width(2))).map_err(de)?;
     let font = ("sans-serif", LEGEND_FONT).into_font().color(&c).pos(Pos::new(HPos::Right, VPos::Bottom));
     let text = EmptyElement::at((x1, y)) + Text::new(label.to_string(), (-4, -3), font);
     chart.draw_series(std::iter::once(text)).map_err(de)?;
@@ -306,9 +325,9 @@ pub(crate) fn reference_line(chart: &mut Chart<'_, '_>, x: &Axis, y: f64, label:
 pub(crate) fn no_data(title: &str, message: &str) -> DrawResult<String> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, FIGURE_SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, NO_DATA_SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(de)?;
-        let (w, h) = (FIGURE_SIZE.0 as i32, FIGURE_SIZE.1 as i32);
+        let (w, h) = (NO_DATA_SIZE.0 as i32, NO_DATA_SIZE.1 as i32);
         let centred = Pos::new(HPos::Center, VPos::Center);
         let title_style = TextStyle::from(("sans-serif", TITLE_FONT).into_font()).pos(centred);
         root.draw(&Text::new(title.to_string(), (w / 2, 24), title_style)).map_err(de)?;
@@ -346,7 +365,8 @@ mod tests {
     fn log_ticks_are_powers_of_ten() {
         assert_eq!(log_ticks(0.5, 2000.0), vec![1.0, 10.0, 100.0, 1000.0]);
         assert_eq!(log_ticks(1e-9, 10.0).len(), 6, "eleven decades: every other one");
-        // Less than a decade: 1, 2, 5 times powers of ten.
+        // Two decades or less: 1, 2, 5 times powers of ten.
+        assert_eq!(log_ticks(0.015, 3.0), vec![0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]);
         assert_eq!(log_ticks(25.0, 600.0), vec![50.0, 100.0, 200.0, 500.0]);
     }
 }

@@ -56,20 +56,17 @@ pub(super) fn build(mut ctx: Ctx<'_>, path: &Path) -> Result<Figure, ReportError
         refs.push(reference_means(&mut ctx, s, &s.runs.clone(), "", &mut missing));
         points.push(mine);
     }
-    ctx.notes.extend(missing.notes("a value"));
     if points.iter().all(|p| p.iter().all(|q| !(q.0.is_finite() && q.1.is_finite()))) {
         let reason = missing.main_reason().unwrap_or("no run has finite values").to_string();
         return ctx.no_data(&reason, path);
     }
+    ctx.notes.extend(missing.notes("a value"));
     let labels = &ctx.study.labels;
     let x_title = if ctx.spec.x_label.is_empty() { labels.value(&x) } else { AxisTitle::plain(&ctx.spec.x_label) };
     let y_title = if ctx.spec.y_label.is_empty() { labels.value(&y) } else { AxisTitle::plain(&ctx.spec.y_label) };
     let n: usize = points.iter().map(Vec::len).sum();
     let caption = format!(
-        "{} against {}: one point per run, or per element where the values are vectors ({n} points), coloured by \
-         arm.{}",
-        y_title.text(false),
-        x_title.text(false),
+        "One point per run, or per element where the values are vectors ({n} points), coloured by arm.{}",
         arms_sentence(&series)
     );
     let svg = draw(&mut ctx, &series, &points, &refs, (&x_title, &y_title));
@@ -106,7 +103,7 @@ fn draw(
                 }
             }
         }
-        let mut legend: Vec<(Mark, String)> = series.iter().map(|s| (Mark::Point(s.colour), s.label.clone())).collect();
+        let mut legend = super::over_training::series_legend(series, Mark::Dot, true);
         legend.extend(ctx.spec.reference.iter().map(|r| (Mark::Dashed(GREY), r.label.clone())));
         plot::legend(&legend_area, &legend)?;
         root.present().map_err(de)?;

@@ -59,15 +59,15 @@ pub(super) fn build(mut ctx: Ctx<'_>, path: &Path) -> Result<Figure, ReportError
         let refs = reference_means(&mut ctx, s, &s.runs.clone(), "", &mut missing);
         lines.push(Drawn { traces, agg, refs });
     }
-    ctx.notes.extend(missing.notes(&format!("a final {metric}")));
     if lines.iter().all(|l| l.traces.is_empty()) {
         let reason = missing.main_reason().unwrap_or("no run recorded the metric").to_string();
         return ctx.no_data(&reason, path);
     }
+    ctx.notes.extend(missing.notes(&format!("a final {metric}")));
     let x_words = if x_metric.is_empty() { ctx.study.labels.index(&metric) } else { ctx.study.labels.words(&x_metric) };
     let caption = format!(
-        "The last measured {} against {}: one line per arm, the mean over its seeds element by element, with a band \
-         from the minimum to the maximum over seeds; faint lines are single seeds.{}",
+        "One line per arm: the mean over its seeds of the last measured {} against {}, element by element, with a \
+         band from the minimum to the maximum over seeds; faint lines are single seeds.{}",
         ctx.study.labels.metric(&metric).text(false),
         x_words,
         arms_sentence(&series)
@@ -104,6 +104,7 @@ fn draw(ctx: &mut Ctx<'_>, series: &[Series], lines: Vec<Drawn>) -> DrawResult<S
         (true, true) => AxisTitle::plain(labels.index(&ctx.spec.metric)),
         (true, false) => labels.metric(&ctx.spec.x_metric),
     };
-    let y_title = if ctx.spec.y_label.is_empty() { labels.metric(&ctx.spec.metric) } else { AxisTitle::plain(&ctx.spec.y_label) };
+    let y_title =
+        if ctx.spec.y_label.is_empty() { labels.metric(&ctx.spec.metric) } else { AxisTitle::plain(&ctx.spec.y_label) };
     draw_lines(ctx, series, &lines, &x_title, &y_title, true)
 }
