@@ -19,17 +19,15 @@ const ACTS: [&str; 2] = ["relu", "identity"];
 const BATCHES: [u64; 2] = [32, 2000];
 
 /// The study spec: a grid of batch size and activation, claims of every shape the report must
-/// show, and one figure of every kind.
-fn spec_toml(title: &str, section: &str, quick: bool) -> String {
-    format!(
-        r#"
+/// show, and one figure of every kind. `TITLE`, `SECTION` and `REASON` are filled in.
+const SPEC: &str = r#"
 name = "toy-sharpness"
-title = "{title}"
-section = "{section}"
+title = "TITLE"
+section = "SECTION"
 survey_claim = "Large batches find sharper minima & so <b>generalise</b> worse."
 seeds = [0, 1, 2, 3]
 notes = ["A synthetic study: every number is written by the test.", "<script>alert(1)</script> stays text"]
-base = {{ model = "mlp:4-4-2:relu" }}
+base = { model = "mlp:4-4-2:relu" }
 
 [[sweep]]
 name = "grid"
@@ -47,10 +45,10 @@ probe = "loss"
 [[claim]]
 id = "lambda-ratio"
 statement = "Large-batch minima have a larger top Hessian eigenvalue, with either activation."
-value = {{ last = "hessian/top_eigenvalue" }}
-statistic = {{ ratio = {{ numerator = {{ batch_size = 2000 }}, denominator = {{ batch_size = 32 }} }} }}
+value = { last = "hessian/top_eigenvalue" }
+statistic = { ratio = { numerator = { batch_size = 2000 }, denominator = { batch_size = 32 } } }
 within = "act"
-decision = {{ greater = 2.0 }}
+decision = { greater = 2.0 }
 expected = "lambda_max(LB) / lambda_max(SB) > 2"
 provenance = "unverified"
 source = "PROTOCOLS 7.1, recalled"
@@ -59,9 +57,9 @@ resamples = 500
 [[claim]]
 id = "never-measured"
 statement = "Epsilon-sharpness is positive."
-value = {{ last = "sharpness/sharpness" }}
+value = { last = "sharpness/sharpness" }
 statistic = "mean"
-decision = {{ greater = 0.0 }}
+decision = { greater = 0.0 }
 expected = "sharpness > 0"
 provenance = "computed"
 resamples = 500
@@ -71,18 +69,19 @@ name = "lambda_vs_batch"
 kind = "final_vs_axis"
 claim = "lambda-ratio"
 x_axis = "batch_size"
-y = {{ last = "hessian/top_eigenvalue" }}
+y = { last = "hessian/top_eigenvalue" }
 log_x = true
 log_y = true
-reference = [{{ value = {{ ratio = [{{ constant = 2.0 }}, {{ axis = "batch_size" }}] }}, label = "2/eta" }}]
+reference = [{ value = { ratio = [{ constant = 2.0 }, { axis = "batch_size" }] }, label = "2/eta" }]
 
 [[figure]]
 name = "loss_over_training"
 kind = "over_training"
+title = "Training loss <script>alert(2)</script> & epochs"
 metric = "train/loss"
 x = "epoch"
 log_y = true
-reference = [{{ value = {{ constant = 0.1 }}, label = "target" }}]
+reference = [{ value = { constant = 0.1 }, label = "target" }]
 
 [[figure]]
 name = "residual_heatmap"
@@ -100,8 +99,8 @@ log_y = true
 [[figure]]
 name = "spectrum_scatter"
 kind = "scatter"
-x_value = {{ last = "sb/frequency" }}
-y = {{ last = "sb/spectrum" }}
+x_value = { last = "sb/frequency" }
+y = { last = "sb/spectrum" }
 log_x = true
 log_y = true
 
@@ -109,7 +108,7 @@ log_y = true
 name = "probe_loss_vs_act"
 kind = "final_vs_axis"
 x_axis = "act"
-y = {{ last = "loss/loss" }}
+y = { last = "loss/loss" }
 
 [[figure]]
 name = "never"
@@ -119,10 +118,12 @@ metric = "sharpness/sharpness"
 
 [quick]
 set = ["seeds=[0, 1, 2, 3]"]
-reason = "{}"
-"#,
-        if quick { "All four seeds: the synthetic effect is large." } else { "" }
-    )
+reason = "REASON"
+"#;
+
+fn spec_toml(title: &str, section: &str, quick: bool) -> String {
+    let reason = if quick { "All four seeds: the synthetic effect is large." } else { "" };
+    SPEC.replace("TITLE", title).replace("SECTION", section).replace("REASON", reason)
 }
 
 fn act_index(act: &str) -> usize {
@@ -249,6 +250,11 @@ fn report_shows_claims_runs_and_every_figure_kind() {
     // train/loss is "training loss"); log axes say so.
     let loss_svg = std::fs::read_to_string(dir.join("figures/loss_over_training.svg")).unwrap();
     assert!(loss_svg.contains("training loss (log scale)") && loss_svg.contains("\nepoch\n"), "over_training axes");
+    assert_eq!(
+        loss_svg.matches("\ntarget\n").count(),
+        2,
+        "a reference equal in every arm is one line (and the legend)"
+    );
     let never = std::fs::read_to_string(dir.join("figures/never.svg")).unwrap();
     assert!(never.contains("no data"), "a figure of a metric no run recorded is a no-data frame");
     // The claim's figure sits in its section, before the next claim.
@@ -357,6 +363,10 @@ fn record_text_is_escaped() {
     assert!(html.contains("Sharp &lt;minima&gt; &amp; &quot;quotes&quot;"));
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; stays text"));
     assert!(html.contains("so &lt;b&gt;generalise&lt;/b&gt; worse"));
+    // A figure title is escaped in the page and in the SVG file.
+    assert!(html.contains("Training loss &lt;script&gt;alert(2)&lt;/script&gt; &amp; epochs"));
+    let svg = std::fs::read_to_string(dir.join("figures/loss_over_training.svg")).unwrap();
+    assert!(!svg.contains("<script") && svg.contains("&lt;script&gt;"), "SVG text is escaped");
     assert_self_contained(&html, "report.html");
     let index = std::fs::read_to_string(build_index(tmp.path(), &[dir]).unwrap()).unwrap();
     assert!(index.contains("Sharp &lt;minima&gt;") && !index.contains("<minima>"));

@@ -209,12 +209,10 @@ pub(super) fn draw_lines(
                 chart.draw_series(mean.iter().map(|&p| Circle::new(p, 3, s.colour.filled()))).map_err(de)?;
             }
             chart.draw_series(LineSeries::new(mean, s.colour.stroke_width(2))).map_err(de)?;
-            for (r, spec) in l.refs.iter().zip(&ctx.spec.reference) {
-                if ya.accepts(*r) {
-                    plot::reference_line(&mut chart, &xa, *r, &spec.label, s.colour)?;
-                }
-            }
         }
+        let refs: Vec<&[f64]> = lines.iter().map(|l| l.refs.as_slice()).collect();
+        let colours: Vec<RGBColor> = series.iter().map(|s| s.colour).collect();
+        plot::reference_lines(&mut chart, &xa, &ya, &refs, &colours, &ctx.spec.reference)?;
         plot::legend(&legend_area, &legend(ctx, series))?;
         root.present().map_err(de)?;
     }

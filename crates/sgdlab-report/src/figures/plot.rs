@@ -311,8 +311,37 @@ pub(crate) fn error_bar(chart: &mut Chart<'_, '_>, x: f64, mean: f64, lo: f64, h
     Ok(())
 }
 
+/// The reference lines of a figure: per reference, one dashed line per series in its colour, or
+/// one grey line when every series has the same value.
+pub(crate) fn reference_lines(
+    chart: &mut Chart<'_, '_>,
+    xa: &Axis,
+    ya: &Axis,
+    values: &[&[f64]],
+    colours: &[RGBColor],
+    specs: &[sgdlab_studies::spec::ReferenceSpec],
+) -> DrawResult<()> {
+    for (j, spec) in specs.iter().enumerate() {
+        let per_series: Vec<f64> = values.iter().map(|v| v.get(j).copied().unwrap_or(f64::NAN)).collect();
+        let first = per_series.first().copied().unwrap_or(f64::NAN);
+        let same = per_series.iter().all(|&v| (v - first).abs() <= 1e-12 * first.abs().max(1e-300));
+        if same && per_series.len() > 1 {
+            if ya.accepts(first) {
+                reference_line(chart, xa, first, &spec.label, GREY)?;
+            }
+            continue;
+        }
+        for (&v, &c) in per_series.iter().zip(colours) {
+            if ya.accepts(v) {
+                reference_line(chart, xa, v, &spec.label, c)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A horizontal dashed reference line across the plot, labelled at its right end.
-pub(crate) fn reference_line(chart: &mut Chart<'_, '_>, x: &Axis, y: f64, label: &str, c: RGBColor) -> DrawResult<()> {
+fn reference_line(chart: &mut Chart<'_, '_>, x: &Axis, y: f64, label: &str, c: RGBColor) -> DrawResult<()> {
     let (x0, x1) = (x.lo, x.hi);
     chart.draw_series(DashedLineSeries::new(vec![(x0, y), (x1, y)], 7, 4, c.stroke_width(2))).map_err(de)?;
     let font = ("sans-serif", LEGEND_FONT).into_font().color(&c).pos(Pos::new(HPos::Right, VPos::Bottom));

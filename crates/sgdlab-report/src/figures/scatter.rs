@@ -10,8 +10,9 @@ use plotters::prelude::*;
 use sgdlab_studies::value::{RunData, Val, ValueSpec};
 use std::path::Path;
 
-/// Points drawn smaller when there are more than this many.
+/// Points drawn smaller when there are more than this many, larger when at most `FEW_POINTS`.
 const MANY_POINTS: usize = 400;
+const FEW_POINTS: usize = 60;
 
 /// (element index for vector values, x, y) pairs of one run.
 fn pairs(x: &ValueSpec, y: &ValueSpec, run: &RunData) -> Result<Vec<(Option<usize>, f64, f64)>, String> {
@@ -86,7 +87,11 @@ fn draw(
     let log_x = plot::log_possible(ctx.spec.log_x, &xs, "x", &mut ctx.notes);
     let log_y = plot::log_possible(ctx.spec.log_y, &ys, "y", &mut ctx.notes);
     let (xa, ya) = (Axis::covering(&xs, log_x), Axis::covering(&ys, log_y));
-    let radius = if xs.len() > MANY_POINTS { 2 } else { 3 };
+    let radius = match xs.len() {
+        n if n > MANY_POINTS => 2,
+        n if n > FEW_POINTS => 3,
+        _ => 4,
+    };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, plot::FIGURE_SIZE).into_drawing_area();
@@ -94,15 +99,13 @@ fn draw(
         let (area, legend_area) = plot::split_legend(&root);
         let mut chart = plot::chart(&area, &ctx.title, &xa, &ya, &titles.0.text(log_x), &titles.1.text(log_y))?;
         let ok = |x: f64, y: f64| xa.accepts(x) && ya.accepts(y);
-        for ((s, p), r) in series.iter().zip(points).zip(refs) {
+        for (s, p) in series.iter().zip(points) {
             let dots = p.iter().filter(|q| ok(q.0, q.1)).map(|&q| Circle::new(q, radius, s.colour.mix(0.65).filled()));
             chart.draw_series(dots).map_err(de)?;
-            for (v, spec) in r.iter().zip(&ctx.spec.reference) {
-                if ya.accepts(*v) {
-                    plot::reference_line(&mut chart, &xa, *v, &spec.label, s.colour)?;
-                }
-            }
         }
+        let refs: Vec<&[f64]> = refs.iter().map(Vec::as_slice).collect();
+        let colours: Vec<RGBColor> = series.iter().map(|s| s.colour).collect();
+        plot::reference_lines(&mut chart, &xa, &ya, &refs, &colours, &ctx.spec.reference)?;
         let mut legend = super::over_training::series_legend(series, Mark::Dot, true);
         legend.extend(ctx.spec.reference.iter().map(|r| (Mark::Dashed(GREY), r.label.clone())));
         plot::legend(&legend_area, &legend)?;
