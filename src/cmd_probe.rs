@@ -199,11 +199,29 @@ fn emit_series(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
-    /// clap's own consistency checks (unique ids and flags, valid defaults) on every probe's
-    /// subcommand.
+    /// Ids, long and short flags are unique within each probe's subcommand (probe options and
+    /// shared flags meet there; clap checks this only in debug builds), and every flag says
+    /// what it does.
     #[test]
-    fn every_probe_subcommand_is_consistent() {
-        subcommands(Command::new("probe")).debug_assert();
+    fn every_probe_subcommand_has_distinct_described_flags() {
+        let cmd = subcommands(Command::new("probe"));
+        assert_eq!(cmd.get_subcommands().count(), registry::ALL.len());
+        for sub in cmd.get_subcommands() {
+            let (mut ids, mut longs, mut shorts) = (HashSet::new(), HashSet::new(), HashSet::new());
+            for arg in sub.get_arguments() {
+                let what = format!("{} {}", sub.get_name(), arg.get_id());
+                assert!(ids.insert(arg.get_id().clone()), "{what}: id twice");
+                if let Some(l) = arg.get_long() {
+                    assert!(longs.insert(l), "{what}: --{l} twice");
+                }
+                if let Some(c) = arg.get_short() {
+                    assert!(shorts.insert(c), "{what}: -{c} twice");
+                }
+                assert!(arg.get_help().is_some_and(|h| !h.to_string().trim().is_empty()), "{what}: no help");
+            }
+            assert!(longs.contains("json"), "{}", sub.get_name());
+        }
     }
 }
