@@ -173,6 +173,16 @@ fn unknown_options_and_wrong_types_are_refused_by_name() {
 }
 
 #[test]
+fn a_list_option_takes_a_single_value() {
+    // As the built-in studies write them: `options = { epsilon = 1e-3, steps = 20 }`.
+    let sharpness = registry::find("sharpness").unwrap();
+    let one = sharpness.options_from_json(json!({ "epsilon": 1e-3, "steps": 20 })).unwrap();
+    assert_eq!(sharpness.options_to_json(&one), json!({ "epsilon": [1e-3], "steps": 20 }));
+    let e = sharpness.options_from_json(json!({ "epsilon": "small" })).err().unwrap();
+    assert!(e.contains("epsilon"), "{e}");
+}
+
+#[test]
 fn every_metric_is_described_and_names_are_unique() {
     let mut probes = HashSet::new();
     for probe in registry::ALL {

@@ -57,9 +57,10 @@ pub struct SharpnessProbe;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct SharpnessOptions {
-    /// Box size epsilon (repeatable); Keskar et al. used 1e-3 and 5e-4. The metric `sharpness`
-    /// is for the first.
-    #[arg(long, value_name = "EPS", default_values_t = [1e-3])]
+    /// Box sizes epsilon (repeatable or comma-separated); Keskar et al. used 1e-3 and 5e-4. The
+    /// metric `sharpness` is for the first.
+    #[serde(deserialize_with = "super::one_or_many")]
+    #[arg(long, value_delimiter = ',', value_name = "EPS", default_values_t = [1e-3])]
     pub epsilon: Vec<f64>,
     /// Projected sign-gradient ascent steps per epsilon (each one full-set gradient).
     #[arg(long, value_name = "N", default_value_t = 20)]

@@ -80,6 +80,7 @@ pub struct RandomisationProbe;
 pub struct RandomisationOptions {
     /// Splits to score (comma-separated). Without it: `test` and every `test-*-randomised` split
     /// of the data, in the data's order.
+    #[serde(deserialize_with = "super::one_or_many")]
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub splits: Vec<String>,
 }

@@ -187,6 +187,7 @@ pub struct KernelSpectrumOptions {
     pub sigma_b2: f64,
     /// Numbers of hidden layers (comma-separated); 0 is the linear kernel. The metrics are for
     /// the first.
+    #[serde(deserialize_with = "super::one_or_many")]
     #[arg(long, value_delimiter = ',', value_name = "L", default_values_t = [2usize])]
     pub depth: Vec<usize>,
     /// Cube dimension d (1-128).

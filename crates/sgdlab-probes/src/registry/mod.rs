@@ -542,6 +542,25 @@ pub(crate) fn details_of(estimate: &impl Serialize) -> serde_json::Value {
     }
 }
 
+/// Deserialises a list option from a list or a single value (`epsilon = 1e-3` in a study means
+/// `[1e-3]`).
+pub(crate) fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
+    }
+    Ok(match <OneOrMany<T> as serde::Deserialize>::deserialize(d)? {
+        OneOrMany::One(v) => vec![v],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 /// Scalar and vector values, in the order given.
 pub(crate) fn scalar(name: &'static str, v: f64) -> (&'static str, MetricValue) {
     (name, MetricValue::Scalar(v))

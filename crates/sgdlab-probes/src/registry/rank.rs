@@ -20,6 +20,7 @@ pub struct WeightSpectraProbe;
 pub struct WeightSpectraOptions {
     /// Thresholds of the epsilon-rank #{sigma_i(W/||W||_F) > eps} (comma-separated); the metric
     /// `eps_rank_by_layer` is for the first.
+    #[serde(deserialize_with = "super::one_or_many")]
     #[arg(long, value_delimiter = ',', value_name = "EPS", default_values_t = DEFAULT_EPS_RANK_THRESHOLDS)]
     pub eps: Vec<f64>,
 }
