@@ -4,7 +4,6 @@ mod cmd_data;
 mod cmd_model;
 mod cmd_probe;
 mod cmd_probe_common;
-mod cmd_probe_simplicity;
 mod cmd_reproduce;
 mod cmd_study;
 mod cmd_train;

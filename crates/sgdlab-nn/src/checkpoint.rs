@@ -18,6 +18,13 @@ use std::path::{Path, PathBuf};
 
 /// The metadata key holding the architecture string.
 pub const ARCH_METADATA_KEY: &str = "sgdlab.arch";
+/// The metadata key holding the resolved data spec the parameters were trained on (e.g.
+/// `mnist1d:n=1000`); probes use it when no data is given.
+pub const DATA_METADATA_KEY: &str = "sgdlab.data";
+/// The metadata key holding the split the parameters were trained on (e.g. `train`).
+pub const SPLIT_METADATA_KEY: &str = "sgdlab.split";
+/// The metadata key holding the seed of the training run.
+pub const SEED_METADATA_KEY: &str = "sgdlab.seed";
 
 /// A loaded checkpoint: the model it describes, its parameters, and all string metadata.
 #[derive(Debug, Clone)]

@@ -157,7 +157,11 @@ fn resolve_run(
     if let Err(e) = toml::from_str::<RunSpec>(&text) {
         // Find the key the error is about in the generated text, then in the user's file.
         let generated = SpanIndex::new(&text);
-        let key: Vec<Seg> = e.span().and_then(|s| generated.path_at(s.start).cloned()).unwrap_or_default();
+        let mut key: Vec<Seg> = e.span().and_then(|s| generated.path_at(s.start).cloned()).unwrap_or_default();
+        // An unknown key's span is its whole table: name the key itself.
+        if let Some(k) = e.message().strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+            key.push(Seg::Key(k.to_string()));
+        }
         let dotted: String = key.iter().map(ToString::to_string).collect::<Vec<_>>().join(".");
         let msg = format!("[base] ({where_}): {}", e.message().replace('\n', " ").trim_end());
         let (si, sw) = sweep;

@@ -219,3 +219,136 @@ pub fn compute_verdict(
     write_json(&dir.join("verdict.json"), &verdict)?;
     Ok(verdict)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::RunState;
+    use crate::spec::ClaimSpec;
+    use serde_json::json;
+    use sgdlab_train::MetricRecord;
+
+    /// A run of arm `b`, seed `seed`, whose final `m/x` is `x` (after two measurements).
+    fn run(id: &str, seed: u64, b: i64, act: &str, status: RunState, x: f64) -> LoadedRun {
+        let axes: std::collections::BTreeMap<String, serde_json::Value> =
+            [("b".to_string(), json!(b)), ("act".to_string(), json!(act))].into();
+        let rows: Vec<MetricRecord> = [(0u64, 2.0 * x), (10, x)]
+            .iter()
+            .map(|&(step, v)| MetricRecord {
+                step,
+                epoch: step as f64,
+                probe: "m".into(),
+                name: "x".into(),
+                index: None,
+                value: v.is_finite().then_some(v),
+            })
+            .collect();
+        LoadedRun {
+            summary: RunSummary {
+                id: id.into(),
+                seed,
+                axes: axes.clone(),
+                sweeps: vec!["s".into()],
+                status,
+                step: Some(if status == RunState::Diverged { 7 } else { 10 }),
+                message: None,
+            },
+            data: RunData::from_rows(seed, axes, if status == RunState::Completed { &rows } else { &[] }),
+        }
+    }
+
+    fn claim(extra: &str) -> ClaimSpec {
+        let text = format!(
+            "id = \"c\"\nstatement = \"s\"\nvalue = {{ last = \"m/x\" }}\nexpected = \"e\"\nprovenance = \"paper\"\nresamples = 500\n{extra}"
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    fn study() -> Vec<LoadedRun> {
+        let mut runs = Vec::new();
+        for seed in 0..4u64 {
+            for act in ["relu", "tanh"] {
+                let f = seed as f64 + 1.0;
+                runs.push(run(&format!("{act}{seed}a"), seed, 1, act, RunState::Completed, f));
+                runs.push(run(&format!("{act}{seed}b"), seed, 2, act, RunState::Completed, if act == "relu" { 3.0 * f } else { 0.5 * f }));
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn ratio_within_groups_decides_each_group() {
+        let c = claim("statistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\nwithin = \"act\"\ndecision = { greater = 1.0 }");
+        let r = decide_claim(&c, &study());
+        assert_eq!(r.groups.len(), 2);
+        // Groups in axis order: relu (ratio 3, reproduced), tanh (ratio 0.5, not reproduced).
+        assert_eq!(r.groups[0].group, Some(json!("relu")));
+        assert_eq!(r.groups[0].verdict, Verdict::Reproduced);
+        assert!((r.groups[0].effect.as_ref().unwrap().value - 3.0).abs() < 1e-12);
+        assert_eq!(r.groups[1].verdict, Verdict::NotReproduced);
+        assert_eq!(r.verdict, Verdict::NotReproduced);
+        // The headline is the group that fails.
+        assert!((r.effect.as_ref().unwrap().value - 0.5).abs() < 1e-12);
+        assert_eq!(r.runs_used, 16);
+    }
+
+    #[test]
+    fn diverged_and_missing_runs_are_excluded_with_their_step() {
+        let mut runs = study();
+        runs[1] = run("relu0b", 0, 2, "relu", RunState::Diverged, f64::NAN);
+        runs[3] = run("tanh0b", 0, 2, "tanh", RunState::Missing, f64::NAN);
+        let c = claim("population = { where = { act = \"relu\" } }\nstatistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\ndecision = { greater = 1.0 }");
+        let r = decide_claim(&c, &runs);
+        assert_eq!(r.excluded.len(), 1, "{:?}", r.excluded);
+        assert_eq!(r.excluded[0].status, RunState::Diverged);
+        assert_eq!(r.excluded[0].step, Some(7));
+        assert!(r.excluded[0].reason.contains("diverged at step 7"));
+        // Seed 0 has no pair left: three seeds remain.
+        assert_eq!(r.effect.as_ref().unwrap().seeds, 3);
+        assert_eq!(r.verdict, Verdict::Reproduced);
+    }
+
+    #[test]
+    fn a_missing_arm_gives_a_null_effect_and_an_inconclusive_claim() {
+        let runs: Vec<LoadedRun> = study().into_iter().filter(|r| r.summary.axes["b"] == json!(1)).collect();
+        let c = claim("population = { where = { act = \"relu\" } }\nstatistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\ndecision = { greater = 1.0 }");
+        let r = decide_claim(&c, &runs);
+        assert_eq!(r.verdict, Verdict::Inconclusive);
+        assert!(r.effect.is_none());
+        assert!(r.reason.as_deref().unwrap().contains("no seed has runs in both arms"), "{:?}", r.reason);
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_computed_excludes_the_run_with_the_reason() {
+        let c = claim("statistic = \"mean\"\ndecision = { greater = 0.0 }");
+        let mut c2 = c.clone();
+        c2.value = toml::from_str::<std::collections::BTreeMap<String, crate::value::ValueSpec>>("v = { last = \"m/y\" }").unwrap()["v"].clone();
+        let r = decide_claim(&c2, &study());
+        assert_eq!(r.runs_used, 0);
+        assert!(r.excluded.iter().all(|e| e.reason == "no m/y measured"));
+        assert!(r.effect.is_none() && r.verdict == Verdict::Inconclusive);
+        // Too few seeds: an effect, but no decision.
+        let one: Vec<LoadedRun> = study().into_iter().filter(|r| r.summary.seed == 0).collect();
+        let r = decide_claim(&c, &one);
+        assert!(r.effect.is_some() && r.verdict == Verdict::Inconclusive);
+        assert!(r.reason.as_deref().unwrap().contains("only 1 seed"));
+    }
+
+    #[test]
+    fn two_runs_of_one_seed_in_an_arm_are_not_silently_paired() {
+        let c = claim("statistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\ndecision = { greater = 1.0 }");
+        let r = decide_claim(&c, &study());
+        assert!(r.effect.is_none() && r.verdict == Verdict::Inconclusive);
+        assert!(r.reason.as_deref().unwrap().contains("several runs with b = "), "{:?}", r.reason);
+    }
+
+    #[test]
+    fn study_verdicts_summarise_claims() {
+        use Verdict::*;
+        assert_eq!(Verdict::summarise(&[Reproduced, Reproduced]), Reproduced);
+        assert_eq!(Verdict::summarise(&[Reproduced, NotReproduced]), PartlyReproduced);
+        assert_eq!(Verdict::summarise(&[NotReproduced, Inconclusive]), NotReproduced);
+        assert_eq!(Verdict::summarise(&[Reproduced, Inconclusive]), Inconclusive);
+        assert_eq!(Verdict::summarise(&[]), Inconclusive);
+    }
+}

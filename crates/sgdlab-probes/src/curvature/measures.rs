@@ -9,7 +9,8 @@ use serde::Serialize;
 use sgdlab_linalg::{RngStream, Scalar, standard_normal, symmetric_eigen};
 use sgdlab_nn::{Layer, Model};
 use sgdlab_operators::{
-    LinearOperator, MeanEstimate, ProbeDistribution, effective_dimensionality, materialize, near_zero_fraction,
+    LinearOperator, MeanEstimate, ProbeDistribution, SpectralDensityEstimate, effective_dimensionality, materialize,
+    near_zero_fraction,
 };
 
 /// Mean loss, accuracy and gradient norm over the evaluation set.
@@ -443,4 +444,44 @@ pub fn gradient_noise_tail_index<T: Scalar>(
         batch_size,
         gradient_evaluations: total + 1,
     })
+}
+
+/// `n` equally spaced points from `lo` to `hi` inclusive (one point: the midpoint), the grid of
+/// landscape slices and interpolations.
+pub fn linspace(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    if n <= 1 {
+        return vec![0.5 * (lo + hi)];
+    }
+    (0..n).map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64).collect()
+}
+
+/// A Gaussian-smoothed spectral density on a grid.
+#[derive(Debug, Clone, Serialize)]
+pub struct DensityGrid {
+    /// Grid points `t` (eigenvalue units).
+    pub lambda: Vec<f64>,
+    /// Smoothed density at each grid point (integrates to about 1).
+    pub density: Vec<f64>,
+    /// Smoothing width sigma (eigenvalue units).
+    pub smoothing_sigma: f64,
+    /// Smallest and largest quadrature node.
+    pub support: [f64; 2],
+}
+
+/// The density of `est` on `points` grid points spanning its support widened by 5% on each
+/// side, smoothed with a Gaussian of width `relative_width` times the support's width.
+pub fn smoothed_density(
+    est: &SpectralDensityEstimate,
+    points: usize,
+    relative_width: f64,
+) -> Result<DensityGrid, ProbeError> {
+    if points < 2 {
+        return Err(ProbeError::Invalid(format!("a density grid needs at least 2 points, got {points}")));
+    }
+    let (lo, hi) = est.support();
+    let width = (hi - lo).max(f64::MIN_POSITIVE);
+    let sigma = relative_width * width;
+    let lambda = linspace(lo - 0.05 * width, hi + 0.05 * width, points);
+    let density = est.density(&lambda, sigma)?;
+    Ok(DensityGrid { lambda, density, smoothing_sigma: sigma, support: [lo, hi] })
 }
