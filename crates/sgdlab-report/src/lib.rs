@@ -25,8 +25,8 @@
 //! arms (combinations of axis values; see *Arms* below) and every arm has one colour in
 //! all figures of the study. Titles and axis titles are in words from the probe registry's
 //! labels and units (a metric without a label shows its `probe/name`); a logarithmic axis says
-//! "log scale" in its title and is ticked at powers of ten (1, 2 and 5 times powers of ten when
-//! fewer than three powers of ten fall inside it). A figure whose metric no run recorded is a
+//! "log scale" in its title and is ticked at powers of ten (1, 2 and 5 times powers of ten, or
+//! every multiple, when fewer than three powers of ten fall inside it). A figure whose metric no run recorded is a
 //! frame saying "no data: ..." with the reason, not an error.
 //!
 //! - `final_vs_axis`: the per-run value `y` against the axis `x_axis`. Per axis value and series

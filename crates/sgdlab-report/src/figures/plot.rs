@@ -169,20 +169,27 @@ pub(crate) fn linear_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
 }
 
 /// Ticks of a logarithmic axis: the powers of ten inside `[lo, hi]` when there are at least
-/// three (every other one, or sparser, when there are many); 1, 2 and 5 times powers of ten when
-/// the axis spans less; round linear ticks when even those are fewer than two.
+/// three (every other one, or sparser, when there are many); otherwise 1, 2 and 5 times powers of
+/// ten, or every integer multiple of a power of ten when even those are fewer than three; round
+/// linear ticks when nothing else gives two.
 pub(crate) fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let (a, b) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
     let inside = |t: &f64| *t >= lo * (1.0 - 1e-12) && *t <= hi * (1.0 + 1e-12);
-    let decades: Vec<f64> = (a..=b).map(|e| 10f64.powi(e)).filter(inside).collect();
+    // k times 10^e, as the nearest double to the decimal (7 / 10, not 7 * 0.1).
+    let tick = |k: f64, e: i32| if e < 0 { k / 10f64.powi(-e) } else { k * 10f64.powi(e) };
+    let decades: Vec<f64> = (a..=b).map(|e| tick(1.0, e)).filter(inside).collect();
     if decades.len() >= 3 {
         let every = decades.len().div_ceil(8);
         return decades.into_iter().step_by(every).collect();
     }
-    let one_two_five: Vec<f64> =
-        (a..=b).flat_map(|e| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(e))).filter(inside).collect();
-    if one_two_five.len() >= 2 {
-        return one_two_five;
+    let multiples = |m: &'static [f64]| -> Vec<f64> {
+        (a..=b).flat_map(|e| m.iter().map(move |&k| tick(k, e))).filter(inside).collect()
+    };
+    for m in [&[1.0, 2.0, 5.0][..], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]] {
+        let t = multiples(m);
+        if t.len() >= 3 {
+            return t;
+        }
     }
     linear_ticks(lo, hi, 4).into_iter().filter(|&t| t > 0.0).collect()
 }
@@ -397,5 +404,7 @@ mod tests {
         // Two decades or less: 1, 2, 5 times powers of ten.
         assert_eq!(log_ticks(0.015, 3.0), vec![0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]);
         assert_eq!(log_ticks(25.0, 600.0), vec![50.0, 100.0, 200.0, 500.0]);
+        // Less than half a decade: every multiple.
+        assert_eq!(log_ticks(0.65, 3.3), vec![0.7, 0.8, 0.9, 1.0, 2.0, 3.0]);
     }
 }
