@@ -30,6 +30,13 @@ enum StudyCommand {
     },
     /// Run a study: plan -> runs (parallel, resumable) -> verdict -> report.
     Run(RunStudyArgs),
+    /// Submit a study to Slurm: freeze its plan, write sbatch scripts, submit a job array over
+    /// its runs and a dependent job that computes the verdict and builds the report.
+    Submit(crate::cmd_slurm::SubmitArgs),
+    /// What each task of a `submit`ted job array runs (inside Slurm only).
+    RunTask(crate::cmd_slurm::RunTaskArgs),
+    /// Runs planned, completed, diverged, failed and missing, from the records alone.
+    Status(crate::cmd_slurm::StatusArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -177,6 +184,9 @@ pub fn run(a: StudyArgs) -> Result<i32> {
             let (_, done) = run_one(&r.study, r.quick, r.jobs.unwrap_or_else(default_jobs), &r.out, r.quiet, stop)?;
             Ok(if done { 0 } else { 130 })
         }
+        StudyCommand::Submit(a) => crate::cmd_slurm::submit(a),
+        StudyCommand::RunTask(a) => crate::cmd_slurm::run_task(a),
+        StudyCommand::Status(a) => crate::cmd_slurm::status(a),
     }
 }
 
@@ -194,7 +204,7 @@ pub fn report(a: ReportArgs) -> Result<i32> {
     let plan = sgdlab_studies::read_plan(&a.dir)?;
     let spec_text = std::fs::read_to_string(a.dir.join("study.toml"))?;
     let spec = sgdlab_studies::StudySpec::from_toml(&spec_text, &a.dir.join("study.toml").display().to_string())?;
-    sgdlab_studies::compute_verdict(&a.dir, &spec, &plan, &context())?;
+    crate::cmd_slurm::verdict_from_records(&a.dir, &spec, &plan)?;
     let p = sgdlab_report::build_study_report(&a.dir)?;
     println!("{}", p.display());
     Ok(0)

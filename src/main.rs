@@ -6,6 +6,7 @@ mod cmd_probe;
 mod cmd_probe_common;
 mod cmd_probe_simplicity;
 mod cmd_reproduce;
+mod cmd_slurm;
 mod cmd_study;
 mod cmd_train;
 

@@ -6,12 +6,14 @@ mod error;
 pub mod measure;
 pub mod plan;
 pub mod runner;
+pub mod slurm;
 pub mod spec;
+pub mod status;
 pub mod verdict;
 
 pub use error::StudyError;
 pub use plan::{Plan, PlannedRun};
-pub use runner::{RunnerOptions, StudyOutcome, read_plan, run_study};
+pub use runner::{RunnerOptions, RunsOutcome, StudyOutcome, TaskShare, freeze_plan, read_plan, run_runs, run_study};
 pub use spec::StudySpec;
 pub use verdict::compute_verdict;
 

@@ -48,10 +48,50 @@ fn finished(rec: &Option<RunRecord>) -> bool {
     rec.as_ref().is_some_and(|r| matches!(r.status, RunStatus::Completed | RunStatus::Diverged | RunStatus::Failed))
 }
 
+/// Which runs of a plan one worker runs (a Slurm array task, say): those whose plan index is
+/// `index` modulo `count`. Every run belongs to exactly one share of a given `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskShare {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl TaskShare {
+    /// Whether the run at `run_index` of the plan is in this share.
+    pub fn includes(&self, run_index: usize) -> bool {
+        run_index % self.count == self.index
+    }
+}
+
+/// What [`run_runs`] did over the runs it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunsOutcome {
+    /// Runs of the share that are finished (completed, diverged or failed), including those
+    /// finished before.
+    pub finished: usize,
+    /// Runs in the share.
+    pub planned: usize,
+}
+
 /// Plans (or re-reads the frozen plan of) a study in `dir`, runs what is not finished, and
 /// computes the verdict.
 pub fn run_study(spec: &StudySpec, dir: &Path, opts: &RunnerOptions<'_>) -> Result<StudyOutcome, StudyError> {
-    let plan = spec.plan(opts.quick)?;
+    let plan = freeze_plan(spec, dir, opts.quick)?;
+    run_runs(dir, &plan, opts, None)?;
+    let all_finished = plan.runs.iter().all(|r| finished(&read_record(&dir.join("runs").join(&r.id)).ok().flatten()));
+    if !all_finished {
+        let n =
+            plan.runs.iter().filter(|r| finished(&read_record(&dir.join("runs").join(&r.id)).ok().flatten())).count();
+        return Ok(StudyOutcome::Interrupted { finished: n, planned: plan.runs.len() });
+    }
+    let verdict = compute_verdict(dir, spec, &plan, &opts.context)?;
+    Ok(StudyOutcome::Finished { verdict, dir: dir.to_path_buf() })
+}
+
+/// Expands `spec` and freezes its plan into `dir` (`plan.json`, `study.toml`), or checks that
+/// the plan frozen there is the same; a directory holding another plan is refused.
+pub fn freeze_plan(spec: &StudySpec, dir: &Path, quick: bool) -> Result<Plan, StudyError> {
+    let plan = spec.plan(quick)?;
     std::fs::create_dir_all(dir.join("runs")).map_err(|e| StudyError::io(dir, e))?;
     let plan_path = dir.join("plan.json");
     if plan_path.exists() {
@@ -69,29 +109,46 @@ pub fn run_study(spec: &StudySpec, dir: &Path, opts: &RunnerOptions<'_>) -> Resu
         write_text_atomic(&dir.join("study.toml"), &spec.to_toml())?;
         write_text_atomic(&plan_path, &serde_json::to_string_pretty(&plan).expect("serialises"))?;
     }
+    Ok(plan)
+}
+
+/// Runs the unfinished runs of a frozen plan in `dir` (those of `share` only, when given), in
+/// parallel, each single-threaded; a stop request ends it early (each running run checkpoints).
+/// Computes no verdict.
+pub fn run_runs(
+    dir: &Path,
+    plan: &Plan,
+    opts: &RunnerOptions<'_>,
+    share: Option<TaskShare>,
+) -> Result<RunsOutcome, StudyError> {
+    std::fs::create_dir_all(dir.join("runs")).map_err(|e| StudyError::io(dir, e))?;
+    let mine: Vec<usize> = (0..plan.runs.len()).filter(|&i| share.is_none_or(|s| s.includes(i))).collect();
     // Load each distinct dataset once; runs share it read-only.
     let mut datasets: HashMap<String, Arc<Dataset>> = HashMap::new();
-    let mut specs = Vec::with_capacity(plan.runs.len());
-    for r in &plan.runs {
+    let mut specs = HashMap::with_capacity(mine.len());
+    for &i in &mine {
+        let r = &plan.runs[i];
         let rs = RunSpec::from_toml(&r.run_spec, &format!("plan.json run {}", r.id))?;
         if !datasets.contains_key(&rs.data) {
-            let d = sgdlab_data::load_dataset(&rs.data).map_err(|e| StudyError::Spec(format!("{}: {e}", spec.name)))?;
+            let d = sgdlab_data::load_dataset(&rs.data).map_err(|e| StudyError::Spec(format!("{}: {e}", plan.study)))?;
             datasets.insert(rs.data.clone(), Arc::new(d));
         }
-        specs.push(rs);
+        specs.insert(i, rs);
     }
     sgdlab_linalg::set_threads(1);
-    let todo: Vec<usize> = (0..plan.runs.len())
+    let todo: Vec<usize> = mine
+        .iter()
+        .copied()
         .filter(|&i| !finished(&read_record(&dir.join("runs").join(&plan.runs[i].id)).ok().flatten()))
         .collect();
-    let done = AtomicUsize::new(plan.runs.len() - todo.len());
+    let done = AtomicUsize::new(mine.len() - todo.len());
     let next = AtomicUsize::new(0);
     let t0 = Instant::now();
     let first_error: Mutex<Option<StudyError>> = Mutex::new(None);
     let stop = opts.stop.clone();
     let jobs = opts.jobs.max(1).min(todo.len().max(1));
     if let Some(p) = opts.progress {
-        p(done.load(Ordering::SeqCst), plan.runs.len(), 0.0);
+        p(done.load(Ordering::SeqCst), mine.len(), 0.0);
     }
     std::thread::scope(|scope| {
         for _ in 0..jobs {
@@ -102,7 +159,7 @@ pub fn run_study(spec: &StudySpec, dir: &Path, opts: &RunnerOptions<'_>) -> Resu
                 let k = next.fetch_add(1, Ordering::SeqCst);
                 let Some(&i) = todo.get(k) else { break };
                 let r = &plan.runs[i];
-                let rs = &specs[i];
+                let rs = &specs[&i];
                 let run_dir = dir.join("runs").join(&r.id);
                 let ro = RunOptions {
                     out_dir: run_dir.clone(),
@@ -131,7 +188,7 @@ pub fn run_study(spec: &StudySpec, dir: &Path, opts: &RunnerOptions<'_>) -> Resu
                 }
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                 if let Some(p) = opts.progress {
-                    p(n, plan.runs.len(), t0.elapsed().as_secs_f64());
+                    p(n, mine.len(), t0.elapsed().as_secs_f64());
                 }
             });
         }
@@ -139,12 +196,6 @@ pub fn run_study(spec: &StudySpec, dir: &Path, opts: &RunnerOptions<'_>) -> Resu
     if let Some(e) = first_error.into_inner().expect("not poisoned") {
         return Err(e);
     }
-    let all_finished = plan.runs.iter().all(|r| finished(&read_record(&dir.join("runs").join(&r.id)).ok().flatten()));
-    if !all_finished {
-        let n =
-            plan.runs.iter().filter(|r| finished(&read_record(&dir.join("runs").join(&r.id)).ok().flatten())).count();
-        return Ok(StudyOutcome::Interrupted { finished: n, planned: plan.runs.len() });
-    }
-    let verdict = compute_verdict(dir, spec, &plan, &opts.context)?;
-    Ok(StudyOutcome::Finished { verdict, dir: dir.to_path_buf() })
+    let n = mine.iter().filter(|&&i| finished(&read_record(&dir.join("runs").join(&plan.runs[i].id)).ok().flatten())).count();
+    Ok(RunsOutcome { finished: n, planned: mine.len() })
 }
