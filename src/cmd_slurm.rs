@@ -73,12 +73,10 @@ fn max_array_size() -> (usize, bool) {
 
 /// Runs `sbatch --parsable ARGS SCRIPT` and returns the job id.
 fn sbatch(args: &[String], script: &Path) -> Result<String> {
-    let out = Command::new("sbatch")
-        .arg("--parsable")
-        .args(args)
-        .arg(script)
-        .output()
-        .map_err(|e| anyhow::anyhow!("sbatch: {e} (is this a Slurm login node? --dry-run writes the scripts only)"))?;
+    let out =
+        Command::new("sbatch").arg("--parsable").args(args).arg(script).output().map_err(|e| {
+            anyhow::anyhow!("sbatch: {e} (is this a Slurm login node? --dry-run writes the scripts only)")
+        })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         bail!("sbatch {}: {}", script.display(), err.trim().lines().next().unwrap_or("failed"));
@@ -95,9 +93,7 @@ pub fn submit(a: SubmitArgs) -> Result<i32> {
     let plan = freeze_plan(&spec, &dir, a.quick)?;
     let max = max_array_size();
     let layout = ArrayLayout::new(plan.runs.len(), a.runs_per_task, max.0)?;
-    let sgdlab = std::env::current_exe()
-        .and_then(std::fs::canonicalize)
-        .context("the path of the sgdlab binary")?;
+    let sgdlab = std::env::current_exe().and_then(std::fs::canonicalize).context("the path of the sgdlab binary")?;
     let scripts = slurm::sbatch_scripts(&SubmitSpec {
         sgdlab: &sgdlab,
         dir: &dir,
@@ -128,9 +124,13 @@ pub fn submit(a: SubmitArgs) -> Result<i32> {
     }
     let array_job = sbatch(&[], &array_path)?;
     let merge_job = sbatch(&[format!("--dependency=afterany:{array_job}")], &merge_path)?;
-    let line = serde_json::json!({"array_job": array_job, "merge_job": merge_job, "tasks": layout.tasks, "runs": layout.runs});
+    let line =
+        serde_json::json!({"array_job": array_job, "merge_job": merge_job, "tasks": layout.tasks, "runs": layout.runs});
     append_line(&sdir.join("submissions.jsonl"), &line.to_string())?;
-    println!("submitted array job {array_job} (tasks 0-{}) and merge job {merge_job} (afterany:{array_job})", layout.tasks - 1);
+    println!(
+        "submitted array job {array_job} (tasks 0-{}) and merge job {merge_job} (afterany:{array_job})",
+        layout.tasks - 1
+    );
     println!("watch:  squeue -j {array_job},{merge_job}    sgdlab study status {}", dir.display());
     println!("logs:   {}/task-{array_job}_*.log", sdir.join("logs").display());
     println!("merge by hand (after the array): sgdlab report {}", dir.display());
@@ -139,7 +139,8 @@ pub fn submit(a: SubmitArgs) -> Result<i32> {
 
 fn append_line(path: &Path, line: &str) -> Result<()> {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| path.display().to_string())?;
+    let mut f =
+        std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| path.display().to_string())?;
     writeln!(f, "{line}").with_context(|| path.display().to_string())
 }
 
@@ -192,7 +193,8 @@ pub fn run_task(a: RunTaskArgs) -> Result<i32> {
     let restarts = env_var("SLURM_RESTART_COUNT").unwrap_or_else(|| "0".into());
     eprintln!("{label}: start (restart {restarts}), {jobs} run(s) at once, in {}", a.dir.display());
     let progress = |done: usize, total: usize, secs: f64| eprintln!("{label}: {done}/{total} runs ({secs:.1} s)");
-    let opts = RunnerOptions { jobs, quick: plan.quick, stop: Some(stop), context: context(), progress: Some(&progress) };
+    let opts =
+        RunnerOptions { jobs, quick: plan.quick, stop: Some(stop), context: context(), progress: Some(&progress) };
     let outcome = run_runs(&a.dir, &plan, &opts, Some(share))?;
     let sig = STOP_SIGNAL.load(Ordering::SeqCst);
     if outcome.finished == outcome.planned {

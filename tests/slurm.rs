@@ -126,15 +126,38 @@ fn shares_of_a_plan_merge_into_the_verdict_of_a_local_run() {
     let spec = t.path().join("tiny.toml");
     std::fs::write(&spec, TINY).unwrap();
     let local = t.path().join("local");
-    ok(sgdlab().args(["study", "run"]).arg(&spec).arg("--out").arg(&local).args(["--jobs", "2", "--quiet"]).output().unwrap(), "study run");
+    ok(
+        sgdlab()
+            .args(["study", "run"])
+            .arg(&spec)
+            .arg("--out")
+            .arg(&local)
+            .args(["--jobs", "2", "--quiet"])
+            .output()
+            .unwrap(),
+        "study run",
+    );
     let local = local.join("tiny-slurm");
 
     // Freeze the plan and write the scripts without Slurm.
     let out = t.path().join("slurm");
     let text = ok(
-        sgdlab().args(["study", "submit"]).arg(&spec).arg("--out").arg(&out)
-            .args(["--dry-run", "--array-parallelism", "2", "--runs-per-task", "3", "--slurm-args", "--partition=short --time=00:10:00"])
-            .output().unwrap(),
+        sgdlab()
+            .args(["study", "submit"])
+            .arg(&spec)
+            .arg("--out")
+            .arg(&out)
+            .args([
+                "--dry-run",
+                "--array-parallelism",
+                "2",
+                "--runs-per-task",
+                "3",
+                "--slurm-args",
+                "--partition=short --time=00:10:00",
+            ])
+            .output()
+            .unwrap(),
         "study submit --dry-run",
     );
     let dir = std::fs::canonicalize(out.join("tiny-slurm")).unwrap();
@@ -186,7 +209,11 @@ fn shares_of_a_plan_merge_into_the_verdict_of_a_local_run() {
     assert!(!std::fs::read_to_string(dir.join("report.html")).unwrap().contains("Incomplete:"));
     let s = status(&dir);
     assert_eq!(s, "tiny-slurm: 6 planned, 6 completed, 0 diverged, 0 failed, 0 missing\n");
-    let sj: Value = serde_json::from_str(&ok(sgdlab().args(["study", "status", "--json"]).arg(&dir).output().unwrap(), "status --json")).unwrap();
+    let sj: Value = serde_json::from_str(&ok(
+        sgdlab().args(["study", "status", "--json"]).arg(&dir).output().unwrap(),
+        "status --json",
+    ))
+    .unwrap();
     assert_eq!((sj["planned"].as_u64(), sj["completed"].as_u64()), (Some(6), Some(6)));
 }
 
@@ -202,10 +229,13 @@ fn sigterm_checkpoints_the_running_run_and_the_next_task_resumes_it() {
     let spec = t.path().join("long.toml");
     std::fs::write(&spec, &long).unwrap();
     let out = t.path().join("s");
-    ok(sgdlab().args(["study", "submit"]).arg(&spec).arg("--out").arg(&out).arg("--dry-run").output().unwrap(), "submit");
+    ok(
+        sgdlab().args(["study", "submit"]).arg(&spec).arg("--out").arg(&out).arg("--dry-run").output().unwrap(),
+        "submit",
+    );
     let dir = out.join("tiny-slurm");
     let id = run_ids(&dir).remove(0);
-    let mut child = run_task(&dir, 0, 1).stderr(Stdio::piped()).spawn().unwrap();
+    let child = run_task(&dir, 0, 1).stderr(Stdio::piped()).spawn().unwrap();
     wait_until("the run to start", Duration::from_secs(60), || status_of(&dir, &id) == "running");
     std::thread::sleep(Duration::from_millis(500));
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
@@ -226,7 +256,10 @@ fn sigterm_checkpoints_the_running_run_and_the_next_task_resumes_it() {
     let rec = record(&dir, &id).unwrap();
     assert_eq!((rec["status"].as_str(), rec["segments"].as_u64()), (Some("completed"), Some(2)));
     let local = t.path().join("local");
-    ok(sgdlab().args(["study", "run"]).arg(&spec).arg("--out").arg(&local).arg("--quiet").output().unwrap(), "study run");
+    ok(
+        sgdlab().args(["study", "run"]).arg(&spec).arg("--out").arg(&local).arg("--quiet").output().unwrap(),
+        "study run",
+    );
     let m = |d: &Path| std::fs::read(d.join("runs").join(&id).join("metrics.jsonl")).unwrap();
     assert_eq!(m(&dir), m(&local.join("tiny-slurm")), "metrics after resume differ from an uninterrupted run");
 }
@@ -246,6 +279,20 @@ fn job_state(job: &str) -> String {
         .find_map(|w| w.strip_prefix("JobState="))
         .unwrap_or_else(|| panic!("no JobState for {job}: {out}"))
         .to_string()
+}
+
+/// The processes of an array task's batch step (`scontrol listpids` by the task's own job id).
+fn batch_pids(task: &str) -> Vec<String> {
+    let out = slurm("scontrol", &["show", "job", "-o", task]);
+    let own =
+        out.split_whitespace().find_map(|w| w.strip_prefix("JobId=")).unwrap_or_else(|| panic!("no JobId: {out}"));
+    let pids = slurm("scontrol", &["listpids", own]);
+    pids.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 3 && f[1] == own && f[2] == "batch").then(|| f[0].to_string())
+        })
+        .collect()
 }
 
 /// A requeued task waits about two minutes (its BeginTime) unless told to start now.
@@ -272,20 +319,37 @@ fn a_study_through_slurm_gives_the_local_verdict_and_does_no_run_twice() {
     std::fs::write(&spec, CI_STUDY).unwrap();
     // The local reference.
     let local = t.path().join("local");
-    ok(sgdlab().args(["study", "run"]).arg(&spec).arg("--out").arg(&local).args(["--jobs", "2", "--quiet"]).output().unwrap(), "study run");
+    ok(
+        sgdlab()
+            .args(["study", "run"])
+            .arg(&spec)
+            .arg("--out")
+            .arg(&local)
+            .args(["--jobs", "2", "--quiet"])
+            .output()
+            .unwrap(),
+        "study run",
+    );
     let local = local.join("batch-sharpness-ci");
     let t_local = t0.elapsed().as_secs_f64();
 
     let out_dir = t.path().join("slurm");
     let text = ok(
-        sgdlab().args(["study", "submit"]).arg(&spec).arg("--out").arg(&out_dir)
-            .args(["--array-parallelism", "2", "--runs-per-task", "2"]).output().unwrap(),
+        sgdlab()
+            .args(["study", "submit"])
+            .arg(&spec)
+            .arg("--out")
+            .arg(&out_dir)
+            .args(["--array-parallelism", "2", "--runs-per-task", "2"])
+            .output()
+            .unwrap(),
         "study submit",
     );
     eprintln!("{text}");
     let dir = std::fs::canonicalize(out_dir.join("batch-sharpness-ci")).unwrap();
     let sub = json(&dir.join("slurm/submissions.jsonl"));
-    let (array, merge) = (sub["array_job"].as_str().unwrap().to_string(), sub["merge_job"].as_str().unwrap().to_string());
+    let (array, merge) =
+        (sub["array_job"].as_str().unwrap().to_string(), sub["merge_job"].as_str().unwrap().to_string());
     assert_eq!((sub["runs"].as_u64(), sub["tasks"].as_u64()), (Some(10), Some(5)));
     assert!(text.contains(&format!("squeue -j {array},{merge}")), "{text}");
     let ids = run_ids(&dir);
@@ -299,14 +363,23 @@ fn a_study_through_slurm_gives_the_local_verdict_and_does_no_run_twice() {
     std::thread::sleep(Duration::from_millis(800));
     let first_records: Vec<Vec<u8>> =
         [0, 1].iter().map(|&i| std::fs::read(dir.join("runs").join(&ids[i]).join("record.json")).unwrap()).collect();
+    // SIGUSR1 to task 1's batch shell, as `--signal=B:USR1@120` sends it before the time limit
+    // (the script execs sgdlab, so the batch shell is sgdlab). Not with `scancel --batch
+    // --signal=USR1`: on Slurm 22.05, while other tasks of the array are pending, it delivers
+    // the signal but answers "Job can not be altered now, try again later" and retries for
+    // over a minute.
+    let pids = batch_pids(&task1);
+    assert_eq!(pids.len(), 1, "task 1's batch step should be one process (exec): {pids:?}");
+    assert!(Command::new("kill").args(["-USR1", &pids[0]]).status().unwrap().success());
     slurm("scancel", &[&task0]);
-    slurm("scancel", &["--batch", "--signal=USR1", &task1]);
     wait_until("task 0 cancelled", Duration::from_secs(60), || job_state(&task0) == "CANCELLED");
     // Task 1 checkpoints and requeues itself; task 0 is requeued by hand.
     slurm("scontrol", &["requeue", &task0]);
     let t_interrupt = t0.elapsed().as_secs_f64();
     for i in [5, 6] {
-        wait_until(&format!("run {i} interrupted"), Duration::from_secs(60), || status_of(&dir, &ids[i]) == "interrupted");
+        wait_until(&format!("run {i} interrupted"), Duration::from_secs(60), || {
+            status_of(&dir, &ids[i]) == "interrupted"
+        });
         let rec = record(&dir, &ids[i]).unwrap();
         let (step, total) = (rec["steps_completed"].as_u64().unwrap(), rec["total_steps"].as_u64().unwrap());
         assert!(step > 0 && step < total, "run {i} was not stopped mid-run: {rec}");
@@ -319,7 +392,10 @@ fn a_study_through_slurm_gives_the_local_verdict_and_does_no_run_twice() {
     // The merge job runs after every task has ended.
     wait_until("the merge job", Duration::from_secs(240), || {
         let s = job_state(&merge);
-        assert!(!["FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"].contains(&s.as_str()), "merge job {s}");
+        assert!(
+            !["FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"].contains(&s.as_str()),
+            "merge job {s}"
+        );
         s == "COMPLETED"
     });
     let t_merge = t0.elapsed().as_secs_f64();
@@ -353,9 +429,17 @@ fn a_study_through_slurm_gives_the_local_verdict_and_does_no_run_twice() {
     // The logs of requeued tasks are appended to, not overwritten.
     let log = |k: usize| std::fs::read_to_string(dir.join(format!("slurm/logs/task-{array}_{k}.log"))).unwrap();
     let (l0, l1) = (log(0), log(1));
-    assert!(l0.contains("start (restart 0)") && l0.contains("stopped by signal 15") && l0.contains("start (restart 1)"), "{l0}");
+    assert!(
+        l0.contains("start (restart 0)") && l0.contains("stopped by signal 15") && l0.contains("start (restart 1)"),
+        "{l0}"
+    );
     assert!(l1.contains("stopped by signal 10") && l1.contains("requeued") && l1.contains("start (restart 1)"), "{l1}");
-    let merged = std::fs::read_dir(dir.join("slurm/logs")).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).find(|p: &PathBuf| p.file_name().unwrap().to_string_lossy().starts_with("merge-")).unwrap();
+    let merged = std::fs::read_dir(dir.join("slurm/logs"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p: &PathBuf| p.file_name().unwrap().to_string_lossy().starts_with("merge-"))
+        .unwrap();
     let ml = std::fs::read_to_string(&merged).unwrap();
     assert!(ml.contains("10 completed") && ml.contains("report.html"), "{ml}");
     eprintln!(

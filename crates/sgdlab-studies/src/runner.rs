@@ -130,7 +130,8 @@ pub fn run_runs(
         let r = &plan.runs[i];
         let rs = RunSpec::from_toml(&r.run_spec, &format!("plan.json run {}", r.id))?;
         if !datasets.contains_key(&rs.data) {
-            let d = sgdlab_data::load_dataset(&rs.data).map_err(|e| StudyError::Spec(format!("{}: {e}", plan.study)))?;
+            let d =
+                sgdlab_data::load_dataset(&rs.data).map_err(|e| StudyError::Spec(format!("{}: {e}", plan.study)))?;
             datasets.insert(rs.data.clone(), Arc::new(d));
         }
         specs.insert(i, rs);
@@ -196,6 +197,9 @@ pub fn run_runs(
     if let Some(e) = first_error.into_inner().expect("not poisoned") {
         return Err(e);
     }
-    let n = mine.iter().filter(|&&i| finished(&read_record(&dir.join("runs").join(&plan.runs[i].id)).ok().flatten())).count();
+    let n = mine
+        .iter()
+        .filter(|&&i| finished(&read_record(&dir.join("runs").join(&plan.runs[i].id)).ok().flatten()))
+        .count();
     Ok(RunsOutcome { finished: n, planned: mine.len() })
 }

@@ -215,15 +215,16 @@ pub fn sbatch_scripts(s: &SubmitSpec<'_>) -> Result<Scripts, StudyError> {
 /// With `stride` (what `submit` writes into the script), task `SLURM_ARRAY_TASK_ID` runs the
 /// runs congruent to it modulo `stride`, so a task re-submitted alone (`sbatch --array=5`) still
 /// runs its own share; without it, the share is (`_ID` - `_MIN`) modulo `SLURM_ARRAY_TASK_COUNT`.
-pub fn task_share_from_env(var: &dyn Fn(&str) -> Option<String>, stride: Option<usize>) -> Result<TaskShare, StudyError> {
+pub fn task_share_from_env(
+    var: &dyn Fn(&str) -> Option<String>,
+    stride: Option<usize>,
+) -> Result<TaskShare, StudyError> {
     let get = |name: &str| -> Result<Option<usize>, StudyError> {
         match var(name).filter(|v| !v.trim().is_empty()) {
             None => Ok(None),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| StudyError::Spec(format!("{name}={v} is not a task number"))),
+            Some(v) => {
+                v.trim().parse().map(Some).map_err(|_| StudyError::Spec(format!("{name}={v} is not a task number")))
+            }
         }
     };
     let Some(id) = get("SLURM_ARRAY_TASK_ID")? else {
@@ -296,7 +297,9 @@ mod tests {
 
     #[test]
     fn every_run_belongs_to_exactly_one_task() {
-        for (runs, per_task, max) in [(10, 1, 1001), (10, 2, 1001), (10, 3, 1001), (2500, 1, 1001), (7, 100, 1001), (5, 1, 2)] {
+        for (runs, per_task, max) in
+            [(10, 1, 1001), (10, 2, 1001), (10, 3, 1001), (2500, 1, 1001), (7, 100, 1001), (5, 1, 2)]
+        {
             let l = ArrayLayout::new(runs, per_task, max).unwrap();
             assert!(l.tasks <= max && l.tasks >= 1);
             for i in 0..runs {
@@ -339,7 +342,10 @@ mod tests {
         assert!(lines.contains(&"#SBATCH --open-mode=append"));
         assert!(lines.contains(&"#SBATCH --output=/shared/results/tiny/slurm/logs/task-%A_%a.log"));
         assert!(pos("#SBATCH --partition=short --time=01:00:00 --mem=4G") > pos("#SBATCH --cpus-per-task=1"));
-        assert_eq!(*lines.last().unwrap(), "exec /opt/sgdlab/bin/sgdlab study run-task /shared/results/tiny --stride 5");
+        assert_eq!(
+            *lines.last().unwrap(),
+            "exec /opt/sgdlab/bin/sgdlab study run-task /shared/results/tiny --stride 5"
+        );
         assert!(s.array.contains("10 runs over 5 array tasks"), "{}", s.array);
         assert!(s.array.contains("task i runs the plan's runs i, i+5, i+10"));
         assert!(s.merge.contains("#SBATCH --partition=short"));
