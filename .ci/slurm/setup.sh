@@ -81,7 +81,9 @@ PartitionName=ci Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 }
 
-alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# Whether the pid in file $2 is a live process named $1 (a stale pid file may name a pid that
+# another process has taken since).
+alive() { [ -s "$2" ] && [ "$(cat "/proc/$(cat "$2")/comm" 2>/dev/null)" = "$1" ]; }
 
 start_munge() {
   if munge -n >/dev/null 2>&1; then
@@ -102,13 +104,17 @@ start_munge() {
 }
 
 start() {
-  if alive "$DIR/slurmctld.pid" || alive "$DIR/slurmd.pid"; then
+  if alive slurmctld "$DIR/slurmctld.pid" || alive slurmd "$DIR/slurmd.pid"; then
     log "a cluster started from $DIR is still running; run '$0 stop' first"
     exit 1
   fi
   install_missing
+  # A munged that an earlier `start` started stays ours to stop.
+  local old_munged=""
+  alive munged "$DIR/munged.started.pid" && old_munged=$(cat "$DIR/munged.started.pid")
   rm -rf "$DIR"
   mkdir -p "$DIR"
+  [ -n "$old_munged" ] && echo "$old_munged" >"$DIR/munged.started.pid"
   write_conf
   start_munge
   local t0=$SECONDS
@@ -133,7 +139,7 @@ stop_pid() {
   [ -s "$file" ] || return 0
   local pid
   pid=$(cat "$file")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$name" "$file"; then
     kill -TERM "$pid"
     for _ in $(seq 100); do
       kill -0 "$pid" 2>/dev/null || break

@@ -57,9 +57,9 @@ pub struct TaskShare {
 }
 
 impl TaskShare {
-    /// Whether the run at `run_index` of the plan is in this share.
+    /// Whether the run at `run_index` of the plan is in this share (a `count` of 0 counts as 1).
     pub fn includes(&self, run_index: usize) -> bool {
-        run_index % self.count == self.index
+        run_index % self.count.max(1) == self.index
     }
 }
 
@@ -77,12 +77,9 @@ pub struct RunsOutcome {
 /// computes the verdict.
 pub fn run_study(spec: &StudySpec, dir: &Path, opts: &RunnerOptions<'_>) -> Result<StudyOutcome, StudyError> {
     let plan = freeze_plan(spec, dir, opts.quick)?;
-    run_runs(dir, &plan, opts, None)?;
-    let all_finished = plan.runs.iter().all(|r| finished(&read_record(&dir.join("runs").join(&r.id)).ok().flatten()));
-    if !all_finished {
-        let n =
-            plan.runs.iter().filter(|r| finished(&read_record(&dir.join("runs").join(&r.id)).ok().flatten())).count();
-        return Ok(StudyOutcome::Interrupted { finished: n, planned: plan.runs.len() });
+    let runs = run_runs(dir, &plan, opts, None)?;
+    if runs.finished < runs.planned {
+        return Ok(StudyOutcome::Interrupted { finished: runs.finished, planned: runs.planned });
     }
     let verdict = compute_verdict(dir, spec, &plan, &opts.context)?;
     Ok(StudyOutcome::Finished { verdict, dir: dir.to_path_buf() })
