@@ -63,44 +63,20 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// A small study of 3 seeds x 2 batch sizes (6 runs of well under a second).
-const TINY: &str = r#"
-name = "tiny-slurm"
-title = "Tiny batch-size study"
-section = "7.1"
-claim = "Larger batches give a larger top Hessian eigenvalue (tiny smoke version)."
-seeds = [0, 1, 2]
-
-[base]
-model = "mlp:40-16-10:relu"
-data = "mnist1d:n=500"
-[base.optimizer]
-name = "sgd"
-lr = 0.1
-batch_size = 8
-[base.budget]
-steps = 40
-[base.eval]
-train_subset = 0
-log_every = 10
-
-[[axes]]
-name = "batch_size"
-key = "optimizer.batch_size"
-values = [8, 128]
-
-[[measure]]
-probe = "hessian"
-samples = 100
-options = { k = 1 }
-
-[verdict]
-statistic = "ratio"
-metric = "hessian/top_eigenvalue"
-knob = "batch_size"
-direction = "greater"
-threshold = 1.0
-"#;
+/// Writes `spec` to `dir/study.toml` and runs it locally (`study run`, two jobs); returns the
+/// spec's path and the study directory.
+fn local_run(dir: &Path, spec: &str, quick: bool) -> (PathBuf, PathBuf) {
+    let path = dir.join("study.toml");
+    std::fs::write(&path, spec).unwrap();
+    let out = dir.join("local");
+    let mut c = sgdlab();
+    c.args(["study", "run"]).arg(&path).arg("--out").arg(&out).args(["--jobs", "2", "--quiet"]);
+    if quick {
+        c.arg("--quick");
+    }
+    ok(c.output().unwrap(), "study run");
+    (path, out.join(if quick { "batch-sharpness-ci-quick" } else { "batch-sharpness-ci" }))
+}
 
 /// `study run-task DIR` as array task `task` (Slurm's variables set by hand).
 fn run_task(dir: &Path, task: usize, stride: usize) -> Command {
@@ -123,21 +99,7 @@ fn run_task_outside_slurm_says_so_in_one_line() {
 #[test]
 fn shares_of_a_plan_merge_into_the_verdict_of_a_local_run() {
     let t = tempfile::tempdir().unwrap();
-    let spec = t.path().join("tiny.toml");
-    std::fs::write(&spec, TINY).unwrap();
-    let local = t.path().join("local");
-    ok(
-        sgdlab()
-            .args(["study", "run"])
-            .arg(&spec)
-            .arg("--out")
-            .arg(&local)
-            .args(["--jobs", "2", "--quiet"])
-            .output()
-            .unwrap(),
-        "study run",
-    );
-    let local = local.join("tiny-slurm");
+    let (spec, local) = local_run(t.path(), CI_STUDY, true);
 
     // Freeze the plan and write the scripts without Slurm.
     let out = t.path().join("slurm");
@@ -148,6 +110,7 @@ fn shares_of_a_plan_merge_into_the_verdict_of_a_local_run() {
             .arg("--out")
             .arg(&out)
             .args([
+                "--quick",
                 "--dry-run",
                 "--array-parallelism",
                 "2",
@@ -160,7 +123,7 @@ fn shares_of_a_plan_merge_into_the_verdict_of_a_local_run() {
             .unwrap(),
         "study submit --dry-run",
     );
-    let dir = std::fs::canonicalize(out.join("tiny-slurm")).unwrap();
+    let dir = std::fs::canonicalize(out.join("batch-sharpness-ci-quick")).unwrap();
     assert!(text.contains("6 runs over 2 array tasks (2 at a time)"), "{text}");
     assert!(text.contains("not submitted"), "{text}");
     let array = std::fs::read_to_string(dir.join("slurm/array.sbatch")).unwrap();
@@ -171,21 +134,22 @@ fn shares_of_a_plan_merge_into_the_verdict_of_a_local_run() {
     assert!(!dir.join("slurm/submissions.jsonl").exists());
     // A directory holding another plan is refused, as `study run` refuses it.
     let other = t.path().join("other.toml");
-    std::fs::write(&other, TINY.replace("seeds = [0, 1, 2]", "seeds = [4, 5, 6]")).unwrap();
-    let o = sgdlab().args(["study", "submit"]).arg(&other).arg("--out").arg(&out).arg("--dry-run").output().unwrap();
+    std::fs::write(&other, CI_STUDY.replace("seeds = [0, 1, 2, 3, 4]", "seeds = [5, 6, 7]")).unwrap();
+    let o =
+        sgdlab().args(["study", "submit", "--quick", "--dry-run"]).arg(&other).arg("--out").arg(&out).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("different plan"));
 
     let ids = run_ids(&dir);
     let status = |dir: &Path| ok(sgdlab().args(["study", "status"]).arg(dir).output().unwrap(), "study status");
     let s = status(&dir);
-    assert!(s.starts_with("tiny-slurm: 6 planned, 0 completed, 0 diverged, 0 failed, 6 missing"), "{s}");
+    assert!(s.starts_with("batch-sharpness-ci: 6 planned, 0 completed, 0 diverged, 0 failed, 6 missing"), "{s}");
     // Task 1 of 2 runs the plan's runs 1, 3, 5.
     ok(run_task(&dir, 1, 2).output().unwrap(), "run-task 1");
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(status_of(&dir, id), if i % 2 == 1 { "completed" } else { "none" }, "run {i}");
     }
     let s = status(&dir);
-    assert!(s.starts_with("tiny-slurm: 6 planned, 3 completed, 0 diverged, 0 failed, 3 missing"), "{s}");
+    assert!(s.starts_with("batch-sharpness-ci: 6 planned, 3 completed, 0 diverged, 0 failed, 3 missing"), "{s}");
     for i in [0, 2, 4] {
         assert!(s.contains(&format!("missing {} (run {i}): not started", ids[i])), "{s}");
     }
@@ -208,7 +172,7 @@ fn shares_of_a_plan_merge_into_the_verdict_of_a_local_run() {
     assert_eq!(std::fs::read(local.join("verdict.json")).unwrap(), std::fs::read(dir.join("verdict.json")).unwrap());
     assert!(!std::fs::read_to_string(dir.join("report.html")).unwrap().contains("Incomplete:"));
     let s = status(&dir);
-    assert_eq!(s, "tiny-slurm: 6 planned, 6 completed, 0 diverged, 0 failed, 0 missing\n");
+    assert_eq!(s, "batch-sharpness-ci: 6 planned, 6 completed, 0 diverged, 0 failed, 0 missing\n");
     let sj: Value = serde_json::from_str(&ok(
         sgdlab().args(["study", "status", "--json"]).arg(&dir).output().unwrap(),
         "status --json",
@@ -220,20 +184,15 @@ fn shares_of_a_plan_merge_into_the_verdict_of_a_local_run() {
 #[test]
 fn sigterm_checkpoints_the_running_run_and_the_next_task_resumes_it() {
     let t = tempfile::tempdir().unwrap();
-    // One run long enough to be stopped in the middle (a few seconds).
-    let long = TINY
-        .replace("seeds = [0, 1, 2]", "seeds = [0]")
-        .replace("values = [8, 128]", "values = [8]")
-        .replace("log_every = 10", "log_every = 1000")
-        .replace("steps = 40", "steps = 200000");
-    let spec = t.path().join("long.toml");
-    std::fs::write(&spec, &long).unwrap();
+    // One run of a few seconds (batch size 32, 25,000 steps), to be stopped in the middle.
+    let one = CI_STUDY.replace("seeds = [0, 1, 2, 3, 4]", "seeds = [0]").replace("values = [32, 400]", "values = [32]");
+    let (spec, local) = local_run(t.path(), &one, false);
     let out = t.path().join("s");
     ok(
         sgdlab().args(["study", "submit"]).arg(&spec).arg("--out").arg(&out).arg("--dry-run").output().unwrap(),
         "submit",
     );
-    let dir = out.join("tiny-slurm");
+    let dir = out.join("batch-sharpness-ci");
     let id = run_ids(&dir).remove(0);
     let child = run_task(&dir, 0, 1).stderr(Stdio::piped()).spawn().unwrap();
     wait_until("the run to start", Duration::from_secs(60), || status_of(&dir, &id) == "running");
@@ -245,23 +204,18 @@ fn sigterm_checkpoints_the_running_run_and_the_next_task_resumes_it() {
     assert!(err.contains("stopped by signal 15"), "{err}");
     let rec = record(&dir, &id).unwrap();
     assert_eq!(rec["status"], "interrupted");
-    let step = rec["steps_completed"].as_u64().unwrap();
-    assert!(step > 0 && step < 200000, "{rec}");
+    let (step, total) = (rec["steps_completed"].as_u64().unwrap(), rec["total_steps"].as_u64().unwrap());
+    assert!(step > 0 && step < total, "{rec}");
     assert_eq!(rec["segments"], 1);
     assert!(dir.join("runs").join(&id).join(format!("checkpoints/step-{step}.safetensors")).exists());
     let s = ok(sgdlab().args(["study", "status"]).arg(&dir).output().unwrap(), "status");
-    assert!(s.contains(&format!("interrupted at step {step} of 200000, segment 1")), "{s}");
+    assert!(s.contains(&format!("interrupted at step {step} of {total}, segment 1")), "{s}");
     // The next task resumes it: two segments, the same metrics as an uninterrupted run.
     ok(run_task(&dir, 0, 1).output().unwrap(), "run-task again");
     let rec = record(&dir, &id).unwrap();
     assert_eq!((rec["status"].as_str(), rec["segments"].as_u64()), (Some("completed"), Some(2)));
-    let local = t.path().join("local");
-    ok(
-        sgdlab().args(["study", "run"]).arg(&spec).arg("--out").arg(&local).arg("--quiet").output().unwrap(),
-        "study run",
-    );
     let m = |d: &Path| std::fs::read(d.join("runs").join(&id).join("metrics.jsonl")).unwrap();
-    assert_eq!(m(&dir), m(&local.join("tiny-slurm")), "metrics after resume differ from an uninterrupted run");
+    assert_eq!(m(&dir), m(&local), "metrics after resume differ from an uninterrupted run");
 }
 
 // ---- On a real Slurm -------------------------------------------------------------------------
@@ -315,22 +269,7 @@ fn a_study_through_slurm_gives_the_local_verdict_and_does_no_run_twice() {
     }
     let t0 = Instant::now();
     let t = tempfile::tempdir().unwrap();
-    let spec = t.path().join("batch-sharpness-ci.toml");
-    std::fs::write(&spec, CI_STUDY).unwrap();
-    // The local reference.
-    let local = t.path().join("local");
-    ok(
-        sgdlab()
-            .args(["study", "run"])
-            .arg(&spec)
-            .arg("--out")
-            .arg(&local)
-            .args(["--jobs", "2", "--quiet"])
-            .output()
-            .unwrap(),
-        "study run",
-    );
-    let local = local.join("batch-sharpness-ci");
+    let (spec, local) = local_run(t.path(), CI_STUDY, false);
     let t_local = t0.elapsed().as_secs_f64();
 
     let out_dir = t.path().join("slurm");
