@@ -90,7 +90,8 @@ pub fn submit(a: SubmitArgs) -> Result<i32> {
         .and_then(|()| std::fs::canonicalize(&a.out))
         .with_context(|| format!("--out {}", a.out.display()))?;
     let dir = out.join(format!("{}{}", spec.name, if a.quick { "-quick" } else { "" }));
-    let plan = freeze_plan(&spec, &dir, a.quick)?;
+    // Everything is checked (plan, layout, options, paths) before the plan is frozen.
+    let plan = spec.plan(a.quick)?;
     let max = max_array_size();
     let layout = ArrayLayout::new(plan.runs.len(), a.runs_per_task, max.0)?;
     let sgdlab = std::env::current_exe().and_then(std::fs::canonicalize).context("the path of the sgdlab binary")?;
@@ -103,6 +104,7 @@ pub fn submit(a: SubmitArgs) -> Result<i32> {
         slurm_args: &a.slurm_args,
         max_array_size: max,
     })?;
+    freeze_plan(&spec, &dir, a.quick)?;
     let sdir = dir.join("slurm");
     std::fs::create_dir_all(sdir.join("logs")).with_context(|| sdir.display().to_string())?;
     let (array_path, merge_path) = (sdir.join("array.sbatch"), sdir.join("merge.sbatch"));

@@ -120,10 +120,10 @@ pub fn check_slurm_args(args: &str) -> Result<(), StudyError> {
             continue;
         }
         let owned = match name {
-            "--array" | "-a" => Some("--array (submit sets it from the plan; use --array-parallelism)"),
-            "--dependency" | "-d" => Some("--dependency (submit makes the merge job depend on the array)"),
+            "--array" | "-a" => Some("submit sets the array from the plan (use --array-parallelism, --runs-per-task)"),
+            "--dependency" | "-d" => Some("submit makes the merge job depend on the array"),
             "--output" | "-o" | "--error" | "-e" | "--open-mode" => {
-                Some("the log options (the logs go to DIR/slurm/logs, appended across requeues)")
+                Some("the logs go to DIR/slurm/logs, appended to across requeues")
             }
             _ => None,
         };
