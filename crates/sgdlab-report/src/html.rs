@@ -176,6 +176,14 @@ pub(crate) fn study_report(s: &Study) -> String {
         v.runs.planned,
         n_excluded
     );
+    if let Some(inc) = &v.incomplete {
+        let _ = writeln!(
+            b,
+            "<p class=\"warn\"><b>Incomplete:</b> {} of {} planned runs had not finished; this verdict uses \
+             the finished runs only (<code>sgdlab study status</code> lists the missing ones).</p>",
+            inc.missing, inc.planned
+        );
+    }
 
     // Verdict.
     let _ = writeln!(

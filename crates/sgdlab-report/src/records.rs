@@ -211,6 +211,19 @@ pub struct VerdictRecord {
     pub spec_hash: String,
     pub sgdlab_version: String,
     pub git_revision: String,
+    /// Present when planned runs had not finished when the verdict was computed.
+    #[serde(default)]
+    pub incomplete: Option<IncompleteRecord>,
+}
+
+/// `verdict.json` `incomplete`: the verdict uses the finished runs only.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct IncompleteRecord {
+    /// Planned runs not finished (no record, or left running or interrupted).
+    pub missing: usize,
+    pub planned: usize,
+    #[serde(default)]
+    pub ids: Vec<String>,
 }
 
 /// How a run ended (`record.json` `status`).

@@ -86,13 +86,48 @@ fn failed_record(rs: &RunSpec, message: String, context: &RunContext) -> RunReco
         git_revision: context.git_revision.clone(),
         threads: 1,
         wall_time_s: 0.0,
+        segments: 1,
         final_metrics: Default::default(),
     }
 }
 
-/// Runs the planned runs of `which` that are not finished (failed ones too when retrying).
-/// Returns how many of the plan's runs have ended.
-pub fn run_plan(plan: &PlanRecord, dir: &Path, which: &[usize], opts: &RunnerOptions<'_>) -> Result<usize, StudyError> {
+/// Which runs of a plan one worker runs (a Slurm array task, say): those whose plan index is
+/// `index` modulo `count`. Every run belongs to exactly one share of a given `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskShare {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl TaskShare {
+    /// Whether the run at `run_index` of the plan is in this share (a `count` of 0 counts as 1).
+    pub fn includes(&self, run_index: usize) -> bool {
+        run_index % self.count.max(1) == self.index
+    }
+
+    /// The plan indices of this share.
+    pub fn runs(&self, plan: &PlanRecord) -> Vec<usize> {
+        (0..plan.runs.len()).filter(|&i| self.includes(i)).collect()
+    }
+}
+
+/// What [`run_plan`] did over the runs it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunsOutcome {
+    /// Runs given that have ended (completed, diverged or failed), including those ended before.
+    pub finished: usize,
+    /// Runs given.
+    pub planned: usize,
+}
+
+/// Runs the planned runs of `which` (plan indices) that are not finished (failed ones too when
+/// retrying), never computing a verdict.
+pub fn run_plan(
+    plan: &PlanRecord,
+    dir: &Path,
+    which: &[usize],
+    opts: &RunnerOptions<'_>,
+) -> Result<RunsOutcome, StudyError> {
     // Load each distinct dataset once; runs share it read-only.
     let mut datasets: HashMap<String, Arc<Dataset>> = HashMap::new();
     let mut specs = Vec::with_capacity(plan.runs.len());
@@ -115,7 +150,7 @@ pub fn run_plan(plan: &PlanRecord, dir: &Path, which: &[usize], opts: &RunnerOpt
         })
         .collect();
     let ended = |i: usize| run_state(&dir.join("runs").join(&plan.runs[i].id)).is_final();
-    let done = AtomicUsize::new((0..plan.runs.len()).filter(|&i| ended(i)).count());
+    let done = AtomicUsize::new(which.iter().filter(|&&i| ended(i)).count());
     let done_before = done.load(Ordering::SeqCst);
     let next = AtomicUsize::new(0);
     let t0 = Instant::now();
@@ -123,7 +158,7 @@ pub fn run_plan(plan: &PlanRecord, dir: &Path, which: &[usize], opts: &RunnerOpt
     let stop = opts.stop.clone();
     let jobs = opts.jobs.max(1).min(todo.len().max(1));
     if let Some(p) = opts.progress {
-        p(done_before, plan.runs.len(), 0.0);
+        p(done_before, which.len(), 0.0);
     }
     std::thread::scope(|scope| {
         for _ in 0..jobs {
@@ -163,7 +198,7 @@ pub fn run_plan(plan: &PlanRecord, dir: &Path, which: &[usize], opts: &RunnerOpt
                     }
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                     if let Some(p) = opts.progress {
-                        p(n, plan.runs.len(), t0.elapsed().as_secs_f64());
+                        p(n, which.len(), t0.elapsed().as_secs_f64());
                     }
                 }
             });
@@ -172,7 +207,7 @@ pub fn run_plan(plan: &PlanRecord, dir: &Path, which: &[usize], opts: &RunnerOpt
     if let Some(e) = first_error.into_inner().expect("not poisoned") {
         return Err(e);
     }
-    Ok((0..plan.runs.len()).filter(|&i| ended(i)).count())
+    Ok(RunsOutcome { finished: which.iter().filter(|&&i| ended(i)).count(), planned: which.len() })
 }
 
 /// Plans (or re-reads the frozen plan of) a study in `dir`, runs what is not finished, and
@@ -180,9 +215,9 @@ pub fn run_plan(plan: &PlanRecord, dir: &Path, which: &[usize], opts: &RunnerOpt
 pub fn run_study(study: &LoadedStudy, dir: &Path, opts: &RunnerOptions<'_>) -> Result<StudyOutcome, StudyError> {
     let plan = freeze_plan(study, dir)?;
     let all: Vec<usize> = (0..plan.runs.len()).collect();
-    let ended = run_plan(&plan, dir, &all, opts)?;
-    if ended < plan.runs.len() {
-        return Ok(StudyOutcome::Interrupted { finished: ended, planned: plan.runs.len() });
+    let runs = run_plan(&plan, dir, &all, opts)?;
+    if runs.finished < runs.planned {
+        return Ok(StudyOutcome::Interrupted { finished: runs.finished, planned: runs.planned });
     }
     let verdict = compute_verdict(dir, &study.spec, &plan, &opts.context)?;
     Ok(StudyOutcome::Finished { verdict: Box::new(verdict), dir: dir.to_path_buf() })

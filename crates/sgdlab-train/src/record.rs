@@ -40,9 +40,17 @@ pub struct RunRecord {
     pub threads: usize,
     /// Seconds spent training, summed over resumed segments.
     pub wall_time_s: f64,
+    /// Segments the run was trained in: 1, plus 1 for every time it was taken up again after an
+    /// interruption, a crash or a kill (records written before this field read as 1).
+    #[serde(default = "first_segment")]
+    pub segments: u32,
     /// Last evaluation: `train/loss`, `train/accuracy`, `test/loss`, `test/accuracy` (the
     /// `probe/name` of their metrics.jsonl rows).
     pub final_metrics: BTreeMap<String, f64>,
+}
+
+fn first_segment() -> u32 {
+    1
 }
 
 /// One line of `metrics.jsonl` (long format).

@@ -701,6 +701,12 @@ impl<'a, T: Scalar> Run<'a, T> {
         } else {
             let _ = std::fs::remove_dir_all(self.checkpoint_dir());
         }
+        // A run left unfinished (interrupted, crashed, killed) by an earlier process of the same
+        // spec is taken up again: one segment more.
+        let segments = match read_record(&dir).ok().flatten() {
+            Some(old) if !self.opts.fresh && old.spec_hash == self.spec_hash => old.segments + 1,
+            _ => 1,
+        };
         write_text_atomic(&spec_path, &spec_text)?;
         let resumed = if self.opts.fresh { None } else { self.restore()? };
         let (start, prior_wall) = resumed.unwrap_or((0, 0.0));
@@ -719,6 +725,7 @@ impl<'a, T: Scalar> Run<'a, T> {
             git_revision: self.opts.context.git_revision.clone(),
             threads: sgdlab_linalg::threads(),
             wall_time_s: prior_wall,
+            segments,
             final_metrics: BTreeMap::new(),
         };
         write_text_atomic(&dir.join("record.json"), &serde_json::to_string_pretty(&record).expect("serialises"))?;

@@ -107,6 +107,8 @@ fn resume_after_interrupt_is_bit_identical() {
         let resumed = run_in(&s, b.path(), None);
         assert_eq!(resumed.status, RunStatus::Completed, "{opt}");
         assert_eq!(resumed.steps_completed, 100);
+        // One segment per interruption; an uninterrupted run has one.
+        assert_eq!((full.segments, part.segments, resumed.segments), (1, 1, 2), "{opt}");
         let ma = std::fs::read_to_string(a.path().join("metrics.jsonl")).unwrap();
         let mb = std::fs::read_to_string(b.path().join("metrics.jsonl")).unwrap();
         assert_eq!(ma, mb, "{opt}: metrics differ after resume");
@@ -114,6 +116,7 @@ fn resume_after_interrupt_is_bit_identical() {
         // A completed run is not run again.
         let again = run_in(&s, b.path(), None);
         assert_eq!(again.wall_time_s, resumed.wall_time_s);
+        assert_eq!(again.segments, 2, "{opt}");
     }
 }
 
