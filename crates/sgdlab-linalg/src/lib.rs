@@ -3,11 +3,13 @@
 //! random streams derived by name ([`RngStream`]).
 //!
 //! Products run sequentially below a measured size threshold and on `threads()` threads above it
-//! (see [`set_threads`] and [`PARALLEL_MIN_FLOPS`]).
+//! (see [`set_threads`] and [`PARALLEL_MIN_FLOPS`]). [`memory`] checks sizes and memory needs before
+//! large allocations.
 
 mod alloc;
 mod decomp;
 mod matmul;
+pub mod memory;
 mod rng;
 mod scalar;
 pub mod stats;

@@ -18,9 +18,13 @@ pub enum NnError {
     /// A checkpoint that cannot be read or does not fit the model.
     #[error("{path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
-    /// An I/O error on a named file.
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// An I/O error on a named file. (The field is not a `source`: the message already says it,
+    /// and a chained error would print it twice.)
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    /// A computation or file that would need more memory than there is.
+    #[error(transparent)]
+    Memory(#[from] sgdlab_linalg::memory::MemoryError),
 }
 
 pub type Result<T, E = NnError> = std::result::Result<T, E>;
