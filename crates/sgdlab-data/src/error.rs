@@ -53,6 +53,10 @@ pub enum DataError {
         /// What is wrong.
         message: String,
     },
+    /// Generating or loading the dataset would need more memory than there is (the message
+    /// states the estimate and the limit).
+    #[error(transparent)]
+    Memory(#[from] sgdlab_linalg::memory::MemoryError),
 }
 
 impl DataError {
