@@ -18,6 +18,15 @@ pub enum TrainError {
     /// A measurement hook failed.
     #[error("measurement failed at step {step}: {message}")]
     Hook { step: u64, message: String },
+    /// Another process holds the directory's lock ([`crate::DirLock`]).
+    #[error(
+        "{dir} is in use by another sgdlab process (pid {}); wait for it to finish, or choose another directory",
+        pid.map_or_else(|| "unknown".to_string(), |p| p.to_string())
+    )]
+    Busy { dir: String, pid: Option<u32> },
+    /// The run would need more memory than there is (the message states the estimate).
+    #[error(transparent)]
+    Memory(#[from] sgdlab_linalg::memory::MemoryError),
 }
 
 impl TrainError {
