@@ -13,6 +13,7 @@ pub mod memory;
 mod rng;
 mod scalar;
 pub mod stats;
+pub mod text;
 
 pub use alloc::keep_freed_memory;
 pub use decomp::{DecompError, SymmetricEigen, orthonormal_rows, singular_values, symmetric_eigen};
