@@ -285,7 +285,10 @@ mod tests {
         let e = Estimate::new("training mlp:40-100000-100000-10").array(&[10_000_000_000], 4);
         assert!(e.check_against(Some(MemoryLimit::given(50_000_000_000))).is_ok());
         let msg = e.check_against(Some(MemoryLimit::given(1 << 30))).unwrap_err().to_string();
-        assert_eq!(msg, "training mlp:40-100000-100000-10 needs about 40.0 GB, more than the --max-memory limit of 1.07 GB");
+        assert_eq!(
+            msg,
+            "training mlp:40-100000-100000-10 needs about 40.0 GB, more than the --max-memory limit of 1.07 GB"
+        );
         let l = MemoryLimit { bytes: 3_200_000_000, source: LimitSource::MemAvailable };
         let msg = e.check_against(Some(l)).unwrap_err().to_string();
         assert!(msg.contains("more than the 3.20 GB available (MemAvailable") && msg.contains("--max-memory"), "{msg}");

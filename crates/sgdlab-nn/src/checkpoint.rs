@@ -384,7 +384,10 @@ mod tests {
         let path = dir.path().join("nan.safetensors");
         save_checkpoint(&path, &model, &p, &[]).unwrap();
         let e = load_checkpoint::<f32>(&path, None).unwrap_err().to_string();
-        assert!(e.contains("nan.safetensors") && e.contains("tensor '2.weight'") && e.contains("at index [1, 4]"), "{e}");
+        assert!(
+            e.contains("nan.safetensors") && e.contains("tensor '2.weight'") && e.contains("at index [1, 4]"),
+            "{e}"
+        );
         assert!(e.contains("--allow-nonfinite") && !e.contains('\n'), "{e}");
         let opts = LoadOptions { allow_nonfinite: true };
         let ck = load_checkpoint_with::<f32>(&path, None, opts).unwrap();

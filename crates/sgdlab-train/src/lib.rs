@@ -13,9 +13,9 @@ mod verify;
 
 pub use error::TrainError;
 pub use lock::{DirLock, LOCK_FILE};
-pub use verify::{RunState, inspect_run};
 pub use record::{MetricRecord, RunRecord, RunStatus, content_hash, read_metrics, read_record};
 pub use spec::{
     BudgetSpec, CheckpointSpec, Dtype, EvalSpec, NoiseSpec, OptimizerSpec, RegularizerSpec, RunSpec, ScheduleSpec,
 };
 pub use trainer::{Measurement, MeasurementHook, NoHook, Progress, RunContext, RunOptions, train};
+pub use verify::{RunState, inspect_run};

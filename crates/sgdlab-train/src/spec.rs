@@ -616,9 +616,9 @@ impl RunSpec {
         let mut v: Vec<(String, f64, Range)> = vec![(o("lr"), self.optimizer.lr(), Positive)];
         let noise = |v: &mut Vec<(String, f64, Range)>, n: &NoiseSpec| {
             let sigma = match n {
-                NoiseSpec::Isotropic { sigma } | NoiseSpec::Diagonal { sigma, .. } | NoiseSpec::Directions { sigma, .. } => {
-                    *sigma
-                }
+                NoiseSpec::Isotropic { sigma }
+                | NoiseSpec::Diagonal { sigma, .. }
+                | NoiseSpec::Directions { sigma, .. } => *sigma,
             };
             v.push(("optimizer.noise.sigma".into(), sigma, NonNegative));
         };

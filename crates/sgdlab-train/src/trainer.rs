@@ -8,13 +8,13 @@
 //! uninterrupted one.
 
 use crate::error::TrainError;
-use crate::optim::{OptimizerState, adam_step, sgd_step};
 use crate::lock::DirLock;
+use crate::optim::{OptimizerState, adam_step, sgd_step};
 use crate::record::{
     MetricsWriter, RunRecord, RunStatus, content_hash, write_record, write_record_after_error, write_text_atomic,
 };
-use crate::verify::{RunState, inspect_run};
 use crate::spec::{Dtype, NoiseSpec, OptimizerSpec, RunSpec};
+use crate::verify::{RunState, inspect_run};
 use ndarray::Array2;
 use rand::RngExt;
 use sgdlab_data::{Dataset, Split};
@@ -215,18 +215,22 @@ fn gather_rows<T: Scalar>(x: &Array2<T>, idx: &[usize]) -> Array2<T> {
 /// and the activations of a minibatch or an evaluation chunk.
 fn training_memory<T: Scalar>(spec: &RunSpec, data: &Dataset, train: &Split) -> sgdlab_linalg::memory::Estimate {
     let p = spec.model.checked_num_params().unwrap_or(usize::MAX);
-    let copies = 2 + 2 + 2 + match &spec.optimizer {
-        OptimizerSpec::Sgd { .. }
-        | OptimizerSpec::Gd { .. }
-        | OptimizerSpec::LabelNoiseSgd { .. }
-        | OptimizerSpec::NoisySgd { .. }
-        | OptimizerSpec::NoisyGd { .. } => 1,
-        OptimizerSpec::Adam { .. } | OptimizerSpec::Adamw { .. } | OptimizerSpec::Sam { .. } => 2,
-        OptimizerSpec::EntropySgd { .. } => 4,
-    };
+    let copies = 2
+        + 2
+        + 2
+        + match &spec.optimizer {
+            OptimizerSpec::Sgd { .. }
+            | OptimizerSpec::Gd { .. }
+            | OptimizerSpec::LabelNoiseSgd { .. }
+            | OptimizerSpec::NoisySgd { .. }
+            | OptimizerSpec::NoisyGd { .. } => 1,
+            OptimizerSpec::Adam { .. } | OptimizerSpec::Adamw { .. } | OptimizerSpec::Sam { .. } => 2,
+            OptimizerSpec::EntropySgd { .. } => 4,
+        };
     let w = &spec.model.widths;
     let width_sum = w.iter().fold(0usize, |a, &x| a.saturating_add(x));
-    let act_width = width_sum.saturating_add(spec.model.blocks.saturating_mul(4).saturating_mul(w.get(1).copied().unwrap_or(0)));
+    let act_width =
+        width_sum.saturating_add(spec.model.blocks.saturating_mul(4).saturating_mul(w.get(1).copied().unwrap_or(0)));
     let rows = spec.optimizer.batch_size().unwrap_or(train.len()).max(EVAL_CHUNK.min(train.len()));
     let test_rows = data.test().map_or(0, |t| t.len());
     let t = std::mem::size_of::<T>();
@@ -377,7 +381,8 @@ impl<'a, T: Scalar> Run<'a, T> {
         };
         let grad = vec![T::zero(); model.num_params()];
         let spec_hash = content_hash(&spec.to_toml());
-        let data_spec = sgdlab_data::DatasetSpec::parse(&spec.data).map_or_else(|_| spec.data.clone(), |d| d.to_string());
+        let data_spec =
+            sgdlab_data::DatasetSpec::parse(&spec.data).map_or_else(|_| spec.data.clone(), |d| d.to_string());
         Ok(Run {
             spec,
             opts,
@@ -766,7 +771,8 @@ impl<'a, T: Scalar> Run<'a, T> {
                     for name in [format!("step-{step}.safetensors"), format!("step-{step}.state.safetensors")] {
                         let _ = std::fs::rename(dir.join(&name), dir.join(format!("{name}.corrupt")));
                     }
-                    let next = steps.last().map_or_else(|| "step 0".to_string(), |s| format!("the checkpoint of step {s}"));
+                    let next =
+                        steps.last().map_or_else(|| "step 0".to_string(), |s| format!("the checkpoint of step {s}"));
                     self.warnings.push(format!("{e}; resuming from {next} instead"));
                 }
             }
@@ -794,7 +800,8 @@ impl<'a, T: Scalar> Run<'a, T> {
             match inspect_run(dir) {
                 RunState::Finished(rec) => return Ok(Start::Finished(rec)),
                 RunState::Inconsistent { problem, .. } => {
-                    self.warnings.push(format!("{problem}: the previous record cannot be trusted; run redone from step 0"));
+                    self.warnings
+                        .push(format!("{problem}: the previous record cannot be trusted; run redone from step 0"));
                     fresh = true;
                 }
                 RunState::Missing | RunState::Unfinished(_) => {}

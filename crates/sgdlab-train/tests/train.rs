@@ -441,7 +441,10 @@ fn inspect_run_trusts_a_record_only_when_its_files_agree() {
     interrupted_at(&s, dir.path(), 30);
     assert!(matches!(inspect_run(dir.path()), RunState::Unfinished(r) if r.status == RunStatus::Interrupted));
     let done = run_in(&s, dir.path(), None);
-    assert_eq!(done.metric_rows, Some(std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap().lines().count() as u64));
+    assert_eq!(
+        done.metric_rows,
+        Some(std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap().lines().count() as u64)
+    );
     assert_eq!(inspect_run(dir.path()), RunState::Finished(done.clone()));
     let problem = |f: &dyn Fn(&Path)| {
         let d = tempfile::tempdir().unwrap();
@@ -469,7 +472,11 @@ fn inspect_run_trusts_a_record_only_when_its_files_agree() {
     assert!(p.contains("malformed record"), "{p}");
     let p = problem(&|d| {
         let t = std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
-        std::fs::write(d.join("metrics.jsonl"), t + "{\"step\":3,\"epoch\":0.1,\"probe\":\"train\",\"name\":\"loss\",\"value\":1.0}\n").unwrap();
+        std::fs::write(
+            d.join("metrics.jsonl"),
+            t + "{\"step\":3,\"epoch\":0.1,\"probe\":\"train\",\"name\":\"loss\",\"value\":1.0}\n",
+        )
+        .unwrap();
     });
     assert!(p.contains("rows, the record says") || p.contains("after step"), "{p}");
     let p = problem(&|d| std::fs::write(d.join("spec.toml"), "seed = 1\n").unwrap());

@@ -5,8 +5,8 @@ use crate::{DataError, Dataset, Split, Targets};
 use ndarray::Array2;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
-use sgdlab_linalg::memory::Estimate;
 use sgdlab_linalg::RngStream;
+use sgdlab_linalg::memory::Estimate;
 
 /// The simple coordinate (coordinate 0 before rotation) of [`LmsSpec`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,8 +4,8 @@ use crate::{DataError, Dataset, Split, Targets};
 use ndarray::Array2;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
-use sgdlab_linalg::memory::Estimate;
 use sgdlab_linalg::RngStream;
+use sgdlab_linalg::memory::Estimate;
 use std::f64::consts::PI;
 
 /// Amplitude profile of [`SinesSpec`].

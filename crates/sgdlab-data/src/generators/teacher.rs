@@ -144,7 +144,8 @@ impl TeacherSpec {
         for w in widths.windows(2) {
             e = e.array(&[w[0], w[1]], 8).array(&[w[1]], 8);
         }
-        let split = Estimate::new("").array(&[n, self.d], 8 + 4).array(&[n, widest], 8 * 2).array(&[n, self.outputs], 4);
+        let split =
+            Estimate::new("").array(&[n, self.d], 8 + 4).array(&[n, widest], 8 * 2).array(&[n, self.outputs], 4);
         e.plus(&split).plus(&split)
     }
 

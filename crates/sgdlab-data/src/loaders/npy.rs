@@ -4,8 +4,8 @@
 use crate::{DataError, ImageShape, Split, Targets};
 use ndarray::{Array2, ArrayD, Ix2};
 use ndarray_npy::ReadNpyExt;
-use sgdlab_linalg::memory::Estimate;
 use ndarray_npy::npy::header::{Header, ParseHeaderError, ReadHeaderError};
+use sgdlab_linalg::memory::Estimate;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
