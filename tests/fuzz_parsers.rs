@@ -234,7 +234,7 @@ proptest! {
         let spec = RunSpec::from_toml(RUN_TOML, "base.toml").unwrap();
         let raw = mutate_text(TOKENS[value], &edits);
         let ov = format!("{}={raw}", SET_KEYS[key]);
-        match spec.with_overrides(&[ov.clone()], "base.toml") {
+        match spec.with_overrides(std::slice::from_ref(&ov), "base.toml") {
             // An accepted override gives a spec that is valid again after a round trip.
             Ok(s) => prop_assert!(RunSpec::from_toml(&s.to_toml(), "resolved.toml").is_ok(), "{ov}"),
             Err(e) => one_line(&e)?,

@@ -798,7 +798,7 @@ impl<'a, T: Scalar> Run<'a, T> {
                 ));
             }
             match inspect_run(dir) {
-                RunState::Finished(rec) => return Ok(Start::Finished(rec)),
+                RunState::Finished(rec) => return Ok(Start::Finished(Box::new(rec))),
                 RunState::Inconsistent { problem, .. } => {
                     self.warnings
                         .push(format!("{problem}: the previous record cannot be trusted; run redone from step 0"));
@@ -822,7 +822,7 @@ impl<'a, T: Scalar> Run<'a, T> {
     ) -> Result<RunRecord, TrainError> {
         let dir = self.opts.out_dir.clone();
         let fresh = match self.prepare(&dir)? {
-            Start::Finished(rec) => return Ok(rec),
+            Start::Finished(rec) => return Ok(*rec),
             Start::Run { fresh } => fresh,
         };
         let resumed = if fresh { None } else { self.restore()? };
@@ -1039,7 +1039,7 @@ impl Clock {
 /// How [`Run::prepare`] found the run directory.
 enum Start {
     /// A finished run whose files agree with its record: return it.
-    Finished(RunRecord),
+    Finished(Box<RunRecord>),
     /// Train, from the latest checkpoint unless `fresh`.
     Run { fresh: bool },
 }

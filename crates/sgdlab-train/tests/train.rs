@@ -417,13 +417,11 @@ fn checkpoints_carry_their_provenance() {
     let dir = tempfile::tempdir().unwrap();
     interrupted_at(&s, dir.path(), 30);
     let canonical = sgdlab_data::DatasetSpec::parse("mnist1d:n=600").unwrap().to_string();
-    for f in ["checkpoints/step-30.safetensors"] {
-        let m = load_checkpoint::<f32>(&dir.path().join(f), None).unwrap().metadata;
-        assert_eq!(m[sgdlab_nn::DATA_METADATA_KEY], canonical, "{f}");
-        assert_eq!(m[sgdlab_nn::SEED_METADATA_KEY], "5");
-        assert_eq!(m[sgdlab_nn::SPLIT_METADATA_KEY], "train");
-        assert!(m[sgdlab_nn::CHECKSUM_METADATA_KEY].starts_with("crc32:"));
-    }
+    let m = load_checkpoint::<f32>(&dir.path().join("checkpoints/step-30.safetensors"), None).unwrap().metadata;
+    assert_eq!(m[sgdlab_nn::DATA_METADATA_KEY], canonical);
+    assert_eq!(m[sgdlab_nn::SEED_METADATA_KEY], "5");
+    assert_eq!(m[sgdlab_nn::SPLIT_METADATA_KEY], "train");
+    assert!(m[sgdlab_nn::CHECKSUM_METADATA_KEY].starts_with("crc32:"));
     run_in(&s, dir.path(), None);
     let m = load_checkpoint::<f32>(&dir.path().join("final.safetensors"), None).unwrap().metadata;
     assert_eq!((m[sgdlab_nn::DATA_METADATA_KEY].as_str(), m["step"].as_str()), (canonical.as_str(), "100"));

@@ -66,7 +66,7 @@ impl GaussianMixtureSpec {
         if !(self.sd >= 0.0 && self.separation >= 0.0 && self.sd.is_finite() && self.separation.is_finite()) {
             return Err(DataError::invalid("gaussian-mixture", "sd and separation must be finite and non-negative"));
         }
-        let n = self.n_train.checked_add(self.n_test).unwrap_or(usize::MAX);
+        let n = self.n_train.saturating_add(self.n_test);
         Estimate::new(format!("gaussian-mixture with {n} examples of dimension {}", self.d))
             .array(&[n, self.d], 4)
             .array(&[n], 4)

@@ -169,7 +169,7 @@ impl Mnist1dSpec {
     /// its two splits, labels and shuffle order, and one example's working buffers.
     pub fn memory_estimate(&self) -> Estimate {
         let (n, len) = (self.num_samples, self.final_seq_length);
-        let work = MNIST1D_RAW_TEMPLATES[0].len().checked_add(self.padding.1).unwrap_or(usize::MAX);
+        let work = MNIST1D_RAW_TEMPLATES[0].len().saturating_add(self.padding.1);
         Estimate::new(format!("mnist1d with {n} examples of length {len}"))
             .array(&[n, len], 8 + 4 + 4)
             .array(&[n], 4 + 8 + 4 + 4)
