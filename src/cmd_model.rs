@@ -1,7 +1,7 @@
 //! `sgdlab model`: the parameter layout of an architecture or a checkpoint.
 
 use anyhow::{Result, bail};
-use sgdlab_nn::{ArchSpec, Model, Params, load_checkpoint};
+use sgdlab_nn::{ArchSpec, LoadOptions, Model, Params, load_checkpoint_with};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -21,6 +21,9 @@ pub struct ModelArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Accept NaN and infinite values in the checkpoint (to inspect a diverged run).
+    #[arg(long)]
+    allow_nonfinite: bool,
 }
 
 pub fn run(a: ModelArgs) -> Result<()> {
@@ -28,7 +31,8 @@ pub fn run(a: ModelArgs) -> Result<()> {
     let arch = arch_text.as_deref().map(str::parse::<ArchSpec>).transpose()?;
     let (model, params): (Model, Option<Params<f64>>) = match (&a.checkpoint, arch) {
         (Some(path), arch) => {
-            let ck = load_checkpoint::<f64>(path, arch.as_ref())?;
+            let opts = LoadOptions { allow_nonfinite: a.allow_nonfinite };
+            let ck = load_checkpoint_with::<f64>(path, arch.as_ref(), opts)?;
             (ck.model, Some(ck.params))
         }
         (None, Some(arch)) => (Model::new(&arch), None),

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, anyhow};
 use clap::{ArgMatches, Command};
 use serde_json::{Map, Value, json};
 use sgdlab_linalg::RngStream;
-use sgdlab_probes::registry::{self, CheckedOptions, InputSummary, Probe, ProbeInput, ProbeOutput};
+use sgdlab_probes::registry::{self, CheckedOptions, InputSummary, MetricShape, Probe, ProbeInput, ProbeOutput};
 
 const AFTER_HELP: &str = "\
 Every probe of a checkpoint evaluates the data it was trained on (the checkpoint's sgdlab.data
@@ -42,8 +42,26 @@ fn subcommands(cmd: Command) -> Command {
 /// One probe's subcommand: its options, then the shared flags its needs call for.
 fn subcommand(p: &dyn Probe) -> Command {
     // The options' derive sets the about from their struct's doc comment: replace it after.
-    let sub = p.augment_args(Command::new(p.name())).about(p.about()).long_about(None::<&str>);
+    let sub = p
+        .augment_args(Command::new(p.name()))
+        .about(p.about())
+        .long_about(None::<&str>)
+        .after_long_help(metrics_help(p));
     add_shared_args(sub, &p.needs(), p.series_about(), p.table())
+}
+
+/// The metrics a probe writes, for `--help`: name with shape and unit, then its meaning.
+fn metrics_help(p: &dyn Probe) -> String {
+    let mut t = format!("Metrics (`{}/NAME` in a study's records; which ones depends on the options):\n", p.name());
+    for m in p.metrics() {
+        let mut what: Vec<String> = m.unit.map(|u| format!("in {u}")).into_iter().collect();
+        if let MetricShape::Vector { index } = m.shape {
+            what.push(format!("a vector over {index}"));
+        }
+        let what = if what.is_empty() { String::new() } else { format!(" ({})", what.join(", ")) };
+        t.push_str(&format!("  {}{what}\n      {}\n", m.name, m.meaning));
+    }
+    t
 }
 
 impl clap::FromArgMatches for ProbeArgs {

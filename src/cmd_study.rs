@@ -39,6 +39,13 @@ enum StudyCommand {
     Plan(PlanArgs),
     /// Run a study: plan -> runs (parallel, resumable) -> verdict -> report.
     Run(RunStudyArgs),
+    /// Submit a study to Slurm: freeze its plan, write sbatch scripts, submit a job array over
+    /// its runs and a dependent job that computes the verdict and builds the report.
+    Submit(crate::cmd_slurm::SubmitArgs),
+    /// What each task of a `submit`ted job array runs (inside Slurm only).
+    RunTask(crate::cmd_slurm::RunTaskArgs),
+    /// Runs planned, completed, diverged, failed and not finished, from the records alone.
+    Status(crate::cmd_slurm::StatusArgs),
 }
 
 /// Which study, and how to change it.
@@ -275,6 +282,9 @@ pub fn run(a: StudyArgs) -> Result<i32> {
             let (_, done) = run_one(&study, jobs, &r.out, !r.no_retry, r.quiet, stop)?;
             Ok(if done { 0 } else { 130 })
         }
+        StudyCommand::Submit(a) => crate::cmd_slurm::submit(a),
+        StudyCommand::RunTask(a) => crate::cmd_slurm::run_task(a),
+        StudyCommand::Status(a) => crate::cmd_slurm::status(a),
     }
 }
 
@@ -297,6 +307,15 @@ pub fn report(a: ReportArgs) -> Result<i32> {
     let verdict = sgdlab_studies::compute_verdict(&a.dir, &spec, &plan, &context())?;
     let p = sgdlab_report::build_study_report(&a.dir)?;
     print_summary(&verdict, &p);
+    if !verdict.complete {
+        eprintln!(
+            "{}: the verdict is incomplete ({} of {} runs not finished; sgdlab study status {})",
+            verdict.study,
+            verdict.runs.planned - verdict.runs.completed - verdict.runs.diverged - verdict.runs.failed,
+            verdict.runs.planned,
+            a.dir.display()
+        );
+    }
     println!("{}", p.display());
     Ok(0)
 }

@@ -3,21 +3,26 @@
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sgdlab_train::{NoHook, Progress, RunContext, RunOptions, RunSpec, RunStatus, train};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
 The run directory holds spec.toml (the resolved spec), metrics.jsonl (one JSON object per
 measurement: step, epoch, probe, name, value; pandas.read_json(path, lines=True)), checkpoints/,
 final.safetensors and record.json (seed, versions, git revision, wall time, status).
-Running the same spec into the same directory resumes from the latest checkpoint (Ctrl-C writes
-one); a completed run is not run again.
+Running the same spec into the same directory resumes from the latest checkpoint (Ctrl-C, SIGTERM
+and SIGUSR1 write one; so do checkpoint.every and checkpoint.every_seconds); a completed run whose
+files agree with its record is not run again (one whose files disagree is redone). A run directory
+is locked while a process trains in it: a second `sgdlab train` on it fails at once, naming the pid
+of the first.
 
-Exit status: 0 completed, 3 diverged (non-finite loss; the step is in record.json), 130
-interrupted, 1 error.
+Exit status: 0 completed, 3 diverged (non-finite loss; the step is in record.json), 128 + the
+signal number when stopped by a signal after writing a checkpoint (130 SIGINT/Ctrl-C, 143 SIGTERM,
+138 SIGUSR1; run again to resume), 1 error (record.json then says failed, with the message).
 
 Example: sgdlab train examples/mnist1d-sgd.toml --set optimizer.lr=0.05 --out runs/lr005")]
 pub struct TrainArgs {
@@ -40,6 +45,18 @@ pub struct TrainArgs {
     json: bool,
 }
 
+/// Signals that stop a run after a checkpoint (schedulers such as Slurm send SIGTERM, or SIGUSR1
+/// with `--signal`).
+const STOP_SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGUSR1];
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        SIGTERM => "SIGTERM",
+        SIGUSR1 => "SIGUSR1",
+        _ => "SIGINT",
+    }
+}
+
 fn fmt_opt(label: &str, v: Option<f64>) -> String {
     v.map(|v| format!(" {label} {v:.4}")).unwrap_or_default()
 }
@@ -51,14 +68,13 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         PathBuf::from("runs").join(stem)
     });
     let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // A second Ctrl-C while the checkpoint is written kills the process as usual.
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
+    let signal = Arc::new(AtomicUsize::new(0));
+    for sig in STOP_SIGNALS {
+        // A second signal while the checkpoint is written ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, stop.clone())
+            .and_then(|_| signal_hook::flag::register_usize(sig, signal.clone(), sig as usize))
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
+            .context("installing signal handlers")?;
     }
     let opts = RunOptions {
         out_dir: out.clone(),
@@ -113,6 +129,9 @@ pub fn run(a: TrainArgs) -> Result<i32> {
     let record =
         train(&spec, &opts, &mut NoHook, &mut on_progress).with_context(|| format!("run {}", out.display()))?;
     bar.finish_and_clear();
+    for w in &record.warnings {
+        eprintln!("warning: {w}");
+    }
     if a.json {
         println!("{}", serde_json::to_string(&record)?);
     } else if !a.quiet {
@@ -133,10 +152,14 @@ pub fn run(a: TrainArgs) -> Result<i32> {
             eprintln!("{msg}");
         }
     }
+    let sig = signal.load(Ordering::SeqCst) as i32;
+    if record.status == RunStatus::Interrupted && !a.quiet {
+        eprintln!("stopped by {}; run the same command again to resume", signal_name(sig));
+    }
     Ok(match record.status {
         RunStatus::Completed => 0,
         RunStatus::Diverged => 3,
-        RunStatus::Interrupted => 130,
+        RunStatus::Interrupted => 128 + if sig > 0 { sig } else { SIGINT },
         RunStatus::Running | RunStatus::Failed => 1,
     })
 }

@@ -3,14 +3,17 @@
 //! random streams derived by name ([`RngStream`]).
 //!
 //! Products run sequentially below a measured size threshold and on `threads()` threads above it
-//! (see [`set_threads`] and [`PARALLEL_MIN_FLOPS`]).
+//! (see [`set_threads`] and [`PARALLEL_MIN_FLOPS`]). [`memory`] checks sizes and memory needs before
+//! large allocations.
 
 mod alloc;
 mod decomp;
 mod matmul;
+pub mod memory;
 mod rng;
 mod scalar;
 pub mod stats;
+pub mod text;
 
 pub use alloc::keep_freed_memory;
 pub use decomp::{DecompError, SymmetricEigen, orthonormal_rows, singular_values, symmetric_eigen};

@@ -54,6 +54,11 @@ pub struct ArchSpec {
     pub blocks: usize,
 }
 
+/// The most layers (widths of an mlp, blocks of a resmlp) an architecture may have: a bound
+/// checked before the layer list is built, so that a mistyped repeat count is an error, not an
+/// allocation of terabytes.
+pub const MAX_LAYERS: usize = 100_000;
+
 impl ArchSpec {
     /// A plain MLP with biases and no layer norm.
     pub fn mlp(widths: &[usize], activation: Activation) -> Self {
@@ -70,10 +75,36 @@ impl ArchSpec {
         *self.widths.last().expect("validated: widths is never empty")
     }
 
+    /// The number of parameters, in checked arithmetic (`None` when it overflows `usize`): the
+    /// count [`crate::Model::num_params`] will have, known before any layer is built.
+    pub fn checked_num_params(&self) -> Option<usize> {
+        let b = usize::from(self.bias);
+        let linear = |i: usize, o: usize| i.checked_mul(o)?.checked_add(b * o);
+        let norm = |d: usize| if self.layernorm { d.checked_mul(2) } else { Some(0) };
+        let w = &self.widths;
+        match self.kind {
+            ArchKind::Mlp => (0..w.len().saturating_sub(1)).try_fold(0usize, |acc, i| {
+                let hidden = if i + 2 < w.len() { norm(w[i + 1])? } else { 0 };
+                acc.checked_add(linear(w[i], w[i + 1])?)?.checked_add(hidden)
+            }),
+            ArchKind::Resmlp => {
+                let (i, h, o) = (*w.first()?, *w.get(1)?, *w.get(2)?);
+                let block = norm(h)?.checked_add(linear(h, h)?.checked_mul(2)?)?;
+                linear(i, h)?.checked_add(block.checked_mul(self.blocks)?)?.checked_add(linear(h, o)?)
+            }
+        }
+    }
+
     fn validate(self, spec: &str) -> Result<Self, NnError> {
         let err = |message: String| NnError::Arch { spec: spec.to_string(), message };
         if self.widths.contains(&0) {
             return Err(err("widths must be positive".into()));
+        }
+        if self.widths.len().max(self.blocks) > MAX_LAYERS {
+            return Err(err(format!("more than {MAX_LAYERS} layers")));
+        }
+        if self.checked_num_params().is_none() {
+            return Err(err("the parameter count overflows a 64-bit integer".into()));
         }
         match self.kind {
             ArchKind::Mlp => {
@@ -142,6 +173,9 @@ impl FromStr for ArchSpec {
         let (w, r) = parse_widths(widths_str, spec)?;
         let (widths, blocks) = match kind {
             ArchKind::Mlp => {
+                if r.iter().try_fold(0usize, |a, &k| a.checked_add(k)).is_none_or(|n| n > MAX_LAYERS) {
+                    return Err(err(format!("more than {MAX_LAYERS} layers")));
+                }
                 let mut widths = Vec::new();
                 for (w, r) in w.iter().zip(&r) {
                     widths.extend(std::iter::repeat_n(*w, *r));
@@ -278,10 +312,30 @@ mod tests {
             ("mlp:40-0-10:relu", "widths must be positive"),
             ("resmlp:196-64-10:relu", "IN-WIDTHxBLOCKS-OUT"),
             ("resmlp:196-64x0-10:relu", "at least one block"),
+            ("mlp:1-9223372036854775808-1-1:relu:nobias", "parameter count overflows"),
+            ("mlp:40-100x1000000000000-10:relu", "more than 100000 layers"),
+            ("mlp:40-100x18446744073709551615-100x2-10:relu", "more than 100000 layers"),
+            ("resmlp:4-4x1000000000000-4:relu", "more than 100000 layers"),
+            ("mlp:40-99999999999999999999999-10:relu", "is not a width"),
         ];
         for (s, msg) in cases {
             let e = s.parse::<ArchSpec>().unwrap_err().to_string();
             assert!(e.contains(msg) && e.contains(s), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn checked_parameter_count_is_the_model_count() {
+        for s in [
+            "mlp:40-100-100-10:relu",
+            "mlp:40-10:tanh:nobias",
+            "mlp:4-8-3:relu:layernorm:nobias",
+            "mlp:4-8x3-3:gelu:layernorm",
+            "resmlp:6-4x2-3:tanh:layernorm",
+            "resmlp:196-64x12-10:relu:nobias",
+        ] {
+            let a: ArchSpec = s.parse().unwrap();
+            assert_eq!(a.checked_num_params(), Some(crate::Model::new(&a).num_params()), "{s}");
         }
     }
 

@@ -249,7 +249,8 @@ fn header(s: &Study, b: &mut String) {
         let _ = writeln!(
             b,
             "<div class=\"banner incomplete\"><p><b>Incomplete study.</b> {} of {} planned runs have not finished ({}): \
-             the verdicts below rest on the finished runs only. Run the study again to finish it.</p></div>",
+             the verdicts below rest on the finished runs only. Run the study again to finish it \
+             (<code>sgdlab study status</code> lists the runs).</p></div>",
             r.running + r.interrupted + r.missing,
             r.planned,
             parts.join(", ")

@@ -10,7 +10,9 @@
 //! - [`runner`]: the resumable parallel runner;
 //! - [`value`], [`statistic`], [`verdict`]: claims decided from the records alone;
 //! - [`records`]: `plan.json` and `verdict.json`, typed once;
-//! - [`survey`]: the survey's claims (PROTOCOLS.md sections) for the index page.
+//! - [`survey`]: the survey's claims (PROTOCOLS.md sections) for the index page;
+//! - [`slurm`], [`status`]: a frozen plan as a Slurm job array, and a study's progress from its
+//!   records.
 
 mod error;
 pub mod measure;
@@ -19,16 +21,18 @@ pub mod overrides;
 pub mod plan;
 pub mod records;
 pub mod runner;
+pub mod slurm;
 pub mod span;
 pub mod spec;
 pub mod statistic;
+pub mod status;
 pub mod survey;
 pub mod value;
 pub mod verdict;
 
 pub use error::StudyError;
 pub use records::{PlanRecord, PlannedRun, RunState, Verdict, VerdictRecord, read_plan, read_verdict};
-pub use runner::{RunnerOptions, StudyOutcome, freeze_plan, run_plan, run_study};
+pub use runner::{RunnerOptions, RunsOutcome, StudyOutcome, TaskShare, freeze_plan, run_plan, run_study};
 pub use spec::{LoadedStudy, StudySpec};
 pub use verdict::compute_verdict;
 

@@ -11,7 +11,7 @@ use crate::spec::LoadedStudy;
 use crate::verdict::compute_verdict;
 use sgdlab_data::Dataset;
 use sgdlab_train::record::write_text_atomic;
-use sgdlab_train::{RunContext, RunOptions, RunRecord, RunSpec, RunStatus, read_record, train};
+use sgdlab_train::{DirLock, RunContext, RunOptions, RunRecord, RunSpec, RunStatus, TrainError, train};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -39,12 +39,13 @@ pub enum StudyOutcome {
     Interrupted { finished: usize, planned: usize },
 }
 
-/// The state of a run directory from its record (a record that cannot be read counts as
-/// missing: the run is done again).
+/// The state of a run directory, judged against its files ([`sgdlab_train::inspect_run`]): a
+/// record claiming completion whose files disagree, or a record that cannot be read, counts as
+/// missing (the run is done again).
 pub fn run_state(dir: &Path) -> RunState {
-    match read_record(dir) {
-        Ok(Some(r)) => RunState::from_status(r.status),
-        Ok(None) | Err(_) => RunState::Missing,
+    match sgdlab_train::inspect_run(dir) {
+        sgdlab_train::RunState::Finished(r) | sgdlab_train::RunState::Unfinished(r) => RunState::from_status(r.status),
+        sgdlab_train::RunState::Missing | sgdlab_train::RunState::Inconsistent { .. } => RunState::Missing,
     }
 }
 
@@ -86,13 +87,48 @@ fn failed_record(rs: &RunSpec, message: String, context: &RunContext) -> RunReco
         git_revision: context.git_revision.clone(),
         threads: 1,
         wall_time_s: 0.0,
+        segments: 1,
         final_metrics: Default::default(),
     }
 }
 
-/// Runs the planned runs of `which` that are not finished (failed ones too when retrying).
-/// Returns how many of the plan's runs have ended.
-pub fn run_plan(plan: &PlanRecord, dir: &Path, which: &[usize], opts: &RunnerOptions<'_>) -> Result<usize, StudyError> {
+/// Which runs of a plan one worker runs (a Slurm array task, say): those whose plan index is
+/// `index` modulo `count`. Every run belongs to exactly one share of a given `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskShare {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl TaskShare {
+    /// Whether the run at `run_index` of the plan is in this share (a `count` of 0 counts as 1).
+    pub fn includes(&self, run_index: usize) -> bool {
+        run_index % self.count.max(1) == self.index
+    }
+
+    /// The plan indices of this share.
+    pub fn runs(&self, plan: &PlanRecord) -> Vec<usize> {
+        (0..plan.runs.len()).filter(|&i| self.includes(i)).collect()
+    }
+}
+
+/// What [`run_plan`] did over the runs it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunsOutcome {
+    /// Runs given that have ended (completed, diverged or failed), including those ended before.
+    pub finished: usize,
+    /// Runs given.
+    pub planned: usize,
+}
+
+/// Runs the planned runs of `which` (plan indices) that are not finished (failed ones too when
+/// retrying), never computing a verdict.
+pub fn run_plan(
+    plan: &PlanRecord,
+    dir: &Path,
+    which: &[usize],
+    opts: &RunnerOptions<'_>,
+) -> Result<RunsOutcome, StudyError> {
     // Load each distinct dataset once; runs share it read-only.
     let mut datasets: HashMap<String, Arc<Dataset>> = HashMap::new();
     let mut specs = Vec::with_capacity(plan.runs.len());
@@ -105,25 +141,27 @@ pub fn run_plan(plan: &PlanRecord, dir: &Path, which: &[usize], opts: &RunnerOpt
         specs.push(rs);
     }
     sgdlab_linalg::set_threads(1);
+    let states: Vec<RunState> = which.iter().map(|&i| run_state(&dir.join("runs").join(&plan.runs[i].id))).collect();
     let todo: Vec<usize> = which
         .iter()
-        .copied()
-        .filter(|&i| match run_state(&dir.join("runs").join(&plan.runs[i].id)) {
+        .zip(&states)
+        .filter(|(_, s)| match s {
             RunState::Completed | RunState::Diverged => false,
             RunState::Failed => opts.retry_failed,
             RunState::Interrupted | RunState::Running | RunState::Missing => true,
         })
+        .map(|(&i, _)| i)
         .collect();
-    let ended = |i: usize| run_state(&dir.join("runs").join(&plan.runs[i].id)).is_final();
-    let done = AtomicUsize::new((0..plan.runs.len()).filter(|&i| ended(i)).count());
-    let done_before = done.load(Ordering::SeqCst);
+    // Every run not to do has ended (completed, diverged, or failed and not retried).
+    let ended_before = which.len() - todo.len();
+    let done = AtomicUsize::new(ended_before);
     let next = AtomicUsize::new(0);
     let t0 = Instant::now();
     let first_error: Mutex<Option<StudyError>> = Mutex::new(None);
     let stop = opts.stop.clone();
     let jobs = opts.jobs.max(1).min(todo.len().max(1));
     if let Some(p) = opts.progress {
-        p(done_before, plan.runs.len(), 0.0);
+        p(ended_before, which.len(), 0.0);
     }
     std::thread::scope(|scope| {
         for _ in 0..jobs {
@@ -145,12 +183,19 @@ pub fn run_plan(plan: &PlanRecord, dir: &Path, which: &[usize], opts: &RunnerOpt
                         fresh: false,
                     };
                     let outcome = StudyHook::new(&plan.measure, rs.loss, rs.seed, &rs.data)
-                        .map_err(|m| m.to_string())
-                        .and_then(|mut hook| train(rs, &ro, &mut hook, &mut |_| {}).map_err(|e| e.to_string()));
+                        .map_err(TrainError::Spec)
+                        .and_then(|mut hook| train(rs, &ro, &mut hook, &mut |_| {}));
                     match outcome {
                         Ok(rec) if rec.status == RunStatus::Interrupted => continue,
                         Ok(_) => {}
-                        Err(message) => {
+                        // Another process is training this run (a Slurm task with an overlapping
+                        // share): leave its directory alone.
+                        Err(e @ TrainError::Busy { .. }) => {
+                            first_error.lock().expect("not poisoned").get_or_insert(e.into());
+                            continue;
+                        }
+                        Err(e) => {
+                            let message = e.to_string();
                             // A failed run is recorded and the study goes on.
                             let rec = failed_record(rs, message, &opts.context);
                             if let Err(w) = std::fs::create_dir_all(&run_dir)
@@ -163,7 +208,7 @@ pub fn run_plan(plan: &PlanRecord, dir: &Path, which: &[usize], opts: &RunnerOpt
                     }
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                     if let Some(p) = opts.progress {
-                        p(n, plan.runs.len(), t0.elapsed().as_secs_f64());
+                        p(n, which.len(), t0.elapsed().as_secs_f64());
                     }
                 }
             });
@@ -172,17 +217,21 @@ pub fn run_plan(plan: &PlanRecord, dir: &Path, which: &[usize], opts: &RunnerOpt
     if let Some(e) = first_error.into_inner().expect("not poisoned") {
         return Err(e);
     }
-    Ok((0..plan.runs.len()).filter(|&i| ended(i)).count())
+    Ok(RunsOutcome { finished: done.into_inner(), planned: which.len() })
 }
 
 /// Plans (or re-reads the frozen plan of) a study in `dir`, runs what is not finished, and
 /// computes the verdict.
 pub fn run_study(study: &LoadedStudy, dir: &Path, opts: &RunnerOptions<'_>) -> Result<StudyOutcome, StudyError> {
+    std::fs::create_dir_all(dir).map_err(|e| StudyError::io(dir, e))?;
+    // One process at a time runs a study directory (each run directory is locked by its trainer
+    // too, so Slurm array tasks of one study can share the study directory).
+    let _lock = DirLock::acquire(dir)?;
     let plan = freeze_plan(study, dir)?;
     let all: Vec<usize> = (0..plan.runs.len()).collect();
-    let ended = run_plan(&plan, dir, &all, opts)?;
-    if ended < plan.runs.len() {
-        return Ok(StudyOutcome::Interrupted { finished: ended, planned: plan.runs.len() });
+    let runs = run_plan(&plan, dir, &all, opts)?;
+    if runs.finished < runs.planned {
+        return Ok(StudyOutcome::Interrupted { finished: runs.finished, planned: runs.planned });
     }
     let verdict = compute_verdict(dir, &study.spec, &plan, &opts.context)?;
     Ok(StudyOutcome::Finished { verdict: Box::new(verdict), dir: dir.to_path_buf() })

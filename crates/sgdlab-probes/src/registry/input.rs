@@ -132,15 +132,7 @@ impl<'a> ProbeInput<'a> {
             self.model()?;
         }
         if needs.params {
-            let (m, p) = (self.model()?, self.params()?);
-            if p.len() != m.num_params() {
-                return Err(ProbeError::Invalid(format!(
-                    "{} parameters for a model {} with {}",
-                    p.len(),
-                    m.describe(),
-                    m.num_params()
-                )));
-            }
+            crate::simplicity::check_params(self.model()?, self.params()?.as_slice())?;
         }
         if needs.data_needed() {
             let d = self.data()?;
