@@ -89,6 +89,8 @@ fn failed_record(rs: &RunSpec, message: String, context: &RunContext) -> RunReco
         wall_time_s: 0.0,
         segments: 1,
         final_metrics: Default::default(),
+        metric_rows: None,
+        warnings: Vec::new(),
     }
 }
 

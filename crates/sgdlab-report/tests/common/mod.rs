@@ -67,7 +67,10 @@ fn run_record(r: &FakeRun) -> RunRecord {
         git_revision: "test".into(),
         threads: 1,
         wall_time_s: 0.0,
+        segments: 1,
         final_metrics: BTreeMap::new(),
+        metric_rows: Some(if r.end == End::Completed { r.rows.len() as u64 } else { 0 }),
+        warnings: Vec::new(),
     }
 }
 
