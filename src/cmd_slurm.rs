@@ -10,8 +10,6 @@ use sgdlab_studies::status::{StudyStatus, study_status};
 use sgdlab_studies::{RunnerOptions, freeze_plan, read_plan, run_plan};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -146,40 +144,6 @@ fn append_line(path: &Path, line: &str) -> Result<()> {
     writeln!(f, "{line}").with_context(|| path.display().to_string())
 }
 
-/// The signal that asked the task to stop (0: none), and the stop flag the runner polls.
-static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
-static STOP_FLAG: AtomicPtr<AtomicBool> = AtomicPtr::new(std::ptr::null_mut());
-
-extern "C" fn on_stop_signal(sig: libc::c_int) {
-    // Only atomic stores: async-signal-safe.
-    STOP_SIGNAL.store(sig, Ordering::SeqCst);
-    let flag = STOP_FLAG.load(Ordering::SeqCst);
-    if !flag.is_null() {
-        // SAFETY: the pointer comes from an Arc leaked in `stop_on_signals`, never freed.
-        unsafe { (*flag).store(true, Ordering::SeqCst) };
-    }
-}
-
-/// Sets `stop` on SIGTERM (scancel, preemption), SIGUSR1 (Slurm's warning before the time
-/// limit) and SIGINT; the runner then checkpoints every running run and returns.
-fn stop_on_signals(stop: &Arc<AtomicBool>) -> Result<()> {
-    STOP_FLAG.store(Arc::into_raw(stop.clone()).cast_mut(), Ordering::SeqCst);
-    for sig in [libc::SIGTERM, libc::SIGUSR1, libc::SIGINT] {
-        // SAFETY: installs a handler that only performs atomic stores; `sa` is fully initialised.
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            sa.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            bail!("cannot install a handler for signal {sig}: {}", std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
@@ -188,16 +152,21 @@ pub fn run_task(a: RunTaskArgs) -> Result<i32> {
     let share = slurm::task_share_from_env(&env_var, a.stride)?;
     let jobs = slurm::cpus_from_env(&env_var)?;
     let plan = read_plan(&a.dir)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    stop_on_signals(&stop)?;
+    let signals = crate::cmd_signals::StopSignals::install()?;
     let job = env_var("SLURM_JOB_ID").unwrap_or_default();
     let label = format!("{} task {} of {} (job {job})", plan.study, share.index, share.count);
     let restarts = env_var("SLURM_RESTART_COUNT").unwrap_or_else(|| "0".into());
     eprintln!("{label}: start (restart {restarts}), {jobs} run(s) at once, in {}", a.dir.display());
     let progress = |done: usize, total: usize, secs: f64| eprintln!("{label}: {done}/{total} runs ({secs:.1} s)");
-    let opts = RunnerOptions { jobs, retry_failed: true, stop: Some(stop), context: context(), progress: Some(&progress) };
+    let opts = RunnerOptions {
+        jobs,
+        retry_failed: true,
+        stop: Some(signals.stop.clone()),
+        context: context(),
+        progress: Some(&progress),
+    };
     let outcome = run_plan(&plan, &a.dir, &share.runs(&plan), &opts)?;
-    let sig = STOP_SIGNAL.load(Ordering::SeqCst);
+    let sig = signals.received().unwrap_or(0);
     if outcome.finished == outcome.planned {
         eprintln!("{label}: all {} runs finished", outcome.planned);
         return Ok(0);
@@ -209,7 +178,7 @@ pub fn run_task(a: RunTaskArgs) -> Result<i32> {
         "{label}: stopped by signal {sig} after {} of {} runs; running runs checkpointed",
         outcome.finished, outcome.planned
     );
-    if sig == libc::SIGUSR1 && !job.is_empty() {
+    if signals.was_usr1() && !job.is_empty() {
         // Slurm's warning before the time limit: requeue this task; the requeued task resumes.
         let st = Command::new("scontrol").args(["requeue", &job]).status();
         match st {

@@ -10,7 +10,7 @@ use sgdlab_train::RunContext;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 const STUDY_HELP: &str = "\
 A study is a TOML file (or a built-in name, see `sgdlab study list`): a base run spec, sweeps
@@ -114,28 +114,12 @@ pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// A stop flag set by the first Ctrl-C (the second one exits at once).
-pub fn ctrl_c() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        if s.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-    });
-    stop
-}
-
 /// One claim's result on one line.
 fn claim_line(c: &ClaimRecord) -> String {
     let effect = match &c.effect {
-        Some(e) => format!(
-            "effect {} [{}, {}] ({} seeds)",
-            fmt_num(e.value),
-            fmt_num(e.ci_low),
-            fmt_num(e.ci_high),
-            e.seeds
-        ),
+        Some(e) => {
+            format!("effect {} [{}, {}] ({} seeds)", fmt_num(e.value), fmt_num(e.ci_low), fmt_num(e.ci_high), e.seeds)
+        }
         None => format!("no effect: {}", c.reason.as_deref().unwrap_or("none could be formed")),
     };
     format!("  {:<16} {:<17} {effect}; expected {}", c.id, c.verdict.as_str(), c.decision.predicate())
@@ -160,7 +144,14 @@ fn print_summary(v: &VerdictRecord, report: &Path) {
 
 /// Runs one study into `out/<name>[-quick]` and builds its report; returns the study directory
 /// and whether it finished.
-pub fn run_one(study: &LoadedStudy, jobs: usize, out: &Path, retry_failed: bool, quiet: bool, stop: Arc<AtomicBool>) -> Result<(PathBuf, bool)> {
+pub fn run_one(
+    study: &LoadedStudy,
+    jobs: usize,
+    out: &Path,
+    retry_failed: bool,
+    quiet: bool,
+    stop: Arc<AtomicBool>,
+) -> Result<(PathBuf, bool)> {
     let spec = &study.spec;
     let dir = out.join(format!("{}{}", spec.name, if study.quick { "-quick" } else { "" }));
     let bar = if quiet || !std::io::stderr().is_terminal() {
@@ -221,8 +212,14 @@ fn print_plan(study: &LoadedStudy, plan: &sgdlab_studies::PlanRecord) {
         println!("  override {o}");
     }
     for sw in s.sweep.iter() {
-        let axes: Vec<String> = sw.axis.iter().map(|a| format!("{} in {}", a.name, toml::Value::Array(a.values.clone()))).collect();
-        println!("  sweep {} ({:?}): {}", sw.name, sw.mode, if axes.is_empty() { "the base alone".into() } else { axes.join(", ") });
+        let axes: Vec<String> =
+            sw.axis.iter().map(|a| format!("{} in {}", a.name, toml::Value::Array(a.values.clone()))).collect();
+        println!(
+            "  sweep {} ({:?}): {}",
+            sw.name,
+            sw.mode,
+            if axes.is_empty() { "the base alone".into() } else { axes.join(", ") }
+        );
     }
     println!("runs:");
     for r in &plan.runs {
@@ -249,7 +246,12 @@ fn print_plan(study: &LoadedStudy, plan: &sgdlab_studies::PlanRecord) {
     println!("claims:");
     for c in &s.claim {
         println!("  {}: {}", c.id, c.statement);
-        println!("    value: {}; statistic: {}; decision: {}", c.value.describe(), sgdlab_studies::statistic::describe(&c.statistic), c.decision.predicate());
+        println!(
+            "    value: {}; statistic: {}; decision: {}",
+            c.value.describe(),
+            sgdlab_studies::statistic::describe(&c.statistic),
+            c.decision.predicate()
+        );
     }
 }
 
@@ -277,10 +279,10 @@ pub fn run(a: StudyArgs) -> Result<i32> {
         }
         StudyCommand::Run(r) => {
             let study = r.select.load()?;
-            let stop = ctrl_c();
+            let signals = crate::cmd_signals::StopSignals::install()?;
             let jobs = r.jobs.unwrap_or_else(default_jobs);
-            let (_, done) = run_one(&study, jobs, &r.out, !r.no_retry, r.quiet, stop)?;
-            Ok(if done { 0 } else { 130 })
+            let (_, done) = run_one(&study, jobs, &r.out, !r.no_retry, r.quiet, signals.stop.clone())?;
+            Ok(if done { 0 } else { signals.exit_status() })
         }
         StudyCommand::Submit(a) => crate::cmd_slurm::submit(a),
         StudyCommand::RunTask(a) => crate::cmd_slurm::run_task(a),

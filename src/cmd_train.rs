@@ -3,11 +3,8 @@
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sgdlab_train::{NoHook, Progress, RunContext, RunOptions, RunSpec, RunStatus, train};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
@@ -45,18 +42,6 @@ pub struct TrainArgs {
     json: bool,
 }
 
-/// Signals that stop a run after a checkpoint (schedulers such as Slurm send SIGTERM, or SIGUSR1
-/// with `--signal`).
-const STOP_SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGUSR1];
-
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        SIGTERM => "SIGTERM",
-        SIGUSR1 => "SIGUSR1",
-        _ => "SIGINT",
-    }
-}
-
 fn fmt_opt(label: &str, v: Option<f64>) -> String {
     v.map(|v| format!(" {label} {v:.4}")).unwrap_or_default()
 }
@@ -67,18 +52,10 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         let stem = a.spec.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
         PathBuf::from("runs").join(stem)
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    let signal = Arc::new(AtomicUsize::new(0));
-    for sig in STOP_SIGNALS {
-        // A second signal while the checkpoint is written ends the process at once.
-        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, stop.clone())
-            .and_then(|_| signal_hook::flag::register_usize(sig, signal.clone(), sig as usize))
-            .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
-            .context("installing signal handlers")?;
-    }
+    let signals = crate::cmd_signals::StopSignals::install()?;
     let opts = RunOptions {
         out_dir: out.clone(),
-        stop: Some(&stop),
+        stop: Some(&signals.stop),
         context: RunContext {
             sgdlab_version: env!("CARGO_PKG_VERSION").into(),
             git_revision: env!("SGDLAB_GIT_REV").into(),
@@ -152,14 +129,13 @@ pub fn run(a: TrainArgs) -> Result<i32> {
             eprintln!("{msg}");
         }
     }
-    let sig = signal.load(Ordering::SeqCst) as i32;
     if record.status == RunStatus::Interrupted && !a.quiet {
-        eprintln!("stopped by {}; run the same command again to resume", signal_name(sig));
+        eprintln!("stopped by {}; run the same command again to resume", signals.name());
     }
     Ok(match record.status {
         RunStatus::Completed => 0,
         RunStatus::Diverged => 3,
-        RunStatus::Interrupted => 128 + if sig > 0 { sig } else { SIGINT },
+        RunStatus::Interrupted => signals.exit_status(),
         RunStatus::Running | RunStatus::Failed => 1,
     })
 }

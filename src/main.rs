@@ -5,6 +5,7 @@ mod cmd_model;
 mod cmd_probe;
 mod cmd_probe_common;
 mod cmd_reproduce;
+mod cmd_signals;
 mod cmd_slurm;
 mod cmd_study;
 mod cmd_train;

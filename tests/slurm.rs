@@ -161,8 +161,13 @@ fn shares_of_a_plan_merge_into_the_verdict_of_a_local_run() {
     let v = json(&dir.join("verdict.json"));
     assert_eq!(v["complete"], false);
     assert_eq!(v["runs"]["missing"], 3);
-    let missing: Vec<&str> =
-        v["per_run"].as_array().unwrap().iter().filter(|r| r["status"] == "missing").map(|r| r["id"].as_str().unwrap()).collect();
+    let missing: Vec<&str> = v["per_run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "missing")
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
     assert_eq!(missing, vec![ids[0].as_str(), ids[2].as_str(), ids[4].as_str()]);
     assert!(std::fs::read_to_string(dir.join("report.html")).unwrap().contains("Incomplete:"));
     // Task 1 again: nothing to do, no record touched.

@@ -144,7 +144,10 @@ fn tiny_study_plans_runs_resumes_and_reports() {
     // The same study with two parallel jobs and no interruption: identical verdict file.
     let b = tempfile::tempdir().unwrap();
     let StudyOutcome::Finished { .. } = run(&study, b.path(), 2, None) else { panic!("not finished") };
-    assert_eq!(std::fs::read(a.path().join("verdict.json")).unwrap(), std::fs::read(b.path().join("verdict.json")).unwrap());
+    assert_eq!(
+        std::fs::read(a.path().join("verdict.json")).unwrap(),
+        std::fs::read(b.path().join("verdict.json")).unwrap()
+    );
     // Rebuilding the report from records alone gives the same file.
     let r1 = std::fs::read(sgdlab_report::build_study_report(b.path()).unwrap()).unwrap();
     let r2 = std::fs::read(sgdlab_report::build_study_report(b.path()).unwrap()).unwrap();

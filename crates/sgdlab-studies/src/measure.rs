@@ -51,7 +51,8 @@ impl<'a> StudyHook<'a> {
     pub fn new(measures: &'a [PlannedMeasure], loss: Loss, seed: u64, data_spec: &str) -> Result<Self, String> {
         let mut out = Vec::with_capacity(measures.len());
         for m in measures {
-            let probe = registry::find(&m.spec.probe).ok_or_else(|| format!("plan.json: unknown probe '{}'", m.spec.probe))?;
+            let probe =
+                registry::find(&m.spec.probe).ok_or_else(|| format!("plan.json: unknown probe '{}'", m.spec.probe))?;
             let opts = probe
                 .options_from_json(m.resolved_options.clone())
                 .map_err(|e| format!("plan.json: probe '{}': {e}", m.spec.probe))?;

@@ -9,7 +9,14 @@ use std::collections::BTreeMap;
 /// The metrics every training run writes (probe, metric).
 pub const TRAINER: &[(&str, MetricInfo)] = &[
     ("train", MetricInfo::scalar("loss", "training loss", "mean loss over the evaluated training examples")),
-    ("train", MetricInfo::scalar("accuracy", "training accuracy", "fraction of evaluated training examples classified correctly")),
+    (
+        "train",
+        MetricInfo::scalar(
+            "accuracy",
+            "training accuracy",
+            "fraction of evaluated training examples classified correctly",
+        ),
+    ),
     ("test", MetricInfo::scalar("loss", "test loss", "mean loss over the test split")),
     ("test", MetricInfo::scalar("accuracy", "test accuracy", "fraction of test examples classified correctly")),
     ("batch", MetricInfo::scalar("loss", "minibatch loss", "the loss of the minibatch of a step")),
@@ -18,8 +25,7 @@ pub const TRAINER: &[(&str, MetricInfo)] = &[
 
 /// Every metric a plan's runs can write, `probe/name` -> its description.
 pub fn known(measures: &[PlannedMeasure]) -> BTreeMap<String, MetricInfo> {
-    let mut out: BTreeMap<String, MetricInfo> =
-        TRAINER.iter().map(|(p, m)| (format!("{p}/{}", m.name), *m)).collect();
+    let mut out: BTreeMap<String, MetricInfo> = TRAINER.iter().map(|(p, m)| (format!("{p}/{}", m.name), *m)).collect();
     for m in measures {
         if let Some(probe) = registry::find(&m.spec.probe) {
             for name in &m.metrics {
@@ -40,11 +46,7 @@ pub fn is_vector(known: &BTreeMap<String, MetricInfo>, name: &str) -> Option<boo
 
 /// The closest known name to a misspelt one, if it is close (for "did you mean").
 pub fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    known
-        .map(|k| (edit_distance(name, k), k))
-        .filter(|(d, k)| *d <= 3.max(k.len() / 4))
-        .min()
-        .map(|(_, k)| k)
+    known.map(|k| (edit_distance(name, k), k)).filter(|(d, k)| *d <= 3.max(k.len() / 4)).min().map(|(_, k)| k)
 }
 
 /// Levenshtein distance over chars.

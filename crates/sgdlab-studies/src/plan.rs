@@ -72,7 +72,10 @@ fn combos(sw: &SweepSpec) -> Vec<Vec<usize>> {
         SweepMode::Grid => {
             let mut c: Vec<Vec<usize>> = vec![vec![]];
             for a in &sw.axis {
-                c = c.into_iter().flat_map(|p| (0..a.values.len()).map(move |i| [p.clone(), vec![i]].concat())).collect();
+                c = c
+                    .into_iter()
+                    .flat_map(|p| (0..a.values.len()).map(move |i| [p.clone(), vec![i]].concat()))
+                    .collect();
             }
             c
         }
@@ -214,9 +217,13 @@ pub fn plan(st: &LoadedStudy) -> Result<PlanRecord, StudyError> {
                 sw.axis.iter().zip(&combo).map(|(a, &i)| (a.name.clone(), to_json(&a.values[i]))).collect();
             for &seed in &spec.seeds {
                 let mut t = t.clone();
-                t.insert("seed".into(), toml::Value::Integer(i64::try_from(seed).map_err(|_| {
-                    st.error_at(&span::path("seeds"), format!("seed {seed} is too large"))
-                })?));
+                t.insert(
+                    "seed".into(),
+                    toml::Value::Integer(
+                        i64::try_from(seed)
+                            .map_err(|_| st.error_at(&span::path("seeds"), format!("seed {seed} is too large")))?,
+                    ),
+                );
                 let where_ = format!(
                     "sweep '{}'{}, seed {seed}",
                     sw.name,

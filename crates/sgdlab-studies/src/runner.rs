@@ -137,7 +137,8 @@ pub fn run_plan(
     for r in &plan.runs {
         let rs = RunSpec::from_toml(&r.run_spec, &format!("{}: run {}", dir.join("plan.json").display(), r.id))?;
         if !datasets.contains_key(&rs.data) {
-            let d = sgdlab_data::load_dataset(&rs.data).map_err(|e| StudyError::Spec(format!("{}: {e}", plan.study)))?;
+            let d =
+                sgdlab_data::load_dataset(&rs.data).map_err(|e| StudyError::Spec(format!("{}: {e}", plan.study)))?;
             datasets.insert(rs.data.clone(), Arc::new(d));
         }
         specs.push(rs);

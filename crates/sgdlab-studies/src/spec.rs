@@ -511,8 +511,7 @@ impl LoadedStudy {
         let spans = SpanIndex::new(text);
         let raw: toml::Table = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
         // Parse once as written, so that errors in the user's own text point at its lines.
-        let spec: StudySpec =
-            toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+        let spec: StudySpec = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
         let mut applied = Vec::new();
         if quick {
             applied.extend(spec.quick.set.iter().cloned());
@@ -552,21 +551,32 @@ impl LoadedStudy {
             }
             for (j, a) in sw.axis.iter().enumerate() {
                 if a.values.is_empty() {
-                    return Err(self.error_at(&here(&format!("axis.{j}.values")), format!("axis '{}' has no values", a.name)));
+                    return Err(
+                        self.error_at(&here(&format!("axis.{j}.values")), format!("axis '{}' has no values", a.name))
+                    );
                 }
                 if sw.axis.iter().filter(|o| o.name == a.name).count() > 1 {
-                    return Err(self.error_at(&here(&format!("axis.{j}.name")), format!("axis '{}' is given twice in sweep '{}'", a.name, sw.name)));
+                    return Err(self.error_at(
+                        &here(&format!("axis.{j}.name")),
+                        format!("axis '{}' is given twice in sweep '{}'", a.name, sw.name),
+                    ));
                 }
                 for v in &a.values {
                     if let toml::Value::Float(f) = v
                         && !f.is_finite()
                     {
-                        return Err(self.error_at(&here(&format!("axis.{j}.values")), format!("axis '{}': value {f} is not finite", a.name)));
+                        return Err(self.error_at(
+                            &here(&format!("axis.{j}.values")),
+                            format!("axis '{}': value {f} is not finite", a.name),
+                        ));
                     }
                 }
             }
             if sw.mode == SweepMode::Zip && sw.axis.windows(2).any(|w| w[0].values.len() != w[1].values.len()) {
-                return Err(self.error_at(&here("mode"), format!("sweep '{}': mode = \"zip\" needs axes with equally many values", sw.name)));
+                return Err(self.error_at(
+                    &here("mode"),
+                    format!("sweep '{}': mode = \"zip\" needs axes with equally many values", sw.name),
+                ));
             }
         }
         let axis_err = |path: Vec<Seg>, what: &str, name: &str| {
@@ -574,7 +584,11 @@ impl LoadedStudy {
                 &path,
                 format!(
                     "{what} '{name}' is not an axis ({})",
-                    if axes.is_empty() { "the study has none".to_string() } else { format!("axes: {}", axes.join(", ")) }
+                    if axes.is_empty() {
+                        "the study has none".to_string()
+                    } else {
+                        format!("axes: {}", axes.join(", "))
+                    }
                 ),
             )
         };
@@ -593,7 +607,10 @@ impl LoadedStudy {
                 && !s.sweep.iter().any(|x| &x.name == sw)
             {
                 let names: Vec<&str> = s.sweep.iter().map(|x| x.name.as_str()).collect();
-                return Err(self.error_at(&key(&format!("{path}.sweep")), format!("sweep '{sw}' does not exist (sweeps: {})", names.join(", "))));
+                return Err(self.error_at(
+                    &key(&format!("{path}.sweep")),
+                    format!("sweep '{sw}' does not exist (sweeps: {})", names.join(", ")),
+                ));
             }
             check_arm(&p.filter, &format!("{path}.where"))
         };
@@ -603,7 +620,8 @@ impl LoadedStudy {
         for (i, c) in s.claim.iter().enumerate() {
             let here = |k: &str| format!("claim.{i}.{k}");
             if c.id.is_empty() || !c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
-                return Err(self.error_at(&key(&here("id")), format!("claim id '{}' must be letters, digits, '-' or '_'", c.id)));
+                return Err(self
+                    .error_at(&key(&here("id")), format!("claim id '{}' must be letters, digits, '-' or '_'", c.id)));
             }
             if s.claim.iter().filter(|o| o.id == c.id).count() > 1 {
                 return Err(self.error_at(&key(&here("id")), format!("claim id '{}' is given twice", c.id)));
@@ -623,7 +641,10 @@ impl LoadedStudy {
                 return Err(self.error_at(&key(&here("min_seeds")), "min_seeds must be at least 1"));
             }
             if c.resamples < 100 {
-                return Err(self.error_at(&key(&here("resamples")), format!("resamples {} is too few (at least 100)", c.resamples)));
+                return Err(self.error_at(
+                    &key(&here("resamples")),
+                    format!("resamples {} is too few (at least 100)", c.resamples),
+                ));
             }
             check_population(&c.population, &here("population"))?;
             if let Some(w) = &c.within
@@ -641,7 +662,9 @@ impl LoadedStudy {
                     check_arm(a, &here("statistic.difference.a"))?;
                     check_arm(b, &here("statistic.difference.b"))?;
                 }
-                StatisticSpec::Spearman { axis } | StatisticSpec::Kendall { axis } | StatisticSpec::Slope { axis, .. } => {
+                StatisticSpec::Spearman { axis }
+                | StatisticSpec::Kendall { axis }
+                | StatisticSpec::Slope { axis, .. } => {
                     if !axes.contains(&axis.as_str()) {
                         return Err(axis_err(key(&here("statistic")), "statistic axis", axis));
                     }
@@ -663,13 +686,19 @@ impl LoadedStudy {
         for (i, f) in s.figure.iter().enumerate() {
             let here = |k: &str| key(&format!("figure.{i}.{k}"));
             if f.name.is_empty() || !f.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
-                return Err(self.error_at(&here("name"), format!("figure name '{}' must be a file name (letters, digits, '-', '_', '.')", f.name)));
+                return Err(self.error_at(
+                    &here("name"),
+                    format!("figure name '{}' must be a file name (letters, digits, '-', '_', '.')", f.name),
+                ));
             }
             if !names.insert(f.name.as_str()) {
                 return Err(self.error_at(&here("name"), format!("figure '{}' is given twice", f.name)));
             }
             if !f.claim.is_empty() && !s.claim.iter().any(|c| c.id == f.claim) {
-                return Err(self.error_at(&here("claim"), format!("figure '{}' names claim '{}', which does not exist", f.name, f.claim)));
+                return Err(self.error_at(
+                    &here("claim"),
+                    format!("figure '{}' names claim '{}', which does not exist", f.name, f.claim),
+                ));
             }
             if !f.x_axis.is_empty() && !axes.contains(&f.x_axis.as_str()) {
                 return Err(axis_err(here("x_axis"), "x_axis", &f.x_axis));
@@ -704,7 +733,10 @@ impl LoadedStudy {
                 return Err(self.error_at(&here("at"), "at = \"log\" needs points = N > 0"));
             }
             if s.measure.iter().filter(|o| o.label() == m.label()).count() > 1 {
-                return Err(self.error_at(&here("probe"), format!("two measurements write rows named '{}': give them different labels", m.label())));
+                return Err(self.error_at(
+                    &here("probe"),
+                    format!("two measurements write rows named '{}': give them different labels", m.label()),
+                ));
             }
         }
         Ok(())

@@ -134,7 +134,8 @@ pub fn effect(
     let all_units = units(obs);
     // Paired statistics keep the seeds that have both arms.
     let prepared = match spec {
-        StatisticSpec::Ratio { numerator, denominator } | StatisticSpec::Difference { a: numerator, b: denominator } => {
+        StatisticSpec::Ratio { numerator, denominator }
+        | StatisticSpec::Difference { a: numerator, b: denominator } => {
             let ratio = matches!(spec, StatisticSpec::Ratio { .. });
             let mut per_unit = Vec::new();
             for (seed, ids) in &all_units {
@@ -199,7 +200,8 @@ pub fn effect(
                 let (mut x, mut y) = (Vec::new(), Vec::new());
                 for &i in &idx {
                     let a = axis_of(&obs[i], axis).unwrap_or(f64::NAN);
-                    let (a, b) = (if *log_x { a.log10() } else { a }, if *log_y { obs[i].value.log10() } else { obs[i].value });
+                    let (a, b) =
+                        (if *log_x { a.log10() } else { a }, if *log_y { obs[i].value.log10() } else { obs[i].value });
                     if a.is_finite() && b.is_finite() {
                         x.push(a);
                         y.push(b);
@@ -297,7 +299,13 @@ mod tests {
         let e = effect(&s, &obs, 0.95, 1000, &stream()).unwrap_err();
         assert!(e.contains("no seed has runs in both arms") && e.contains("b = 2000: 0 runs"), "{e}");
         let neg = [Obs { seed: 0, axes: &a32, value: -1.0 }];
-        let e = effect(&StatisticSpec::Ratio { numerator: arm("b", 32), denominator: arm("b", 32) }, &neg, 0.95, 100, &stream());
+        let e = effect(
+            &StatisticSpec::Ratio { numerator: arm("b", 32), denominator: arm("b", 32) },
+            &neg,
+            0.95,
+            100,
+            &stream(),
+        );
         assert!(e.unwrap_err().contains("positive"));
         assert!(effect(&StatisticSpec::Mean, &[], 0.95, 100, &stream()).is_err());
     }
@@ -321,7 +329,9 @@ mod tests {
         assert!((fr.value - 0.75).abs() < 1e-12, "3 of the 4 values per seed exceed 500: {fr:?}");
         // log10(10^(2 lr - 1) + seed) against lr: numpy.polyfit of the same 12 points gives slope
         // 1.9878996608987602.
-        let sl = effect(&StatisticSpec::Slope { axis: "lr".into(), log_x: false, log_y: true }, &obs, 0.95, 500, &stream()).unwrap();
+        let sl =
+            effect(&StatisticSpec::Slope { axis: "lr".into(), log_x: false, log_y: true }, &obs, 0.95, 500, &stream())
+                .unwrap();
         assert!((sl.value - 1.987_899_660_898_760_2).abs() < 1e-12, "{sl:?}");
         // Arms 1, 2, 3: means 10+1, 1000+1, 1e5+1: C recovers (1001 - 11) / (100001 - 11) of the gap.
         let g = StatisticSpec::GapRecovered { a: arm("arm", 3), b: arm("arm", 1), c: arm("arm", 2) };

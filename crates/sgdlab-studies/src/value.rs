@@ -78,7 +78,11 @@ pub struct RunData {
 impl RunData {
     /// Builds the series from `metrics.jsonl` rows. Rows of one `probe/name` and step with an
     /// `index` form a vector (missing or null elements are NaN); the last row of a step wins.
-    pub fn from_rows(seed: u64, axes: BTreeMap<String, serde_json::Value>, rows: &[sgdlab_train::MetricRecord]) -> Self {
+    pub fn from_rows(
+        seed: u64,
+        axes: BTreeMap<String, serde_json::Value>,
+        rows: &[sgdlab_train::MetricRecord],
+    ) -> Self {
         // (metric, step) -> (epoch, scalar, elements)
         type Acc = (f64, Option<f64>, BTreeMap<u32, f64>);
         let mut acc: BTreeMap<(String, u64), Acc> = BTreeMap::new();
@@ -347,7 +351,9 @@ fn over_points(points: &[&Point], f: impl Fn(&[f64]) -> f64) -> Result<Val, Stri
             if points.iter().any(|p| p.value.elements().len() != n) {
                 return Err("the vector changes length during the run".into());
             }
-            Ok(Val::Vector((0..n).map(|i| f(&points.iter().map(|p| p.value.elements()[i]).collect::<Vec<_>>())).collect()))
+            Ok(Val::Vector(
+                (0..n).map(|i| f(&points.iter().map(|p| p.value.elements()[i]).collect::<Vec<_>>())).collect(),
+            ))
         }
     }
 }
@@ -394,10 +400,17 @@ impl ValueSpec {
                     .iter()
                     .find(|p| time_of(p, target.1) >= target.0)
                     .map(|p| p.value.clone())
-                    .ok_or_else(|| format!("no {} measured at or after {} {}", a.metric, target.0, match target.1 {
-                        By::Step => "steps",
-                        By::Epoch => "epochs",
-                    }))
+                    .ok_or_else(|| {
+                        format!(
+                            "no {} measured at or after {} {}",
+                            a.metric,
+                            target.0,
+                            match target.1 {
+                                By::Step => "steps",
+                                By::Epoch => "epochs",
+                            }
+                        )
+                    })
             }
             ValueSpec::Min(s) => over_points(&s.points(run)?, fmin),
             ValueSpec::Max(s) => over_points(&s.points(run)?, fmax),
@@ -459,7 +472,11 @@ impl ValueSpec {
                 }
                 let (a, b): (Vec<f64>, Vec<f64>) =
                     xs.iter().zip(&y).filter(|(u, v)| u.is_finite() && v.is_finite()).map(|(u, v)| (*u, *v)).unzip();
-                let r = if matches!(self, ValueSpec::Spearman(_)) { stats::spearman(&a, &b) } else { stats::kendall_tau_b(&a, &b) };
+                let r = if matches!(self, ValueSpec::Spearman(_)) {
+                    stats::spearman(&a, &b)
+                } else {
+                    stats::kendall_tau_b(&a, &b)
+                };
                 r.map(Val::Scalar).map_err(|e| e.to_string())
             }
             ValueSpec::Ratio(v) => elementwise(&v[0].eval(run)?, &v[1].eval(run)?, |a, b| a / b),
@@ -519,7 +536,9 @@ impl ValueSpec {
             ValueSpec::Spearman(c) | ValueSpec::Kendall(c) => {
                 std::iter::once(c.x.as_ref()).chain(c.y.iter().map(|b| b.as_ref())).collect()
             }
-            ValueSpec::Ratio(v) | ValueSpec::Difference(v) | ValueSpec::Product(v) | ValueSpec::Sum(v) => v.iter().collect(),
+            ValueSpec::Ratio(v) | ValueSpec::Difference(v) | ValueSpec::Product(v) | ValueSpec::Sum(v) => {
+                v.iter().collect()
+            }
             ValueSpec::Element(e) => vec![e.of.as_ref()],
             ValueSpec::Reduce(r) => vec![r.of.as_ref()],
             ValueSpec::Fraction(f) => vec![f.of.as_ref()],
@@ -586,7 +605,10 @@ impl ValueSpec {
     pub fn check_axes(&self, axes: &[&str]) -> Result<(), String> {
         match self {
             ValueSpec::Axis(a) if !axes.contains(&a.as_str()) => {
-                return Err(format!("value reads axis '{a}', which the study does not sweep (axes: {})", axes.join(", ")));
+                return Err(format!(
+                    "value reads axis '{a}', which the study does not sweep (axes: {})",
+                    axes.join(", ")
+                ));
             }
             ValueSpec::Ratio(v) | ValueSpec::Difference(v) if v.len() != 2 => {
                 return Err("ratio and difference take two values: [A, B]".into());
@@ -594,7 +616,9 @@ impl ValueSpec {
             ValueSpec::Product(v) | ValueSpec::Sum(v) if v.is_empty() => {
                 return Err("product and sum take at least one value".into());
             }
-            ValueSpec::At(a) if [a.step.is_some(), a.epoch.is_some(), a.when.is_some()].iter().filter(|b| **b).count() != 1 => {
+            ValueSpec::At(a)
+                if [a.step.is_some(), a.epoch.is_some(), a.when.is_some()].iter().filter(|b| **b).count() != 1 =>
+            {
                 return Err(format!("at (of {}) needs exactly one of step, epoch, when", a.metric));
             }
             ValueSpec::FirstCrossing(c) if c.below.is_some() == c.above.is_some() => {
@@ -824,7 +848,10 @@ mod tests {
         assert_eq!(s(r#"{ at = { metric = "train/loss", epoch = 1.0 } }"#), 1.0 / 11.0);
         assert_eq!(s(r#"{ max = { metric = "train/loss", from_step = 10 } }"#), 1.0 / 11.0);
         assert_eq!(s(r#"{ min = { metric = "train/loss", to_step = 20 } }"#), 1.0 / 21.0);
-        assert_eq!(s(r#"{ mean = { metric = "train/loss", from_step = 10, to_step = 20 } }"#), (1.0 / 11.0 + 1.0 / 21.0) / 2.0);
+        assert_eq!(
+            s(r#"{ mean = { metric = "train/loss", from_step = 10, to_step = 20 } }"#),
+            (1.0 / 11.0 + 1.0 / 21.0) / 2.0
+        );
         assert_eq!(s(r#"{ first_crossing = { metric = "train/loss", below = 0.06 } }"#), 20.0);
         assert_eq!(s(r#"{ first_crossing = { metric = "train/loss", below = 0.06, by = "epoch" } }"#), 2.0);
         assert!(s(r#"{ first_crossing = { metric = "train/loss", below = 0.0 } }"#).is_nan());
@@ -840,12 +867,22 @@ mod tests {
         let t = v(r#"{ first_crossing = { metric = "sb/residual", below = 0.5 } }"#).eval(&run()).unwrap();
         assert_eq!(t, Val::Vector(vec![10.0, 20.0, 30.0]));
         let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
-        assert!(close(s(r#"{ spearman = { x = { first_crossing = { metric = "sb/residual", below = 0.5 } }, y = { last = "sb/frequency" } } }"#), 1.0));
+        assert!(close(
+            s(
+                r#"{ spearman = { x = { first_crossing = { metric = "sb/residual", below = 0.5 } }, y = { last = "sb/frequency" } } }"#
+            ),
+            1.0
+        ));
         assert!(close(s(r#"{ kendall = { x = { first_crossing = { metric = "sb/residual", below = 0.5 } } } }"#), 1.0));
         assert_eq!(s(r#"{ element = { of = { last = "sb/frequency" }, index = -1 } }"#), 50.0);
         assert_eq!(s(r#"{ reduce = { of = { last = "sb/frequency" }, op = "median" } }"#), 10.0);
         assert_eq!(s(r#"{ fraction = { of = { last = "sb/frequency" }, greater = 7.0 } }"#), 2.0 / 3.0);
-        assert_eq!(s(r#"{ fraction = { of = { first_crossing = { metric = "sb/residual", below = 0.05 } }, at_least = 0.0 } }"#), 0.0);
+        assert_eq!(
+            s(
+                r#"{ fraction = { of = { first_crossing = { metric = "sb/residual", below = 0.05 } }, at_least = 0.0 } }"#
+            ),
+            0.0
+        );
     }
 
     #[test]
@@ -863,7 +900,9 @@ mod tests {
 
     #[test]
     fn shape_checks_and_metric_lists() {
-        let x = v(r#"{ ratio = [{ last = "a/b" }, { at = { metric = "c/d", when = { first_crossing = { metric = "e/f", above = 1.0 } } } }] }"#);
+        let x = v(
+            r#"{ ratio = [{ last = "a/b" }, { at = { metric = "c/d", when = { first_crossing = { metric = "e/f", above = 1.0 } } } }] }"#,
+        );
         assert_eq!(x.metrics(), vec!["a/b", "c/d", "e/f"]);
         assert!(x.check_axes(&[]).is_ok());
         assert!(v(r#"{ ratio = [{ last = "a/b" }] }"#).check_axes(&[]).is_err());

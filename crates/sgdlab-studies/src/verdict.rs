@@ -21,7 +21,11 @@ pub struct LoadedRun {
 }
 
 /// Reads every planned run's record and the rows of the metrics in `wanted` (all when `None`).
-pub fn load_runs(dir: &Path, plan: &PlanRecord, wanted: Option<&BTreeSet<String>>) -> Result<Vec<LoadedRun>, StudyError> {
+pub fn load_runs(
+    dir: &Path,
+    plan: &PlanRecord,
+    wanted: Option<&BTreeSet<String>>,
+) -> Result<Vec<LoadedRun>, StudyError> {
     let mut out = Vec::with_capacity(plan.runs.len());
     for r in &plan.runs {
         let rd = dir.join("runs").join(&r.id);
@@ -148,8 +152,15 @@ pub fn decide_claim(c: &ClaimSpec, runs: &[LoadedRun]) -> ClaimRecord {
                 reason: Some(format!("only {} seed(s) ({} needed for an interval)", e.seeds, c.min_seeds)),
                 effect: Some(e),
             },
-            Ok(e) => GroupRecord { group: g.clone(), verdict: c.decision.decide(e.ci_low, e.ci_high), effect: Some(e), reason: None },
-            Err(reason) => GroupRecord { group: g.clone(), verdict: Verdict::Inconclusive, effect: None, reason: Some(reason) },
+            Ok(e) => GroupRecord {
+                group: g.clone(),
+                verdict: c.decision.decide(e.ci_low, e.ci_high),
+                effect: Some(e),
+                reason: None,
+            },
+            Err(reason) => {
+                GroupRecord { group: g.clone(), verdict: Verdict::Inconclusive, effect: None, reason: Some(reason) }
+            }
         };
         rec.groups.push(group);
     }
@@ -164,7 +175,9 @@ pub fn decide_claim(c: &ClaimSpec, runs: &[LoadedRun]) -> ClaimRecord {
     // The headline: a group without an effect if there is one, else the one closest to failing.
     let head = rec.groups.iter().find(|g| g.effect.is_none()).or_else(|| {
         rec.groups.iter().min_by(|a, b| {
-            let m = |g: &GroupRecord| g.effect.as_ref().map_or(f64::NEG_INFINITY, |e| c.decision.margin(e.ci_low, e.ci_high));
+            let m = |g: &GroupRecord| {
+                g.effect.as_ref().map_or(f64::NEG_INFINITY, |e| c.decision.margin(e.ci_low, e.ci_high))
+            };
             m(a).total_cmp(&m(b))
         })
     });
@@ -270,7 +283,14 @@ mod tests {
             for act in ["relu", "tanh"] {
                 let f = seed as f64 + 1.0;
                 runs.push(run(&format!("{act}{seed}a"), seed, 1, act, RunState::Completed, f));
-                runs.push(run(&format!("{act}{seed}b"), seed, 2, act, RunState::Completed, if act == "relu" { 3.0 * f } else { 0.5 * f }));
+                runs.push(run(
+                    &format!("{act}{seed}b"),
+                    seed,
+                    2,
+                    act,
+                    RunState::Completed,
+                    if act == "relu" { 3.0 * f } else { 0.5 * f },
+                ));
             }
         }
         runs
@@ -278,7 +298,9 @@ mod tests {
 
     #[test]
     fn ratio_within_groups_decides_each_group() {
-        let c = claim("statistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\nwithin = \"act\"\ndecision = { greater = 1.0 }");
+        let c = claim(
+            "statistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\nwithin = \"act\"\ndecision = { greater = 1.0 }",
+        );
         let r = decide_claim(&c, &study());
         assert_eq!(r.groups.len(), 2);
         // Groups in axis order: relu (ratio 3, reproduced), tanh (ratio 0.5, not reproduced).
@@ -297,7 +319,9 @@ mod tests {
         let mut runs = study();
         runs[1] = run("relu0b", 0, 2, "relu", RunState::Diverged, f64::NAN);
         runs[3] = run("tanh0b", 0, 2, "tanh", RunState::Missing, f64::NAN);
-        let c = claim("population = { where = { act = \"relu\" } }\nstatistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\ndecision = { greater = 1.0 }");
+        let c = claim(
+            "population = { where = { act = \"relu\" } }\nstatistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\ndecision = { greater = 1.0 }",
+        );
         let r = decide_claim(&c, &runs);
         assert_eq!(r.excluded.len(), 1, "{:?}", r.excluded);
         assert_eq!(r.excluded[0].status, RunState::Diverged);
@@ -311,7 +335,9 @@ mod tests {
     #[test]
     fn a_missing_arm_gives_a_null_effect_and_an_inconclusive_claim() {
         let runs: Vec<LoadedRun> = study().into_iter().filter(|r| r.summary.axes["b"] == json!(1)).collect();
-        let c = claim("population = { where = { act = \"relu\" } }\nstatistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\ndecision = { greater = 1.0 }");
+        let c = claim(
+            "population = { where = { act = \"relu\" } }\nstatistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\ndecision = { greater = 1.0 }",
+        );
         let r = decide_claim(&c, &runs);
         assert_eq!(r.verdict, Verdict::Inconclusive);
         assert!(r.effect.is_none());
@@ -322,7 +348,10 @@ mod tests {
     fn a_value_that_cannot_be_computed_excludes_the_run_with_the_reason() {
         let c = claim("statistic = \"mean\"\ndecision = { greater = 0.0 }");
         let mut c2 = c.clone();
-        c2.value = toml::from_str::<std::collections::BTreeMap<String, crate::value::ValueSpec>>("v = { last = \"m/y\" }").unwrap()["v"].clone();
+        c2.value =
+            toml::from_str::<std::collections::BTreeMap<String, crate::value::ValueSpec>>("v = { last = \"m/y\" }")
+                .unwrap()["v"]
+                .clone();
         let r = decide_claim(&c2, &study());
         assert_eq!(r.runs_used, 0);
         assert!(r.excluded.iter().all(|e| e.reason == "no m/y measured"));
@@ -336,7 +365,9 @@ mod tests {
 
     #[test]
     fn two_runs_of_one_seed_in_an_arm_are_not_silently_paired() {
-        let c = claim("statistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\ndecision = { greater = 1.0 }");
+        let c = claim(
+            "statistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\ndecision = { greater = 1.0 }",
+        );
         let r = decide_claim(&c, &study());
         assert!(r.effect.is_none() && r.verdict == Verdict::Inconclusive);
         assert!(r.reason.as_deref().unwrap().contains("several runs with b = "), "{:?}", r.reason);

@@ -104,7 +104,8 @@ fn seeds_set_and_quick_change_the_plan_as_stated() {
     // The same overrides from the command line, through a built-in study.
     let b = load_study("batch-sharpness", false, &["seeds=[7]".into()]).unwrap();
     assert_eq!(b.spec.seeds, vec![7]);
-    let e = LoadedStudy::parse(STUDY, "s.toml", false, &["sweep.lrr.axis.lr.values=[1.0]".into()]).unwrap_err().to_string();
+    let e =
+        LoadedStudy::parse(STUDY, "s.toml", false, &["sweep.lrr.axis.lr.values=[1.0]".into()]).unwrap_err().to_string();
     assert!(e.contains("s.toml") && e.contains("no element named 'lrr'") && e.contains("lr, batch"), "{e}");
     let e = LoadedStudy::parse(STUDY, "s.toml", false, &["base.budget.steps=many".into()]).unwrap_err().to_string();
     assert!(e.contains("expects an integer"), "{e}");
@@ -115,7 +116,10 @@ fn misspelt_probe_option_axis_and_metric_fail_at_plan_time_with_file_and_line() 
     let t = STUDY.replace("probe = \"loss\"", "probe = \"los\"");
     let e = plan_err(&t);
     assert_eq!(e.lines().count(), 1);
-    assert!(e.starts_with(&format!("s.toml:{}:", line_of(&t, "probe = \"los\""))) && e.contains("unknown probe 'los'"), "{e}");
+    assert!(
+        e.starts_with(&format!("s.toml:{}:", line_of(&t, "probe = \"los\""))) && e.contains("unknown probe 'los'"),
+        "{e}"
+    );
 
     let t = STUDY.replace("samples = 100", "samples = 100\noptions = { tpo_k = 3 }");
     let e = plan_err(&t);
@@ -123,7 +127,11 @@ fn misspelt_probe_option_axis_and_metric_fail_at_plan_time_with_file_and_line() 
 
     let t = STUDY.replace("{ spearman = { axis = \"lr\" } }", "{ spearman = { axis = \"eta\" } }");
     let e = plan_err(&t);
-    assert!(e.starts_with(&format!("s.toml:{}:", line_of(&t, "statistic = { spearman"))) && e.contains("'eta' is not an axis"), "{e}");
+    assert!(
+        e.starts_with(&format!("s.toml:{}:", line_of(&t, "statistic = { spearman")))
+            && e.contains("'eta' is not an axis"),
+        "{e}"
+    );
 
     let t = STUDY.replace("{ last = \"loss/loss\" }", "{ last = \"loss/los\" }");
     let e = plan_err(&t);
@@ -136,7 +144,10 @@ fn misspelt_probe_option_axis_and_metric_fail_at_plan_time_with_file_and_line() 
     // A bad run-spec key in [base] points at its line in the user's file, not at a generated file.
     let t = STUDY.replace("lr = 0.1\n", "lr = 0.1\nmomentun = 0.9\n");
     let e = plan_err(&t);
-    assert!(e.starts_with(&format!("s.toml:{}:", line_of(&t, "momentun"))) && e.contains("unknown field `momentun`"), "{e}");
+    assert!(
+        e.starts_with(&format!("s.toml:{}:", line_of(&t, "momentun"))) && e.contains("unknown field `momentun`"),
+        "{e}"
+    );
     // ... and a bad axis key at the axis.
     let t = STUDY.replace("key = \"optimizer.batch_size\"", "key = \"optimizer.batchsize\"");
     let e = plan_err(&t);

@@ -11,7 +11,8 @@ use crate::error::TrainError;
 use crate::lock::DirLock;
 use crate::optim::{OptimizerState, adam_step, sgd_step};
 use crate::record::{
-    MetricsWriter, RunRecord, RunStatus, content_hash, write_record, write_record_after_error, write_text_atomic,
+    MetricsWriter, RunRecord, RunStatus, content_hash, read_record, write_record, write_record_after_error,
+    write_text_atomic,
 };
 use crate::spec::{Dtype, NoiseSpec, OptimizerSpec, RunSpec};
 use crate::verify::{RunState, inspect_run};
