@@ -830,7 +830,7 @@ impl<'a, T: Scalar> Run<'a, T> {
         };
         // A run left unfinished (interrupted, crashed, killed) by an earlier process of the same
         // spec is taken up again: one segment more.
-        let segments = match crate::record::read_record(&dir).ok().flatten() {
+        let segments = match read_record(&dir).ok().flatten() {
             Some(old) if !fresh && old.spec_hash == self.spec_hash => old.segments + 1,
             _ => 1,
         };
