@@ -2,7 +2,7 @@
 
 use crate::arch_args::resolve_arch;
 use anyhow::{Result, bail};
-use sgdlab_nn::{Model, Params, load_checkpoint};
+use sgdlab_nn::{LoadOptions, Model, Params, load_checkpoint_with};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -28,6 +28,9 @@ pub struct ModelArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Accept NaN and infinite values in the checkpoint (to inspect a diverged run).
+    #[arg(long)]
+    allow_nonfinite: bool,
 }
 
 pub fn run(a: ModelArgs) -> Result<()> {
@@ -35,7 +38,8 @@ pub fn run(a: ModelArgs) -> Result<()> {
     let arch = resolve_arch(arch_text.as_deref(), a.arch_file.as_deref(), a.input_shape.as_deref())?;
     let (model, params): (Model, Option<Params<f64>>) = match (&a.checkpoint, arch) {
         (Some(path), arch) => {
-            let ck = load_checkpoint::<f64>(path, arch.as_ref())?;
+            let opts = LoadOptions { allow_nonfinite: a.allow_nonfinite };
+            let ck = load_checkpoint_with::<f64>(path, arch.as_ref(), opts)?;
             (ck.model, Some(ck.params))
         }
         (None, Some(arch)) => (Model::new(&arch), None),

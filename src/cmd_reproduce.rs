@@ -1,6 +1,6 @@
 //! `sgdlab reproduce`: every built-in study, then an index page of verdicts.
 
-use crate::cmd_study::{ctrl_c, default_jobs, run_one};
+use crate::cmd_study::{default_jobs, run_one};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -15,21 +15,23 @@ pub struct ReproduceArgs {
     /// Runs in parallel (default: the number of cores), each single-threaded.
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
-    /// Output directory.
-    #[arg(long, value_name = "DIR", default_value = "results")]
+    /// Output directory: OUT/<study>[-quick]/ per study and OUT/index.html.
+    #[arg(long, value_name = "OUT", default_value = "results")]
     out: PathBuf,
+    /// No progress bars and no summaries (errors only).
     #[arg(long)]
     quiet: bool,
 }
 
 pub fn run(a: ReproduceArgs) -> Result<i32> {
-    let stop = ctrl_c();
+    let signals = crate::cmd_signals::StopSignals::install()?;
     let jobs = a.jobs.unwrap_or_else(default_jobs);
     let mut dirs = Vec::new();
-    for (name, _, _) in sgdlab_studies::BUILTIN {
-        let (dir, done) = run_one(name, a.quick, jobs, &a.out, a.quiet, stop.clone())?;
+    for b in sgdlab_studies::BUILTIN {
+        let study = sgdlab_studies::load_study(b.name, a.quick, &[])?;
+        let (dir, done) = run_one(&study, jobs, &a.out, true, a.quiet, signals.stop.clone())?;
         if !done {
-            return Ok(130);
+            return Ok(signals.exit_status());
         }
         dirs.push(dir);
     }

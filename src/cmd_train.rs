@@ -6,19 +6,21 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sgdlab_train::{NoHook, Progress, RunContext, RunOptions, RunSpec, RunStatus, train};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
 The run directory holds spec.toml (the resolved spec), metrics.jsonl (one JSON object per
 measurement: step, epoch, probe, name, value; pandas.read_json(path, lines=True)), checkpoints/,
 final.safetensors and record.json (seed, versions, git revision, wall time, status).
-Running the same spec into the same directory resumes from the latest checkpoint (Ctrl-C writes
-one); a completed run is not run again.
+Running the same spec into the same directory resumes from the latest checkpoint (Ctrl-C, SIGTERM
+and SIGUSR1 write one; so do checkpoint.every and checkpoint.every_seconds); a completed run whose
+files agree with its record is not run again (one whose files disagree is redone). A run directory
+is locked while a process trains in it: a second `sgdlab train` on it fails at once, naming the pid
+of the first.
 
-Exit status: 0 completed, 3 diverged (non-finite loss; the step is in record.json), 130
-interrupted, 1 error.
+Exit status: 0 completed, 3 diverged (non-finite loss; the step is in record.json), 128 + the
+signal number when stopped by a signal after writing a checkpoint (130 SIGINT/Ctrl-C, 143 SIGTERM,
+138 SIGUSR1; run again to resume), 1 error (record.json then says failed, with the message).
 
 Example: sgdlab train examples/mnist1d-sgd.toml --set optimizer.lr=0.05 --out runs/lr005")]
 pub struct TrainArgs {
@@ -61,19 +63,10 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         let stem = a.spec.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
         PathBuf::from("runs").join(stem)
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // A second Ctrl-C while the checkpoint is written kills the process as usual.
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-    }
+    let signals = crate::cmd_signals::StopSignals::install()?;
     let opts = RunOptions {
         out_dir: out.clone(),
-        stop: Some(&stop),
+        stop: Some(&signals.stop),
         context: RunContext {
             sgdlab_version: env!("CARGO_PKG_VERSION").into(),
             git_revision: env!("SGDLAB_GIT_REV").into(),
@@ -124,6 +117,9 @@ pub fn run(a: TrainArgs) -> Result<i32> {
     let record =
         train(&spec, &opts, &mut NoHook, &mut on_progress).with_context(|| format!("run {}", out.display()))?;
     bar.finish_and_clear();
+    for w in &record.warnings {
+        eprintln!("warning: {w}");
+    }
     if a.json {
         println!("{}", serde_json::to_string(&record)?);
     } else if !a.quiet {
@@ -135,19 +131,22 @@ pub fn run(a: TrainArgs) -> Result<i32> {
             record.steps_completed,
             record.total_steps,
             record.wall_time_s,
-            g("train_loss"),
-            g("train_accuracy"),
-            g("test_loss"),
-            g("test_accuracy")
+            g("train/loss"),
+            g("train/accuracy"),
+            g("test/loss"),
+            g("test/accuracy")
         );
         if let Some(msg) = &record.message {
             eprintln!("{msg}");
         }
     }
+    if record.status == RunStatus::Interrupted && !a.quiet {
+        eprintln!("stopped by {}; run the same command again to resume", signals.name());
+    }
     Ok(match record.status {
         RunStatus::Completed => 0,
         RunStatus::Diverged => 3,
-        RunStatus::Interrupted => 130,
+        RunStatus::Interrupted => signals.exit_status(),
         RunStatus::Running | RunStatus::Failed => 1,
     })
 }

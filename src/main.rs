@@ -5,8 +5,9 @@ mod cmd_data;
 mod cmd_model;
 mod cmd_probe;
 mod cmd_probe_common;
-mod cmd_probe_simplicity;
 mod cmd_reproduce;
+mod cmd_signals;
+mod cmd_slurm;
 mod cmd_study;
 mod cmd_train;
 
@@ -28,6 +29,12 @@ struct Cli {
     /// thread; studies run one thread per run.
     #[arg(long, global = true, default_value_t = 0, value_name = "N")]
     threads: usize,
+
+    /// Memory a command may plan to use, e.g. 8G, 512M, 16GB [default: MemAvailable in
+    /// /proc/meminfo, or the cgroup's limit]. Sizes are checked before allocating: a dataset,
+    /// model, dense matrix or grid that would need more fails with the estimate.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = sgdlab_linalg::memory::parse_size)]
+    max_memory: Option<u64>,
 
     #[command(subcommand)]
     command: Command,
@@ -63,6 +70,7 @@ fn main() -> ExitCode {
     sgdlab_linalg::keep_freed_memory();
     let cli = Cli::parse();
     sgdlab_linalg::set_threads(cli.threads);
+    sgdlab_linalg::memory::set_max_memory(cli.max_memory);
     let result = match cli.command {
         Command::Reproduce(a) => cmd_reproduce::run(a),
         Command::Study(a) => cmd_study::run(a),

@@ -1,7 +1,9 @@
 //! End-to-end tests of the command line: the binary as a user runs it.
 
-use serde_json::Value;
-use std::path::Path;
+use serde_json::{Value, json};
+use sgdlab_linalg::RngStream;
+use sgdlab_nn::{ArchSpec, DATA_METADATA_KEY, InitSpec, Model, SEED_METADATA_KEY, SPLIT_METADATA_KEY, save_checkpoint};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn sgdlab(args: &[&str]) -> Output {
@@ -150,7 +152,8 @@ fn train_then_probe_a_checkpoint() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v = stdout_json(&o);
     assert_eq!(v["eigenvalues"].as_array().unwrap().len(), 40 * 8 + 8 + 8 * 10 + 10);
-    assert!(v["near_zero_fraction"].is_number() && v["trace"]["estimate"].is_number());
+    // The exact spectrum's trace is its own key; `trace` is the Hutchinson estimate (with --trace).
+    assert!(v["near_zero_fraction"].is_number() && v["exact_trace"].is_number() && v["trace"].is_null());
     let o = sgdlab(&[
         "probe",
         "sharpness",
@@ -301,4 +304,144 @@ fn pytorch_cnn_loads_from_its_print_text() {
         "tensor '7.weight' has shape [120, 400]",
     );
     one_line_error(&["model", "--checkpoint", ck, "--arch", "mlp:784-10:relu", "--arch-file", txt], "not both");
+}
+
+/// A checkpoint of `arch` with initial parameters and the given metadata.
+fn checkpoint(dir: &Path, name: &str, arch: &str, metadata: &[(&str, String)]) -> PathBuf {
+    let model = Model::new(&arch.parse::<ArchSpec>().unwrap());
+    let params = InitSpec::default().init::<f64>(&model, &RngStream::new(1));
+    let path = dir.join(name);
+    save_checkpoint(&path, &model, &params, metadata).unwrap();
+    path
+}
+
+#[test]
+fn every_probe_has_a_help_page_generated_from_the_registry() {
+    let o = sgdlab(&["probe", "--help"]);
+    assert!(o.status.success());
+    let list = String::from_utf8_lossy(&o.stdout);
+    for p in sgdlab_probes::registry::ALL {
+        assert!(list.contains(p.name()), "sgdlab probe --help lacks {}", p.name());
+        let o = sgdlab(&["probe", p.name(), "--help"]);
+        assert!(o.status.success(), "{}: {}", p.name(), String::from_utf8_lossy(&o.stderr));
+        let h = String::from_utf8_lossy(&o.stdout);
+        assert!(h.contains("--json"), "{} --help lacks --json", p.name());
+        if p.needs().subsets() {
+            assert!(h.contains("--samples") && h.contains("seeded subset") && h.contains("[default: 1000]"), "{h}");
+        }
+        assert!(!h.contains("] [default:"), "{}: a doubled default in\n{h}", p.name());
+    }
+}
+
+#[test]
+fn probe_output_states_the_data_and_where_it_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = [
+        (DATA_METADATA_KEY, "mnist1d:n=500".to_string()),
+        (SPLIT_METADATA_KEY, "train".to_string()),
+        (SEED_METADATA_KEY, "4".to_string()),
+    ];
+    let ck = checkpoint(dir.path(), "own.safetensors", "mlp:40-8-10:relu", &meta);
+    let c = ck.to_str().unwrap();
+    // Without --data: the checkpoint's own training data, all 400 training examples.
+    let o = sgdlab(&["probe", "loss", "--model", c, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = stdout_json(&o);
+    assert_eq!(v["probe"], "loss");
+    assert_eq!(v["input"]["data"], json!({"spec": "mnist1d:n=500", "source": "checkpoint", "trained_split": "train"}));
+    assert_eq!(v["input"]["evaluated"], json!([{"split": "train", "examples": 400, "of": 400, "subset": false}]));
+    assert_eq!(v["input"]["trained_on"]["seed"], "4");
+    assert!(v["loss"].is_number() && v["options"].is_object());
+    // A subset is said to be one, in JSON and in text.
+    let o = sgdlab(&["probe", "loss", "--model", c, "--samples", "100"]);
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(t.contains("mnist1d:n=500 (the checkpoint's training data"), "{t}");
+    assert!(t.contains("train: 100 of 400 examples (a seeded subset)"), "{t}");
+    // --data wins, and says so.
+    let o = sgdlab(&["probe", "hessian", "--model", c, "--data", "mnist1d:n=600", "--samples", "50", "--json"]);
+    let v = stdout_json(&o);
+    assert_eq!(
+        (v["input"]["data"]["spec"].as_str(), v["input"]["data"]["source"].as_str()),
+        (Some("mnist1d:n=600"), Some("given"))
+    );
+    assert_eq!(v["input"]["evaluated"][0]["subset"], true);
+    assert!(v["top_eigenvalues"][0].is_number() && v["options"]["top_k"] == 1);
+    // Probes without data or without a model say so.
+    let o = sgdlab(&["probe", "weight-spectra", "--model", c, "--json"]);
+    let v = stdout_json(&o);
+    assert!(v["input"]["data"].is_null() && v["input"]["evaluated"] == json!([]) && v["layers"].is_array());
+    let o = sgdlab(&["probe", "kernel-spectrum", "-d", "4", "--json"]);
+    let v = stdout_json(&o);
+    assert!(v["input"]["arch"].is_null() && v["spectra"][0]["normalised"].as_array().unwrap().len() == 5);
+    let o = sgdlab(&["probe", "prior-functions", "--arch", "mlp:7-4-1:relu", "--networks", "20", "--json"]);
+    let v = stdout_json(&o);
+    assert_eq!(
+        (v["input"]["data"]["spec"].as_str(), v["input"]["data"]["source"].as_str()),
+        (Some("boolean:d=7"), Some("probe_default"))
+    );
+}
+
+#[test]
+fn a_checkpoint_without_its_data_needs_data_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = checkpoint(dir.path(), "bare.safetensors", "mlp:40-8-10:relu", &[]);
+    let c = ck.to_str().unwrap();
+    for probe in ["loss", "hessian", "representation-rank"] {
+        let o = sgdlab(&["probe", probe, "--model", c]);
+        assert_eq!(o.status.code(), Some(1), "{probe}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            e.trim(),
+            format!("error: {c}: this checkpoint does not say what data it was trained on: pass --data SPEC"),
+            "{probe}"
+        );
+        assert!(o.stdout.is_empty());
+    }
+    // With --data it runs.
+    let o = sgdlab(&["probe", "loss", "--model", c, "--data", "mnist1d:n=500", "--samples", "20"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn series_tables_and_output_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = [(DATA_METADATA_KEY, "mnist1d:n=500".to_string())];
+    let a = checkpoint(dir.path(), "step-10.safetensors", "mlp:40-8-10:relu", &meta);
+    let b = checkpoint(dir.path(), "step-20.safetensors", "mlp:40-8-10:relu", &meta);
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    // Norms over two checkpoints: one entry each (steps from the file names), no fits from two.
+    let o = sgdlab(&["probe", "norms", "--model", a, "--model", b, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = stdout_json(&o);
+    let steps: Vec<u64> = v["checkpoints"].as_array().unwrap().iter().map(|c| c["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [10, 20]);
+    assert!(v["checkpoints"][1]["total"].is_number() && v["series"]["growth"].is_null());
+    // A landscape slice as CSV: a header and one row per point.
+    let csv = dir.path().join("slice.csv");
+    let o = sgdlab(&[
+        "probe",
+        "landscape",
+        "--model",
+        a,
+        "--samples",
+        "20",
+        "--points",
+        "3",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().map(str::to_string).collect();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0], "alpha,beta,loss,accuracy");
+    assert!(rows[1].starts_with("-1,0,"), "{}", rows[1]);
+    // --out where these options make no table is an error naming the flag.
+    let o = sgdlab(&["probe", "hessian", "--model", a, "--samples", "20", "--out", csv.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("--out") && e.contains("--density"), "{e}");
+    // --dtype and --loss take only their values.
+    let o = sgdlab(&["probe", "loss", "--model", a, "--dtype", "f16"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("f32"));
+    let o = sgdlab(&["probe", "loss", "--model", a, "--loss", "hinge"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cross_entropy"));
 }

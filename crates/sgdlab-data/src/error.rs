@@ -1,5 +1,6 @@
 //! The one error type of the data crate.
 
+use sgdlab_linalg::text::one_line;
 use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong while reading, generating, transforming or naming a dataset.
@@ -19,7 +20,7 @@ pub enum DataError {
     /// The file's bytes are not what its format says (bad magic number, truncated, out-of-range
     /// label, ...). `offset` is the byte offset of the problem in the file (for gzip files: in the
     /// decompressed stream, as the message says).
-    #[error("{}: byte {offset}: {message}", path.display())]
+    #[error("{}: byte {offset}: {}", path.display(), one_line(message))]
     Format {
         /// The file.
         path: PathBuf,
@@ -29,7 +30,7 @@ pub enum DataError {
         message: String,
     },
     /// A problem with a file as a whole (e.g. two files disagree on the number of examples).
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {}", path.display(), one_line(message))]
     File {
         /// The file.
         path: PathBuf,
@@ -37,7 +38,7 @@ pub enum DataError {
         message: String,
     },
     /// A dataset spec string that cannot be parsed or names impossible values.
-    #[error("dataset spec `{spec}`: {message}")]
+    #[error("dataset spec `{}`: {}", one_line(spec), one_line(message))]
     Spec {
         /// The full spec string as given.
         spec: String,
@@ -46,13 +47,17 @@ pub enum DataError {
     },
     /// A request that the dataset cannot satisfy (unknown split, transform needing classes on a
     /// regression set, mismatched shapes, ...).
-    #[error("dataset `{dataset}`: {message}")]
+    #[error("dataset `{}`: {}", one_line(dataset), one_line(message))]
     Invalid {
         /// The dataset's name (its spec string) or the thing being built.
         dataset: String,
         /// What is wrong.
         message: String,
     },
+    /// Generating or loading the dataset would need more memory than there is (the message
+    /// states the estimate and the limit).
+    #[error(transparent)]
+    Memory(#[from] sgdlab_linalg::memory::MemoryError),
 }
 
 impl DataError {

@@ -307,3 +307,27 @@ fn batch_plan_over_a_generated_split_and_info_json() {
     let v = serde_json::to_value(dataset_info(&s)).unwrap();
     assert!(v["splits"]["train"]["classes"].is_null() && v["splits"]["train"]["target_dim"] == 1);
 }
+
+/// Sizes are checked before allocating: a generator asked for 10^12 rows (or a matrix with 10^12
+/// entries) fails with the memory estimate instead of aborting in the allocator.
+#[test]
+fn huge_generators_fail_with_their_memory_estimate() {
+    for spec in [
+        "mnist1d:n=1000000000000",
+        "mnist1d:pad_max=18446744073709551615",
+        "lms:n=1000000000000",
+        "ms:n_test=1000000000000",
+        "gaussian-mixture:n=1000000000000",
+        "gaussian-mixture:d=1000000000000",
+        "teacher:n=1000000000000",
+        "teacher:hidden=1000000+1000000",
+        "sines:n=1000000000000",
+        "sines:freqs=18446744073709551615,step=2",
+        "matrix-completion:rows=1000000,cols=1000000",
+        "matrix-completion:rows=100000,cols=100000,layout=columns",
+    ] {
+        let e = sgdlab_data::load_dataset(spec).unwrap_err().to_string();
+        assert!(e.contains("needs about") || e.contains("overflows"), "{spec}: {e}");
+        assert!(!e.contains('\n'), "{spec}: {e}");
+    }
+}

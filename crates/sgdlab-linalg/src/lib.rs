@@ -3,14 +3,17 @@
 //! random streams derived by name ([`RngStream`]).
 //!
 //! Products run sequentially below a measured size threshold and on `threads()` threads above it
-//! (see [`set_threads`] and [`PARALLEL_MIN_FLOPS`]).
+//! (see [`set_threads`] and [`PARALLEL_MIN_FLOPS`]). [`memory`] checks sizes and memory needs before
+//! large allocations.
 
 mod alloc;
 mod decomp;
 mod matmul;
+pub mod memory;
 mod rng;
 mod scalar;
 pub mod stats;
+pub mod text;
 
 pub use alloc::{LARGE_BYTES, keep_freed_memory, scale_into_streaming, streaming_fence, zeros_large};
 pub use decomp::{DecompError, SymmetricEigen, orthonormal_rows, singular_values, symmetric_eigen};

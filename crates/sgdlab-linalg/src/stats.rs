@@ -133,6 +133,37 @@ pub fn spearman(x: &[f64], y: &[f64]) -> Result<f64, StatsError> {
     pearson(&ranks(x)?, &ranks(y)?)
 }
 
+/// Kendall's tau-b: `(concordant - discordant) / sqrt((n0 - n1)(n0 - n2))` over all pairs, with
+/// `n1`, `n2` the pairs tied in `x`, in `y` (as `scipy.stats.kendalltau`, variant b). NaN when a
+/// variable is constant or there are fewer than 2 points. O(n^2), for the tens to thousands of
+/// runs a study has.
+pub fn kendall_tau_b(x: &[f64], y: &[f64]) -> Result<f64, StatsError> {
+    same_len("kendall_tau_b", x.len(), y.len())?;
+    no_nan("kendall_tau_b", x)?;
+    no_nan("kendall_tau_b", y)?;
+    let n = x.len();
+    let (mut s, mut tx, mut ty, mut n0) = (0i64, 0i64, 0i64, 0i64);
+    for i in 0..n {
+        for j in i + 1..n {
+            let (a, b) = ((x[i] - x[j]).signum(), (y[i] - y[j]).signum());
+            let (a, b) = (if x[i] == x[j] { 0.0 } else { a }, if y[i] == y[j] { 0.0 } else { b });
+            n0 += 1;
+            if a == 0.0 {
+                tx += 1;
+            }
+            if b == 0.0 {
+                ty += 1;
+            }
+            s += (a * b) as i64;
+        }
+    }
+    let denom = (((n0 - tx) as f64) * ((n0 - ty) as f64)).sqrt();
+    if n < 2 || denom == 0.0 {
+        return Ok(f64::NAN);
+    }
+    Ok((s as f64 / denom).clamp(-1.0, 1.0))
+}
+
 /// An ordinary least-squares fit `y ~ intercept + slope * x`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LinearFit {
@@ -417,6 +448,21 @@ mod tests {
         let r = spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 4.0]).unwrap();
         assert!((r - 0.948_683_298_050_513_8).abs() < TOL, "{r}");
         assert!(spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).unwrap().is_nan());
+    }
+
+    #[test]
+    fn kendall_tau_b_matches_scipy() {
+        // scipy.stats.kendalltau([1,2,3,4,5], [5,6,7,8,7]).statistic = 7 / sqrt(90)
+        // (8 concordant, 1 discordant, 1 pair tied in y).
+        let t = kendall_tau_b(&[1.0, 2.0, 3.0, 4.0, 5.0], &[5.0, 6.0, 7.0, 8.0, 7.0]).unwrap();
+        assert!((t - 7.0 / 90f64.sqrt()).abs() < TOL, "{t}");
+        // A tie in x: kendalltau([1,2,2,3],[1,2,3,4]) = 5 / sqrt(30).
+        let t = kendall_tau_b(&[1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert!((t - 5.0 / 30f64.sqrt()).abs() < TOL, "{t}");
+        assert_eq!(kendall_tau_b(&[3.0, 2.0, 1.0], &[1.0, 2.0, 3.0]).unwrap(), -1.0);
+        assert!(kendall_tau_b(&[1.0, 1.0], &[1.0, 2.0]).unwrap().is_nan());
+        assert!(kendall_tau_b(&[1.0], &[1.0]).unwrap().is_nan());
+        assert!(kendall_tau_b(&[1.0, f64::NAN], &[1.0, 2.0]).is_err());
     }
 
     #[test]

@@ -68,6 +68,11 @@ pub struct ArchSpec {
     pub seq: Option<SeqSpec>,
 }
 
+/// The most layers (widths of an mlp, blocks of a resmlp) an architecture may have: a bound
+/// checked before the layer list is built, so that a mistyped repeat count is an error, not an
+/// allocation of terabytes.
+pub const MAX_LAYERS: usize = 100_000;
+
 impl ArchSpec {
     /// A plain MLP with biases and no layer norm.
     pub fn mlp(widths: &[usize], activation: Activation) -> Self {
@@ -90,7 +95,7 @@ impl ArchSpec {
         if out.rank() != 1 {
             return Err(err(format!("the output has shape {out} per example; end with flatten and linear")));
         }
-        Ok(ArchSpec {
+        let arch = ArchSpec {
             kind: ArchKind::Seq,
             widths: vec![spec.input.len(), out.len()],
             activation: spec.common_activation().unwrap_or(Activation::Identity),
@@ -98,7 +103,14 @@ impl ArchSpec {
             layernorm: false,
             blocks: 0,
             seq: Some(spec),
-        })
+        };
+        if arch.checked_num_params().is_none() {
+            return Err(NnError::Arch {
+                spec: arch.to_string(),
+                message: "the parameter count overflows a 64-bit integer".into(),
+            });
+        }
+        Ok(arch)
     }
 
     /// The per-example input shape (`[in_dim]` for mlp and resmlp).
@@ -116,10 +128,45 @@ impl ArchSpec {
         *self.widths.last().expect("validated: widths is never empty")
     }
 
+    /// The number of parameters, in checked arithmetic (`None` when it overflows `usize`): the
+    /// count [`crate::Model::num_params`] will have, known before any layer is built.
+    pub fn checked_num_params(&self) -> Option<usize> {
+        let b = usize::from(self.bias);
+        let linear = |i: usize, o: usize| i.checked_mul(o)?.checked_add(b * o);
+        let norm = |d: usize| if self.layernorm { d.checked_mul(2) } else { Some(0) };
+        let w = &self.widths;
+        match self.kind {
+            ArchKind::Mlp => (0..w.len().saturating_sub(1)).try_fold(0usize, |acc, i| {
+                let hidden = if i + 2 < w.len() { norm(w[i + 1])? } else { 0 };
+                acc.checked_add(linear(w[i], w[i + 1])?)?.checked_add(hidden)
+            }),
+            ArchKind::Resmlp => {
+                let (i, h, o) = (*w.first()?, *w.get(1)?, *w.get(2)?);
+                let block = norm(h)?.checked_add(linear(h, h)?.checked_mul(2)?)?;
+                linear(i, h)?.checked_add(block.checked_mul(self.blocks)?)?.checked_add(linear(h, o)?)
+            }
+            // The layers' parameter shapes, multiplied out in checked arithmetic (`None` also when
+            // the layers do not fit together; `validate` reports that first).
+            ArchKind::Seq => {
+                let (layers, _) = self.seq.as_ref()?.build().ok()?;
+                let mut entries = Vec::new();
+                for (i, l) in layers.iter().enumerate() {
+                    l.param_entries(&i.to_string(), &mut entries);
+                }
+                entries.iter().try_fold(0usize, |acc, (_, shape)| {
+                    acc.checked_add(shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?)
+                })
+            }
+        }
+    }
+
     fn validate(self, spec: &str) -> Result<Self, NnError> {
         let err = |message: String| NnError::Arch { spec: spec.to_string(), message };
         if self.widths.contains(&0) {
             return Err(err("widths must be positive".into()));
+        }
+        if self.widths.len().max(self.blocks) > MAX_LAYERS {
+            return Err(err(format!("more than {MAX_LAYERS} layers")));
         }
         match self.kind {
             ArchKind::Mlp => {
@@ -145,6 +192,9 @@ impl ArchSpec {
                     ));
                 }
             }
+        }
+        if self.checked_num_params().is_none() {
+            return Err(err("the parameter count overflows a 64-bit integer".into()));
         }
         Ok(self)
     }
@@ -202,6 +252,9 @@ impl FromStr for ArchSpec {
         let (w, r) = parse_widths(widths_str, spec)?;
         let (widths, blocks) = match kind {
             ArchKind::Mlp => {
+                if r.iter().try_fold(0usize, |a, &k| a.checked_add(k)).is_none_or(|n| n > MAX_LAYERS) {
+                    return Err(err(format!("more than {MAX_LAYERS} layers")));
+                }
                 let mut widths = Vec::new();
                 for (w, r) in w.iter().zip(&r) {
                     widths.extend(std::iter::repeat_n(*w, *r));
@@ -344,10 +397,30 @@ mod tests {
             ("mlp:40-0-10:relu", "widths must be positive"),
             ("resmlp:196-64-10:relu", "IN-WIDTHxBLOCKS-OUT"),
             ("resmlp:196-64x0-10:relu", "at least one block"),
+            ("mlp:1-9223372036854775808-1-1:relu:nobias", "parameter count overflows"),
+            ("mlp:40-100x1000000000000-10:relu", "more than 100000 layers"),
+            ("mlp:40-100x18446744073709551615-100x2-10:relu", "more than 100000 layers"),
+            ("resmlp:4-4x1000000000000-4:relu", "more than 100000 layers"),
+            ("mlp:40-99999999999999999999999-10:relu", "is not a width"),
         ];
         for (s, msg) in cases {
             let e = s.parse::<ArchSpec>().unwrap_err().to_string();
             assert!(e.contains(msg) && e.contains(s), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn checked_parameter_count_is_the_model_count() {
+        for s in [
+            "mlp:40-100-100-10:relu",
+            "mlp:40-10:tanh:nobias",
+            "mlp:4-8-3:relu:layernorm:nobias",
+            "mlp:4-8x3-3:gelu:layernorm",
+            "resmlp:6-4x2-3:tanh:layernorm",
+            "resmlp:196-64x12-10:relu:nobias",
+        ] {
+            let a: ArchSpec = s.parse().unwrap();
+            assert_eq!(a.checked_num_params(), Some(crate::Model::new(&a).num_params()), "{s}");
         }
     }
 

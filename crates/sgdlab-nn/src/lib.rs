@@ -33,8 +33,9 @@ pub mod torch_text;
 pub use activation::Activation;
 pub use arch::{ArchKind, ArchSpec, LayerSpec, SeqSpec};
 pub use checkpoint::{
-    ARCH_METADATA_KEY, Checkpoint, NamedTensor, load_checkpoint, load_tensors, save_checkpoint, save_tensors,
-    write_atomic,
+    ARCH_METADATA_KEY, CHECKSUM_METADATA_KEY, Checkpoint, DATA_METADATA_KEY, LoadOptions, NamedTensor,
+    SEED_METADATA_KEY, SPLIT_METADATA_KEY, load_checkpoint, load_checkpoint_with, load_tensors, load_tensors_with,
+    save_checkpoint, save_tensors, sync_dir, write_atomic,
 };
 pub use error::NnError;
 pub use init::{BiasInit, InitScheme, InitSpec};

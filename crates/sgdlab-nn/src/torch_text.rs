@@ -35,7 +35,7 @@ use std::path::Path;
 /// [`arch_from_torch_text`] on the text in the file `path` (e.g. written by
 /// `open("arch.txt", "w").write(str(model))`); errors name the file.
 pub fn load_arch_file(path: &Path, input: Shape) -> Result<ArchSpec, NnError> {
-    let text = std::fs::read_to_string(path).map_err(|source| NnError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|error| NnError::Io { path: path.to_path_buf(), error })?;
     arch_from_torch_text(&text, input).map_err(|message| NnError::ArchFile { path: path.to_path_buf(), message })
 }
 

@@ -83,4 +83,7 @@ pub enum OperatorError {
     /// A small dense decomposition (of a projected matrix) failed.
     #[error(transparent)]
     Decomposition(#[from] DecompError),
+    /// The estimator would need more memory than there is (the message states the estimate).
+    #[error(transparent)]
+    Memory(#[from] sgdlab_linalg::memory::MemoryError),
 }

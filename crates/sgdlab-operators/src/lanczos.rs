@@ -78,6 +78,10 @@ pub struct LanczosEstimate<T: Scalar> {
     /// not a bound (a Ritz gap can exceed the true gap); `r_i` itself when there is no other
     /// Ritz value.
     pub error_estimates: Vec<f64>,
+    /// Whether each returned pair met the tolerance (same order as `eigenvalues`): a value
+    /// whose flag is false is the best current Ritz value, not a converged eigenvalue, and must
+    /// be shown as such.
+    pub pair_converged: Vec<bool>,
     /// Every wanted residual met the tolerance.
     pub converged: bool,
     /// How many wanted pairs met the tolerance.
@@ -107,6 +111,15 @@ fn validate(params: &LanczosParams, n: usize, block: usize) -> Result<(), Operat
     }
     if params.max_iters == 0 {
         return bad("max_iters must be at least 1".into());
+    }
+    if params.max_iters.saturating_mul(block) < params.k {
+        return bad(format!(
+            "k = {} eigenvalues need at least {} steps of block size {block}, but max_iters = {} (raise max_iters; \
+             a few times k steps usually converge)",
+            params.k,
+            params.k.div_ceil(block),
+            params.max_iters
+        ));
     }
     if !(params.tol >= 0.0 && params.tol.is_finite()) {
         return bad(format!("tol = {} must be finite and non-negative", params.tol));
@@ -182,6 +195,11 @@ pub fn lanczos_eigenpairs_from<T: Scalar>(
 ) -> Result<LanczosEstimate<T>, OperatorError> {
     let n = op.dim();
     validate(params, n, start.nrows())?;
+    let basis = params.max_iters.saturating_add(1).saturating_mul(start.nrows()).min(n);
+    sgdlab_linalg::memory::Estimate::new(format!("a Lanczos basis of {basis} vectors of dimension {n}"))
+        .array(&[basis, n], std::mem::size_of::<T>())
+        .array(&[basis, basis], 8 * 3)
+        .check()?;
     if !op.is_symmetric() {
         return Err(OperatorError::NotSymmetric { estimator: "lanczos_eigenpairs" });
     }
@@ -219,7 +237,16 @@ pub fn lanczos_eigenpairs_from<T: Scalar>(
         }
     };
     let eigenvalues: Vec<f64> = chk.which.iter().map(|&i| ritz.values[i]).collect();
+    if eigenvalues.len() < params.k {
+        return Err(OperatorError::InvalidParams(format!(
+            "lanczos_eigenpairs: the Krylov space has only {} directions after {iterations} steps, fewer than k = {} \
+             (raise max_iters)",
+            eigenvalues.len(),
+            params.k
+        )));
+    }
     let residuals: Vec<f64> = chk.which.iter().map(|&i| ritz.residuals[i]).collect();
+    let pair_converged: Vec<bool> = residuals.iter().map(|&r| r <= params.tol * chk.scale).collect();
     let error_estimates = chk
         .which
         .iter()
@@ -237,6 +264,7 @@ pub fn lanczos_eigenpairs_from<T: Scalar>(
         .collect();
     let eigenvectors = kr.ritz_vectors(&ritz.vectors, &chk.which);
     Ok(LanczosEstimate {
+        pair_converged,
         converged: chk.converged_count == params.k,
         converged_count: chk.converged_count,
         eigenvalues,

@@ -342,6 +342,10 @@ pub fn materialize<T: Scalar>(op: &dyn LinearOperator<T>, max_dim: usize) -> Res
             bytes: (n as u128) * (n as u128) * std::mem::size_of::<T>() as u128,
         });
     }
+    sgdlab_linalg::memory::Estimate::new(format!("materialising a {n} x {n} operator"))
+        .array(&[n, n], std::mem::size_of::<T>())
+        .array(&[MATERIALIZE_BLOCK, n], 2 * std::mem::size_of::<T>())
+        .check()?;
     let mut out = Array2::zeros((n, n));
     let mut done = 0;
     while done < n {

@@ -18,6 +18,9 @@ pub enum ProbeError {
     Nn(#[from] sgdlab_nn::NnError),
     #[error(transparent)]
     Operator(#[from] sgdlab_operators::OperatorError),
+    /// The measure would need more memory than there is (the message states the estimate).
+    #[error(transparent)]
+    Memory(#[from] sgdlab_linalg::memory::MemoryError),
 }
 
 /// The examples a probe evaluates, converted to its precision `T`, with their targets.

@@ -502,3 +502,55 @@ fn sizes_are_refused_with_clear_messages() {
     let _ = symmetric_eigen::<f64>;
     let _ = HessianOperator { ctx: &ctx }.dim();
 }
+
+/// An operator that is never applied: only its dimension matters to a size check.
+struct Huge(usize);
+
+impl LinearOperator<f64> for Huge {
+    fn dim(&self) -> usize {
+        self.0
+    }
+    fn apply_block(&self, _: ndarray::ArrayView2<'_, f64>) -> Array2<f64> {
+        panic!("a refused computation must not apply the operator")
+    }
+}
+
+/// The audit's `--exact --max-params 200000` on a 105k-parameter model: refused by the memory
+/// estimate (about 440 GB), not by an allocation abort.
+#[test]
+fn an_exact_spectrum_too_large_for_memory_is_refused_with_its_estimate() {
+    let e = exact_spectrum(&Huge(105_000), 200_000, 1e-3, 1.0).unwrap_err().to_string();
+    assert!(e.contains("the exact spectrum of a 105000 x 105000 operator needs about 441 GB"), "{e}");
+    let e = materialize(&Huge(1 << 40), usize::MAX).unwrap_err().to_string();
+    assert!(e.contains("materialising") && e.contains("needs"), "{e}");
+}
+
+#[test]
+fn landscape_options_are_checked_before_any_evaluation() {
+    use sgdlab_probes::curvature::{LandscapeParams, grid_points, landscape};
+    let t = tiny("mlp:3-4-2:tanh", Loss::CrossEntropy, 1);
+    let ctx = CurvatureContext::new(&t.model, &t.params, &t.set, 4, t.loss).unwrap();
+    let d1 = filter_normalized_direction(&t.model, &t.params, &RngStream::new(1));
+    let d2 = filter_normalized_direction(&t.model, &t.params, &RngStream::new(2));
+    let run = |dims, points, range| landscape(&ctx, &d1, &d2, &LandscapeParams { dims, points, range });
+    for (dims, points, range, msg) in [
+        (1, 21, f64::NAN, "range must be a positive number, got NaN"),
+        (1, 21, f64::INFINITY, "range must be a positive number"),
+        (1, 21, -1.0, "range must be a positive number"),
+        (3, 21, 1.0, "dims must be 1 or 2"),
+        (1, 0, 1.0, "at least 1 point"),
+        (1, 1_000_000_000_000, 1.0, "needs about"),
+        (2, 1_000_000_000, 1.0, "needs about"),
+        (2, usize::MAX, 1.0, "overflows"),
+    ] {
+        let e = run(dims, points, range).unwrap_err().to_string();
+        assert!(e.contains(msg), "dims {dims} points {points} range {range}: {e}");
+    }
+    let pts = run(2, 3, 0.5).unwrap();
+    assert_eq!(pts.len(), 9);
+    assert_eq!((pts[0].alpha, pts[0].beta, pts[8].alpha), (-0.5, -0.5, 0.5));
+    let centre = pts.iter().find(|p| p.alpha == 0.0 && p.beta == 0.0).unwrap();
+    assert_eq!(centre.loss, ctx.loss_accuracy_at(&t.params).0);
+    assert_eq!(grid_points(-1.0, 1.0, 5).unwrap(), vec![-1.0, -0.5, 0.0, 0.5, 1.0]);
+    assert!(grid_points(0.0, f64::NAN, 5).is_err());
+}

@@ -1,4 +1,5 @@
-//! Text helpers: numbers for people, HTML escaping, relative links.
+//! Text helpers: numbers for people, axis values and names, HTML escaping, CSV fields,
+//! relative links.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -31,11 +32,6 @@ fn trim_zeros(s: &str) -> String {
     if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s.to_string() }
 }
 
-/// An optional number (`null` in the record) for people.
-pub(crate) fn fmt_opt(v: Option<f64>) -> String {
-    v.map(fmt_num).unwrap_or_else(|| "n/a".into())
-}
-
 /// Escapes text for HTML element content and quoted attribute values.
 pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -50,6 +46,39 @@ pub(crate) fn esc(s: &str) -> String {
         }
     }
     out
+}
+
+/// An axis value as the plan wrote it, for people and CSV cells: text without quotes, numbers
+/// and booleans as JSON writes them (`32`, `0.001`, `true`).
+pub(crate) fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// An axis name in words: `lr` is "learning rate", underscores are spaces (`batch_size` is
+/// "batch size").
+pub(crate) fn axis_words(name: &str) -> String {
+    match name {
+        "lr" => "learning rate".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// Quotes a CSV field when it holds a comma, quote, line break or edge space (RFC 4180).
+pub(crate) fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Shortest text that reads back as the same f64; empty when not finite.
+pub(crate) fn csv_number(v: f64) -> String {
+    if v.is_finite() { format!("{v}") } else { String::new() }
 }
 
 /// Percent-encodes one path segment of a relative URL (keeps unreserved characters).
@@ -99,6 +128,15 @@ mod tests {
     #[test]
     fn escaping_covers_markup_and_quotes() {
         assert_eq!(esc("<a href=\"x\">&'</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("sgd"), "sgd");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_number(0.1), "0.1");
+        assert_eq!(csv_number(f64::NAN), "");
     }
 
     #[test]

@@ -1,57 +1,85 @@
-//! HTML rendering of a study report and of the index of studies. Self-contained: inline CSS and
-//! inline SVG, no scripts, no fetched resources; every record text goes through [`esc`].
+//! The study report page. Self-contained: inline CSS and SVG, no scripts, nothing fetched;
+//! every text from a record goes through [`esc`].
 
-use crate::Study;
-use crate::format::{esc, fmt_num, fmt_opt};
-use crate::records::{EffectRecord, KnobValue, Verdict, VerdictRecord};
-use std::collections::{BTreeMap, BTreeSet};
+use crate::figures::Figure;
+use crate::format::{esc, fmt_num, value_text};
+use crate::study::Study;
+use sgdlab_studies::records::{ClaimRecord, EffectRecord, RunState, Verdict};
+use sgdlab_studies::spec::{DecisionSpec, Provenance};
 use std::fmt::Write as _;
 
 /// Version of this crate, written into every report.
-const REPORT_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const REPORT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 const CSS: &str = r#"
-:root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --soft: #f6f8fa; --green: #1a7f37; --red: #cf222e; --grey: #6e7781; }
+:root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --soft: #f6f8fa; --green: #1a7f37; --red: #cf222e; --amber: #9a6700; --grey: #6e7781; }
 * { box-sizing: border-box; }
 body { margin: 0; background: var(--soft); color: var(--fg); font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 1040px; margin: 0 auto; padding: 24px 36px 48px; background: #fff; min-height: 100vh; }
-h1 { font-size: 26px; line-height: 1.25; margin: 4px 0 12px; }
-h2 { font-size: 19px; margin: 34px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
+main { max-width: 1080px; margin: 0 auto; padding: 24px 36px 48px; background: #fff; min-height: 100vh; }
+h1 { font-size: 27px; line-height: 1.25; margin: 4px 0 12px; }
+h2 { font-size: 20px; margin: 38px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
 h3 { font-size: 16px; margin: 22px 0 6px; }
 a { color: #0969da; }
-code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.86em; background: var(--soft); padding: 0 3px; border-radius: 3px; }
+code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.86em; background: var(--soft); padding: 0 3px; border-radius: 3px; overflow-wrap: anywhere; }
 .kicker { color: var(--muted); font-size: 13px; margin: 0; }
-.claim { margin: 12px 0 16px; padding: 10px 16px; border-left: 4px solid var(--line); background: var(--soft); font-size: 17px; }
-.headline { margin-bottom: 18px; display: flex; align-items: center; flex-wrap: wrap; gap: 8px 18px; padding: 12px 16px; border: 1px solid var(--line); border-radius: 8px; }
+blockquote.survey { margin: 12px 0 16px; padding: 10px 16px; border-left: 4px solid var(--line); background: var(--soft); font-size: 17px; }
+blockquote.survey .who { display: block; font-size: 13px; color: var(--muted); margin-top: 4px; }
+.headline { margin: 14px 0; display: flex; align-items: center; flex-wrap: wrap; gap: 8px 18px; padding: 12px 16px; border: 1px solid var(--line); border-radius: 8px; }
 .headline .badge { font-size: 16px; padding: 4px 14px; }
-.headline .effect { font-size: 17px; }
+.headline .summary { font-size: 17px; font-weight: 600; }
+.banner { margin: 12px 0; padding: 10px 16px; border-radius: 8px; border: 1px solid; }
+.banner.quick { background: #fff8c5; border-color: #d4a72c; }
+.banner.incomplete { background: #ffebe9; border-color: #ff8182; }
+.banner.checks { background: #fff8c5; border-color: #d4a72c; }
+.banner p { margin: 4px 0; }
 .muted { color: var(--muted); }
 .badge { display: inline-block; padding: 1px 10px; border-radius: 12px; color: #fff; font-weight: 600; font-size: 13px; white-space: nowrap; }
 .badge.reproduced { background: var(--green); }
+.badge.partly-reproduced { background: var(--amber); }
 .badge.not-reproduced { background: var(--red); }
 .badge.inconclusive { background: var(--grey); }
+.tag { display: inline-block; padding: 0 6px; border-radius: 4px; border: 1px solid var(--line); background: var(--soft); font-size: 12px; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; white-space: nowrap; }
+.tag.unverified { border-color: #d4a72c; background: #fff8c5; }
+section.claim { margin-top: 30px; }
+section.claim > h2 { display: flex; gap: 12px; align-items: baseline; flex-wrap: wrap; }
+section.claim > h2 .id { color: var(--muted); font-weight: 400; font-size: 14px; }
+.effect { margin: 10px 0 14px; padding: 10px 14px; border: 1px solid var(--line); border-radius: 8px; }
+.effect .numbers { font-size: 17px; }
+.effect svg { display: block; max-width: 100%; height: auto; margin-top: 6px; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 6px 18px; margin: 0; }
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; width: 100%; font-size: 13px; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; margin: 6px 0; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: var(--soft); font-weight: 600; white-space: nowrap; }
-th.metric { white-space: normal; text-align: right; min-width: 6em; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-tr.excluded td { color: var(--muted); background: #fff8f8; }
+td svg { display: block; }
+.swatch { display: inline-block; width: 11px; height: 11px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; }
 .status-diverged, .status-failed { color: var(--red); font-weight: 600; }
-.status-running, .status-interrupted, .status-not-run { color: #9a6700; font-weight: 600; }
+.status-running, .status-interrupted, .status-missing { color: var(--amber); font-weight: 600; }
+details { margin: 8px 0; }
+summary { cursor: pointer; color: #0969da; }
 figure { margin: 18px 0 30px; }
 figure svg { display: block; max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
 figcaption { font-size: 13px; color: var(--muted); margin-top: 6px; }
 figcaption p { margin: 4px 0; }
 figcaption ul { margin: 4px 0; padding-left: 20px; }
-.warn { color: #9a6700; }
+.warn { color: var(--amber); }
+ul.overview { padding-left: 20px; }
+ul.overview li { margin: 4px 0; }
+ul.claims { list-style: none; margin: 0; padding: 0; }
+ul.claims li { margin: 2px 0; }
+main:has(> .wide) { max-width: 1400px; }
+table.survey td { font-size: 13px; }
+table.survey td.claim { min-width: 16em; }
+table.survey td.study { min-width: 11em; }
+tr.none td { background: #fbfcfd; }
 footer { margin-top: 40px; font-size: 12px; color: var(--muted); }
 "#;
 
-fn page(title: &str, body: &str) -> String {
+/// A whole page.
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n\
@@ -60,479 +88,531 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-fn badge(v: Verdict) -> String {
-    format!("<span class=\"badge {}\">{}</span>", v.css_class(), esc(v.as_str()))
+/// A verdict badge.
+pub(crate) fn badge(v: Verdict) -> String {
+    format!("<span class=\"badge {}\">{}</span>", v.as_str().replace(' ', "-"), esc(v.as_str()))
 }
 
-fn level_percent(level: f64) -> String {
-    fmt_num(100.0 * level) + "%"
-}
-
-/// "3.1 (95% CI 2.2 to 4.4)", plain text.
-fn effect_text(e: Option<&EffectRecord>) -> String {
-    match e {
-        Some(e) => format!(
-            "{} ({} CI {} to {})",
-            fmt_opt(e.value),
-            level_percent(e.level),
-            fmt_opt(e.ci_low),
-            fmt_opt(e.ci_high)
-        ),
-        None => "none given".into(),
-    }
-}
-
-/// The group an effect belongs to, as text (`None` when the study has no groups).
-fn group_text(g: &Option<serde_json::Value>) -> Option<String> {
-    match g {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) if s.is_empty() => None,
-        // A group written as JSON text ("\"relu\"") reads as its string.
-        Some(serde_json::Value::String(s)) => Some(serde_json::from_str::<String>(s).unwrap_or_else(|_| s.clone())),
-        Some(other) => Some(other.to_string()),
-    }
-}
-
-/// The headline effect, HTML.
-fn effect_headline(e: Option<&EffectRecord>) -> String {
-    match e {
-        Some(e) => format!(
-            "effect <b>{}</b> <span class=\"muted\">({} CI {} to {}{})</span>",
-            esc(&fmt_opt(e.value)),
-            level_percent(e.level),
-            esc(&fmt_opt(e.ci_low)),
-            esc(&fmt_opt(e.ci_high)),
-            group_text(&e.group).map(|g| format!(", group {}", esc(&g))).unwrap_or_default()
-        ),
-        None => "<span class=\"muted\">no effect: verdict.json gives none</span>".into(),
-    }
-}
-
-/// The effect rows of the verdict facts, HTML.
-fn effect_facts(e: Option<&EffectRecord>) -> String {
-    let Some(e) = e else {
-        return "<dt>Effect</dt><dd>none given in verdict.json</dd>\n".into();
+/// The provenance tag with its meaning on hover.
+pub(crate) fn provenance_tag(p: Provenance) -> String {
+    let meaning = match p {
+        Provenance::Paper => "from the paper, recalled with good confidence (re-check the figure before quoting)",
+        Provenance::Unverified => "a number recalled but not checked against the paper",
+        Provenance::Computed => "recomputed independently",
+        Provenance::Code => "read in the official code",
     };
-    let mut out = format!(
-        "<dt>Effect</dt><dd title=\"{}\">{}</dd>\n<dt>{} confidence interval</dt><dd>{} to {}</dd>\n\
-         <dt>Interval method</dt><dd>{}</dd>\n",
-        e.value.map(|x| x.to_string()).unwrap_or_default(),
-        esc(&fmt_opt(e.value)),
-        level_percent(e.level),
-        esc(&fmt_opt(e.ci_low)),
-        esc(&fmt_opt(e.ci_high)),
-        esc(&e.method)
+    let class = if p == Provenance::Unverified { " unverified" } else { "" };
+    format!("<span class=\"tag{class}\" title=\"{}\">{}</span>", esc(meaning), esc(p.tag()))
+}
+
+/// A number for people, the full value on hover.
+pub(crate) fn num(v: f64) -> String {
+    format!("<span title=\"{v}\">{}</span>", esc(&fmt_num(v)))
+}
+
+/// "3.1 (95% interval 2.2 to 4.4)" in HTML.
+pub(crate) fn effect_html(e: &EffectRecord) -> String {
+    format!(
+        "<b>{}</b> <span class=\"muted\">({}% interval {} to {})</span>",
+        num(e.value),
+        fmt_num(100.0 * e.level),
+        num(e.ci_low),
+        num(e.ci_high)
+    )
+}
+
+/// The decision threshold in words: "> 2", "in [0.5, 2]".
+fn threshold_words(d: &DecisionSpec) -> String {
+    d.predicate()
+}
+
+/// A number line with the decision threshold (or target interval), the effect's interval and
+/// the estimate: inline SVG.
+pub(crate) fn effect_strip(e: &EffectRecord, d: &DecisionSpec, verdict: Verdict, width: u32) -> String {
+    let h = 58.0;
+    let w = f64::from(width);
+    let thresholds = d.thresholds();
+    let lo = thresholds.iter().copied().fold(e.ci_low.min(e.value), f64::min);
+    let hi = thresholds.iter().copied().fold(e.ci_high.max(e.value), f64::max);
+    let span = if hi > lo { hi - lo } else { lo.abs().max(1.0) };
+    let (a, b) = (lo - 0.15 * span, hi + 0.15 * span);
+    let (left, right) = (14.0, w - 14.0);
+    let px = |v: f64| left + (v - a) / (b - a) * (right - left);
+    let colour = match verdict {
+        Verdict::Reproduced => "#1a7f37",
+        Verdict::NotReproduced => "#cf222e",
+        Verdict::PartlyReproduced => "#9a6700",
+        Verdict::Inconclusive => "#6e7781",
+    };
+    let axis_y = 40.0;
+    let mut s = format!(
+        "<svg width=\"{width}\" height=\"{h}\" viewBox=\"0 0 {width} {h}\" role=\"img\" \
+         aria-label=\"effect {} with interval {} to {} against threshold {}\" font-family=\"sans-serif\" font-size=\"12\">",
+        esc(&fmt_num(e.value)),
+        esc(&fmt_num(e.ci_low)),
+        esc(&fmt_num(e.ci_high)),
+        esc(&threshold_words(d))
     );
-    if let Some(g) = group_text(&e.group) {
-        let _ = writeln!(out, "<dt>Headline group</dt><dd>{}</dd>", esc(&g));
+    if let DecisionSpec::Within([t0, t1]) = d {
+        let _ = write!(
+            s,
+            "<rect x=\"{:.1}\" y=\"8\" width=\"{:.1}\" height=\"40\" fill=\"#1a7f37\" fill-opacity=\"0.12\"/>",
+            px(*t0),
+            px(*t1) - px(*t0)
+        );
     }
-    out
-}
-
-fn mode(quick: bool) -> &'static str {
-    if quick { "quick" } else { "full" }
-}
-
-fn code_list(ids: &[&str]) -> String {
-    if ids.is_empty() {
-        return "none".into();
+    let _ = write!(s, "<line x1=\"{left}\" x2=\"{right}\" y1=\"{axis_y}\" y2=\"{axis_y}\" stroke=\"#8c959f\"/>");
+    for t in crate::figures::plot::linear_ticks(a, b, 6) {
+        let _ = write!(
+            s,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{axis_y}\" y2=\"{}\" stroke=\"#8c959f\"/><text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\" fill=\"#59636e\">{}</text>",
+            axis_y + 4.0,
+            axis_y + 16.0,
+            esc(&fmt_num(t)),
+            x = px(t)
+        );
     }
-    ids.iter().map(|id| format!("<code>{}</code>", esc(id))).collect::<Vec<_>>().join(" ")
-}
-
-/// A number cell: four significant digits shown, the full value on hover.
-fn num_cell(v: Option<f64>) -> String {
-    match v {
-        Some(v) => format!("<td class=\"num\" title=\"{}\">{}</td>", v, esc(&fmt_num(v))),
-        None => "<td class=\"num muted\">n/a</td>".into(),
+    for t in &thresholds {
+        // The label on the side with room: right of the line, or left of it near the right end.
+        let (anchor, dx) = if px(*t) > 0.7 * w { ("end", -4) } else { ("start", 4) };
+        let _ = write!(
+            s,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"4\" y2=\"{axis_y}\" stroke=\"#cf222e\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"/>\
+             <text x=\"{x:.1}\" y=\"12\" dx=\"{dx}\" text-anchor=\"{anchor}\" fill=\"#cf222e\">threshold {}</text>",
+            esc(&fmt_num(*t)),
+            x = px(*t)
+        );
     }
-}
-
-fn knob_text(k: &Option<KnobValue>) -> String {
-    k.as_ref().map(|k| k.text().to_string()).unwrap_or_else(|| "n/a".into())
+    let _ = write!(
+        s,
+        "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"26\" y2=\"26\" stroke=\"{colour}\" stroke-width=\"6\" stroke-linecap=\"round\"/>\
+         <circle cx=\"{:.1}\" cy=\"26\" r=\"6\" fill=\"#fff\" stroke=\"{colour}\" stroke-width=\"2.5\"/></svg>",
+        px(e.ci_low),
+        px(e.ci_high),
+        px(e.value)
+    );
+    s
 }
 
 /// The report of one study.
-pub(crate) fn study_report(s: &Study) -> String {
+pub(crate) fn study_report(s: &Study, figures: &[Figure]) -> String {
     let v = &s.verdict;
     let mut b = String::new();
-    let n_excluded = v.runs.excluded.len();
-
-    // Header: claim, verdict, effect.
-    let _ = writeln!(
-        b,
-        "<header>\n<p class=\"kicker\">sgdlab study <code>{}</code> &middot; survey section {} &middot; {} mode</p>\n\
-         <h1>{}</h1>\n<blockquote class=\"claim\">{}</blockquote>\n<div class=\"headline\">{} \
-         <span class=\"effect\">{}</span> \
-         <span class=\"muted\">{} of {} planned runs used, {} excluded</span></div>\n</header>",
-        esc(&v.study),
-        esc(&v.section),
-        mode(v.quick),
-        esc(&v.title),
-        esc(&v.claim),
-        badge(v.verdict),
-        effect_headline(v.effect.as_ref()),
-        v.runs.used,
-        v.runs.planned,
-        n_excluded
-    );
-
-    // Verdict.
-    let _ = writeln!(
-        b,
-        "<section id=\"verdict\">\n<h2>Verdict</h2>\n<dl class=\"facts\">\n\
-         <dt>Claim</dt><dd>{}</dd>\n\
-         <dt>Survey section</dt><dd>{} (W. Gurnee, <i>Inductive Biases of SGD Training</i>)</dd>\n\
-         <dt>Verdict</dt><dd>{}</dd>\n\
-         <dt>Statistic</dt><dd><code>{}</code> of <code>{}</code>: {}</dd>\n\
-         {}<dt>Decision rule</dt><dd>{}</dd>\n</dl>\n{}</section>",
-        esc(&v.claim),
-        esc(&v.section),
-        badge(v.verdict),
-        esc(&v.statistic.name),
-        esc(&v.statistic.metric.to_string()),
-        esc(&v.statistic.description),
-        effect_facts(v.effect.as_ref()),
-        esc(&v.decision_rule),
-        group_effects(v)
-    );
-
-    // Runs used and excluded.
-    let _ = writeln!(
-        b,
-        "<section id=\"runs\">\n<h2>Runs</h2>\n<p>{} runs planned, {} used by the verdict, {} excluded.</p>",
-        v.runs.planned, v.runs.used, n_excluded
-    );
-    if n_excluded > 0 {
-        b.push_str("<table>\n<thead><tr><th>excluded run</th><th>seed</th>");
-        for k in &s.plan.knobs {
-            let _ = write!(b, "<th>{}</th>", esc(k));
-        }
-        b.push_str("<th>status</th><th>step</th><th>message</th></tr></thead>\n<tbody>\n");
-        for e in &v.runs.excluded {
-            let run = s.runs.iter().find(|r| r.planned.id == e.id);
-            let _ = write!(
-                b,
-                "<tr class=\"excluded\"><td><code>{}</code></td><td class=\"num\">{}</td>",
-                esc(&e.id),
-                run.map(|r| r.planned.seed.to_string()).unwrap_or_else(|| "n/a".into())
-            );
-            for i in 0..s.plan.knobs.len() {
-                let text = run.map(|r| knob_text(&r.knobs[i])).unwrap_or_else(|| "n/a".into());
-                let _ = write!(b, "<td>{}</td>", esc(&text));
-            }
-            let step = e.step.or_else(|| {
-                run.and_then(|r| r.record.as_ref()).map(|rec| rec.diverged_at_step.unwrap_or(rec.steps_completed))
-            });
-            let message = e
-                .message
-                .clone()
-                .or_else(|| e.reason.clone())
-                .or_else(|| run.and_then(|r| r.record.as_ref()).and_then(|rec| rec.message.clone()));
-            let _ = writeln!(
-                b,
-                "<td class=\"status-{}\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-                esc(&e.status.replace(' ', "-")),
-                esc(&e.status),
-                step.map(|s| s.to_string()).unwrap_or_else(|| "n/a".into()),
-                esc(message.as_deref().unwrap_or(""))
-            );
-        }
-        b.push_str("</tbody>\n</table>\n");
+    header(s, &mut b);
+    for (i, c) in v.claims.iter().enumerate() {
+        claim_section(s, i, c, figures, &mut b);
     }
-    b.push_str("</section>\n");
-
-    // Figures.
-    if !s.figures.is_empty() {
-        b.push_str("<section id=\"figures\">\n<h2>Figures</h2>\n");
-        let excluded: Vec<&str> = v.runs.excluded.iter().map(|e| e.id.as_str()).collect();
-        for f in &s.figures {
-            let svg = f.svg.replacen(" xmlns=\"http://www.w3.org/2000/svg\"", "", 1);
-            let svg = svg.replacen("<svg ", &format!("<svg role=\"img\" aria-label=\"{}\" ", esc(&f.spec.name)), 1);
-            let _ = writeln!(
-                b,
-                "<figure id=\"figure-{name}\">\n<h3>{name}</h3>\n{svg}<figcaption>\n<p>{desc}</p>\n\
-                 <p>Image <a href=\"figures/{name}.svg\">figures/{name}.svg</a> &middot; numbers \
-                 <a href=\"figures/{name}.csv\">figures/{name}.csv</a> ({rows} rows)</p>",
-                name = esc(&f.spec.name),
-                desc = esc(&f.description),
-                rows = f.csv_rows,
-            );
-            let mut notes = f.notes.clone();
-            if !excluded.is_empty() {
-                notes.push(format!("excluded runs, not plotted: {}", excluded.join(", ")));
-            }
-            if !notes.is_empty() {
-                b.push_str("<ul>\n");
-                for n in &notes {
-                    let _ = writeln!(b, "<li>{}</li>", esc(n));
-                }
-                b.push_str("</ul>\n");
-            }
-            let _ = writeln!(
-                b,
-                "<p>Source: <code>runs/&lt;id&gt;/metrics.jsonl</code> of the used runs, rows with probe <code>{}</code> \
-                 and name <code>{}</code>.</p>\n</figcaption>\n</figure>",
-                esc(&f.spec.metric.probe),
-                esc(&f.spec.metric.name)
-            );
+    let general: Vec<&Figure> = figures.iter().filter(|f| !v.claims.iter().any(|c| c.id == f.spec.claim)).collect();
+    if !general.is_empty() {
+        b.push_str("<section id=\"figures\">\n<h2>Other figures</h2>\n");
+        for f in general {
+            figure(f, &mut b);
         }
         b.push_str("</section>\n");
     }
+    runs_section(s, &mut b);
+    notes_section(s, &mut b);
+    provenance_section(s, &mut b);
+    page(&format!("{}: sgdlab study report", v.title), &b)
+}
 
-    per_run_table(s, &mut b);
+fn header(s: &Study, b: &mut String) {
+    let v = &s.verdict;
+    let survey = sgdlab_studies::survey::claim(&v.section);
+    let _ = writeln!(
+        b,
+        "<header>\n<p class=\"kicker\">sgdlab study <code>{}</code> &middot; PROTOCOLS section {}{} &middot; {} run</p>\n\
+         <h1>{}</h1>\n<blockquote class=\"survey\">{}<span class=\"who\">Survey claim{}</span></blockquote>",
+        esc(&v.study),
+        esc(&v.section),
+        survey.map(|c| format!(" ({})", esc(c.family))).unwrap_or_default(),
+        if v.quick { "quick" } else { "full" },
+        esc(&v.title),
+        esc(&v.survey_claim),
+        survey.map(|c| format!(": {} &middot; {}", esc(c.paper), esc(c.claim))).unwrap_or_default(),
+    );
+    let _ = writeln!(
+        b,
+        "<div class=\"headline\">{} <span class=\"summary\">{}</span> <span class=\"muted\">{} of {} planned runs completed</span></div>",
+        badge(v.verdict),
+        esc(&v.summary),
+        v.runs.completed,
+        v.runs.planned
+    );
+    if !v.complete {
+        let r = &v.runs;
+        let parts: Vec<String> = [(r.running, "running"), (r.interrupted, "interrupted"), (r.missing, "not run yet")]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, w)| format!("{n} {w}"))
+            .collect();
+        let _ = writeln!(
+            b,
+            "<div class=\"banner incomplete\"><p><b>Incomplete study.</b> {} of {} planned runs have not finished ({}): \
+             the verdicts below rest on the finished runs only. Run the study again to finish it \
+             (<code>sgdlab study status</code> lists the runs).</p></div>",
+            r.running + r.interrupted + r.missing,
+            r.planned,
+            parts.join(", ")
+        );
+    }
+    if v.quick || !v.overrides.is_empty() {
+        let list: Vec<String> = v.overrides.iter().map(|o| format!("<code>{}</code>", esc(o))).collect();
+        let _ = writeln!(
+            b,
+            "<div class=\"banner quick\"><p><b>{}</b> Overrides of the study spec: {}.</p>{}</div>",
+            if v.quick { "Quick run: a smaller version of the study, not the full one." } else { "Modified run." },
+            if list.is_empty() { "none".to_string() } else { list.join(", ") },
+            if v.quick_reason.is_empty() {
+                String::new()
+            } else {
+                format!("<p>Why it still decides the claims: {}</p>", esc(&v.quick_reason))
+            }
+        );
+    }
+    if !s.checks.is_empty() {
+        b.push_str("<div class=\"banner checks\"><p><b>The records disagree</b> (details under Notes).</p></div>\n");
+    }
+    b.push_str("<ul class=\"overview\">\n");
+    for (i, c) in v.claims.iter().enumerate() {
+        let _ = writeln!(
+            b,
+            "<li>{} <a href=\"#claim-{}\">Claim {}</a>: {}{}</li>",
+            badge(c.verdict),
+            esc(&c.id),
+            i + 1,
+            esc(&c.statement),
+            c.effect.as_ref().map(|e| format!(" &middot; effect {}", effect_html(e))).unwrap_or_default()
+        );
+    }
+    b.push_str("</ul>\n</header>\n");
+}
 
-    // Notes.
+/// The run's arm label and seed, by run id.
+fn run_info<'a>(s: &'a Study, id: &str) -> Option<(usize, &'a sgdlab_studies::records::RunSummary)> {
+    s.runs.iter().position(|r| r.summary.id == id).map(|i| (i, &s.runs[i].summary))
+}
+
+fn arm_cell(s: &Study, run: usize) -> String {
+    let arm = s.arms.arm_of(run);
+    format!(
+        "<td><span class=\"swatch\" style=\"background:{}\"></span>{}</td>",
+        crate::arms::css_colour(crate::arms::colour(arm)),
+        esc(&s.arms.arm_label(arm))
+    )
+}
+
+fn claim_section(s: &Study, i: usize, c: &ClaimRecord, figures: &[Figure], b: &mut String) {
+    let _ = writeln!(
+        b,
+        "<section class=\"claim\" id=\"claim-{id}\">\n<h2>Claim {} {} <span class=\"id\">{id}</span></h2>\n<p>{}</p>",
+        i + 1,
+        badge(c.verdict),
+        esc(&c.statement),
+        id = esc(&c.id)
+    );
+    b.push_str("<div class=\"effect\">");
+    match &c.effect {
+        Some(e) => {
+            let _ = write!(
+                b,
+                "<div class=\"numbers\">Effect {} &middot; threshold <b>{}</b></div>{}",
+                effect_html(e),
+                esc(&threshold_words(&c.decision)),
+                effect_strip(e, &c.decision, c.verdict, 640)
+            );
+        }
+        None => {
+            let _ = write!(
+                b,
+                "<div class=\"numbers\">No effect could be formed &middot; threshold <b>{}</b></div><p class=\"warn\">{}</p>",
+                esc(&threshold_words(&c.decision)),
+                esc(c.reason.as_deref().unwrap_or("the verdict gives no reason"))
+            );
+        }
+    }
+    b.push_str("</div>\n");
+    let metrics: Vec<String> = c.value_spec.metrics().iter().map(|m| format!("<code>{}</code>", esc(m))).collect();
+    let _ = writeln!(
+        b,
+        "<dl class=\"facts\">\n<dt>Expected</dt><dd>{} {}{}</dd>\n<dt>Per-run value</dt><dd>{}{}</dd>\n\
+         <dt>Statistic</dt><dd>{}</dd>\n<dt>Decision</dt><dd>{}</dd>\n{}<dt>Runs</dt><dd>{} used, {} excluded</dd>\n</dl>",
+        esc(&c.expected),
+        provenance_tag(c.provenance),
+        if c.source.is_empty() {
+            String::new()
+        } else {
+            format!(" <span class=\"muted\">source: {}</span>", esc(&c.source))
+        },
+        esc(&s.labels.describe(&c.value_spec)),
+        if metrics.is_empty() {
+            String::new()
+        } else {
+            format!(" <span class=\"muted\">(reads {})</span>", metrics.join(", "))
+        },
+        esc(&c.statistic),
+        esc(&c.decision_rule),
+        c.effect
+            .as_ref()
+            .map(|e| format!("<dt>Interval</dt><dd>{}; {} runs over {} seeds</dd>\n", esc(&e.method), e.runs, e.seeds))
+            .unwrap_or_default(),
+        c.runs_used,
+        c.excluded.len()
+    );
+    if c.within.is_some() {
+        groups_table(c, b);
+    }
+    excluded_table(s, c, b);
+    per_run_values(s, c, b);
+    for f in figures.iter().filter(|f| f.spec.claim == c.id) {
+        figure(f, b);
+    }
+    b.push_str("</section>\n");
+}
+
+fn groups_table(c: &ClaimRecord, b: &mut String) {
+    let within = c.within.as_deref().unwrap_or("");
+    let _ = writeln!(
+        b,
+        "<h3>Within each value of {}</h3>\n<p class=\"muted\">The claim must hold in every group; the headline effect is \
+         the group closest to failing.</p>\n<div class=\"scroll\"><table>\n<thead><tr><th>{}</th><th>verdict</th><th>effect</th>\
+         <th>against the threshold</th><th>seeds</th></tr></thead>\n<tbody>",
+        esc(&crate::format::axis_words(within)),
+        esc(within)
+    );
+    for g in &c.groups {
+        let group = g.group.as_ref().map(value_text).unwrap_or_else(|| "all runs".into());
+        let (effect, strip, seeds) = match &g.effect {
+            Some(e) => (effect_html(e), effect_strip(e, &c.decision, g.verdict, 360), e.seeds.to_string()),
+            None => (
+                format!("<span class=\"warn\">{}</span>", esc(g.reason.as_deref().unwrap_or("no effect"))),
+                String::new(),
+                "".into(),
+            ),
+        };
+        let _ = writeln!(
+            b,
+            "<tr><td>{}</td><td>{}{}</td><td>{effect}</td><td>{strip}</td><td class=\"num\">{seeds}</td></tr>",
+            esc(&group),
+            badge(g.verdict),
+            match (&g.reason, &g.effect) {
+                (Some(r), Some(_)) => format!("<br><span class=\"muted\">{}</span>", esc(r)),
+                _ => String::new(),
+            }
+        );
+    }
+    b.push_str("</tbody>\n</table></div>\n");
+}
+
+fn excluded_table(s: &Study, c: &ClaimRecord, b: &mut String) {
+    if c.excluded.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        b,
+        "<details{}><summary>Runs left out of this claim ({})</summary>\n<div class=\"scroll\"><table>\n<thead><tr><th>run</th>\
+         <th>arm</th><th>seed</th><th>status</th><th>step</th><th>why</th></tr></thead>\n<tbody>",
+        if c.excluded.len() <= 10 { " open" } else { "" },
+        c.excluded.len()
+    );
+    for e in &c.excluded {
+        let info = run_info(s, &e.id);
+        let _ = writeln!(
+            b,
+            "<tr><td><code>{}</code></td>{}<td class=\"num\">{}</td><td class=\"status-{st}\">{st}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            esc(&e.id),
+            info.map(|(i, _)| arm_cell(s, i)).unwrap_or_else(|| "<td></td>".into()),
+            info.map(|(_, r)| r.seed.to_string()).unwrap_or_default(),
+            e.step.map(|x| x.to_string()).unwrap_or_default(),
+            esc(&e.reason),
+            st = e.status.as_str()
+        );
+    }
+    b.push_str("</tbody>\n</table></div>\n</details>\n");
+}
+
+fn per_run_values(s: &Study, c: &ClaimRecord, b: &mut String) {
+    if c.per_run.is_empty() {
+        return;
+    }
+    let order = s.run_order();
+    let _ = writeln!(
+        b,
+        "<details><summary>Per-run values ({})</summary>\n<div class=\"scroll\"><table>\n<thead><tr><th>run</th><th>arm</th>\
+         <th>seed</th><th>value</th></tr></thead>\n<tbody>",
+        c.per_run.len()
+    );
+    for &i in &order {
+        let r = &s.runs[i].summary;
+        if let Some(p) = c.per_run.iter().find(|p| p.id == r.id) {
+            let _ = writeln!(
+                b,
+                "<tr><td><code>{}</code></td>{}<td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                esc(&r.id),
+                arm_cell(s, i),
+                r.seed,
+                p.value.map(num).unwrap_or_else(|| "not finite".into())
+            );
+        }
+    }
+    b.push_str("</tbody>\n</table></div>\n</details>\n");
+}
+
+/// A figure with its caption, notes and files.
+fn figure(f: &Figure, b: &mut String) {
+    let svg = f.svg.replacen(" xmlns=\"http://www.w3.org/2000/svg\"", "", 1);
+    let svg = svg.replacen("<svg ", &format!("<svg role=\"img\" aria-label=\"{}\" ", esc(&f.title)), 1);
+    let _ = writeln!(
+        b,
+        "<figure id=\"figure-{name}\">\n{svg}<figcaption>\n<p><b>{}.</b> {}{}</p>",
+        esc(&f.title),
+        esc(&f.caption),
+        if f.spec.caption.is_empty() { String::new() } else { format!(" {}", esc(&f.spec.caption)) },
+        name = esc(&f.spec.name),
+    );
+    if !f.notes.is_empty() {
+        b.push_str("<ul>\n");
+        for n in &f.notes {
+            let _ = writeln!(b, "<li>{}</li>", esc(n));
+        }
+        b.push_str("</ul>\n");
+    }
+    let _ = writeln!(
+        b,
+        "<p>Files: <a href=\"figures/{name}.svg\">figures/{name}.svg</a> &middot; numbers \
+         <a href=\"figures/{name}.csv\">figures/{name}.csv</a> ({} rows)</p>\n</figcaption>\n</figure>",
+        f.csv_rows,
+        name = esc(&f.spec.name)
+    );
+}
+
+fn runs_section(s: &Study, b: &mut String) {
+    let v = &s.verdict;
+    let c = &v.runs;
+    let states = [
+        (c.completed, "completed"),
+        (c.diverged, "diverged"),
+        (c.failed, "failed"),
+        (c.interrupted, "interrupted"),
+        (c.running, "running"),
+        (c.missing, "not run yet"),
+    ];
+    let parts: Vec<String> = states.iter().filter(|(n, _)| *n > 0).map(|(n, w)| format!("{n} {w}")).collect();
+    let _ = writeln!(b, "<section id=\"runs\">\n<h2>Runs</h2>\n<p>{} planned: {}.</p>", c.planned, parts.join(", "));
+    b.push_str(
+        "<div class=\"scroll\"><table>\n<thead><tr><th>arm</th><th>runs</th><th>completed</th><th>steps (completed)</th>\
+         <th>not completed</th></tr></thead>\n<tbody>\n",
+    );
+    for arm in 0..s.arms.arms.len() {
+        let runs: Vec<usize> = (0..s.runs.len()).filter(|&i| s.arms.arm_of(i) == arm).collect();
+        let done: Vec<u64> = runs
+            .iter()
+            .map(|&i| &s.runs[i].summary)
+            .filter(|r| r.status == RunState::Completed)
+            .filter_map(|r| r.step)
+            .collect();
+        let steps = match (done.iter().min(), done.iter().max()) {
+            (Some(a), Some(z)) if a == z => a.to_string(),
+            (Some(a), Some(z)) => format!("{a} to {z}"),
+            _ => String::new(),
+        };
+        let others: Vec<String> = runs
+            .iter()
+            .map(|&i| &s.runs[i].summary)
+            .filter(|r| r.status != RunState::Completed)
+            .map(|r| match (r.status, r.step) {
+                (RunState::Diverged, Some(st)) => format!("seed {} diverged at step {st}", r.seed),
+                (st, _) => format!("seed {} {}", r.seed, st.as_str()),
+            })
+            .collect();
+        let _ = writeln!(
+            b,
+            "<tr>{}<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            arm_cell(s, runs[0]),
+            runs.len(),
+            done.len(),
+            steps,
+            esc(&others.join("; "))
+        );
+    }
+    b.push_str("</tbody>\n</table></div>\n");
+    all_runs_table(s, b);
+    b.push_str("</section>\n");
+}
+
+fn all_runs_table(s: &Study, b: &mut String) {
+    let _ = writeln!(
+        b,
+        "<details><summary>Every run ({})</summary>\n<div class=\"scroll\"><table>\n<thead><tr><th>run</th><th>arm</th>\
+         <th>seed</th><th>sweeps</th><th>status</th><th>step</th><th>message</th></tr></thead>\n<tbody>",
+        s.runs.len()
+    );
+    for i in s.run_order() {
+        let r = &s.runs[i].summary;
+        let _ = writeln!(
+            b,
+            "<tr><td><code>{}</code></td>{}<td class=\"num\">{}</td><td>{}</td><td class=\"status-{st}\">{st}</td>\
+             <td class=\"num\">{}</td><td>{}</td></tr>",
+            esc(&r.id),
+            arm_cell(s, i),
+            r.seed,
+            esc(&r.sweeps.join(", ")),
+            r.step.map(|x| x.to_string()).unwrap_or_default(),
+            esc(r.message.as_deref().unwrap_or("")),
+            st = r.status.as_str()
+        );
+    }
+    b.push_str("</tbody>\n</table></div>\n</details>\n");
+}
+
+fn notes_section(s: &Study, b: &mut String) {
     b.push_str("<section id=\"notes\">\n<h2>Notes</h2>\n");
-    if v.notes.is_empty() {
-        b.push_str("<p class=\"muted\">verdict.json has no notes.</p>\n");
+    if s.verdict.notes.is_empty() {
+        b.push_str("<p class=\"muted\">The study has no notes.</p>\n");
     } else {
         b.push_str("<ul>\n");
-        for n in &v.notes {
+        for n in &s.verdict.notes {
             let _ = writeln!(b, "<li>{}</li>", esc(n));
         }
         b.push_str("</ul>\n");
     }
     if !s.checks.is_empty() {
-        b.push_str("<h3 class=\"warn\">Inconsistencies found by the report</h3>\n<ul>\n");
+        b.push_str("<h3 class=\"warn\">Disagreements between the records</h3>\n<ul>\n");
         for c in &s.checks {
             let _ = writeln!(b, "<li class=\"warn\">{}</li>", esc(c));
         }
         b.push_str("</ul>\n");
     }
     b.push_str("</section>\n");
-
-    provenance(s, &mut b);
-    page(&format!("{} - sgdlab study report", v.title), &b)
 }
 
-/// The effect of every group, when the verdict was decided per group (HTML, or empty).
-fn group_effects(v: &VerdictRecord) -> String {
-    if v.groups.is_empty() {
-        return String::new();
-    }
-    let mut b = String::from(
-        "<h3>Effect per group</h3>\n<table>\n<thead><tr><th>group</th><th>effect</th><th>interval</th>\
-         <th>seeds</th><th>verdict</th></tr></thead>\n<tbody>\n",
-    );
-    for g in &v.groups {
-        let _ = writeln!(
-            b,
-            "<tr><td>{}</td>{}<td class=\"num\">{} to {}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            esc(&group_text(&g.group).unwrap_or_else(|| "all runs".into())),
-            num_cell(g.value),
-            esc(&fmt_opt(g.ci_low)),
-            esc(&fmt_opt(g.ci_high)),
-            g.seeds.map(|n| n.to_string()).unwrap_or_else(|| "n/a".into()),
-            esc(g.verdict.as_deref().unwrap_or("n/a"))
-        );
-    }
-    b.push_str("</tbody>\n</table>\n");
-    b
-}
-
-fn per_run_table(s: &Study, b: &mut String) {
+fn provenance_section(s: &Study, b: &mut String) {
     let v = &s.verdict;
-    let per_run: BTreeMap<&str, &crate::records::PerRunRecord> = v.per_run.iter().map(|r| (r.id.as_str(), r)).collect();
-    // The statistic's metric first, then the others by name.
-    let statistic_metric = v.statistic.metric.to_string();
-    let mut metric_names: Vec<&str> = v
-        .per_run
-        .iter()
-        .flat_map(|r| r.metrics.keys().map(String::as_str))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    metric_names.sort_by_key(|m| *m != statistic_metric);
-    b.push_str("<section id=\"per-run\">\n<h2>Per-run results</h2>\n");
-    b.push_str(
-        "<p class=\"muted\">Status and steps from <code>runs/&lt;id&gt;/record.json</code>; metrics from \
-         <code>verdict.json</code> <code>per_run</code>. Sorted by knob value, then seed.</p>\n",
-    );
-    b.push_str("<div class=\"scroll\"><table>\n<thead><tr><th>run</th><th>seed</th>");
-    for k in &s.plan.knobs {
-        let _ = write!(b, "<th>{}</th>", esc(k));
-    }
-    b.push_str("<th>status</th><th>steps</th><th>used</th>");
-    for m in &metric_names {
-        // Break long `probe/name` headers after the slash.
-        let _ = write!(b, "<th class=\"metric\">{}</th>", esc(m).replace('/', "/<wbr>"));
-    }
-    b.push_str("</tr></thead>\n<tbody>\n");
-    for r in &s.runs {
-        let pr = per_run.get(r.planned.id.as_str());
-        let (status, steps) = match (&r.record, pr) {
-            (Some(rec), _) => {
-                let steps = match rec.diverged_at_step {
-                    Some(at) => format!("diverged at {at} of {}", rec.total_steps),
-                    None => format!("{} of {}", rec.steps_completed, rec.total_steps),
-                };
-                (rec.status.as_str().to_string(), steps)
-            }
-            (None, Some(pr)) => (pr.status.clone(), "n/a".into()),
-            (None, None) => ("not run".into(), "n/a".into()),
-        };
-        let _ = write!(
-            b,
-            "<tr{}><td><code>{}</code></td><td class=\"num\">{}</td>",
-            if r.used { "" } else { " class=\"excluded\"" },
-            esc(&r.planned.id),
-            r.planned.seed
-        );
-        for k in &r.knobs {
-            let _ = write!(b, "<td>{}</td>", esc(&knob_text(k)));
-        }
-        let _ = write!(
-            b,
-            "<td class=\"status-{}\">{}</td><td>{}</td><td>{}</td>",
-            esc(&status.replace(' ', "-")),
-            esc(&status),
-            esc(&steps),
-            if r.used { "yes" } else { "excluded" }
-        );
-        for m in &metric_names {
-            b.push_str(&num_cell(pr.and_then(|p| p.metrics.get(*m).copied().flatten())));
-        }
-        b.push_str("</tr>\n");
-    }
-    b.push_str("</tbody>\n</table></div>\n</section>\n");
-}
-
-/// Distinct values with how many runs hold each: "0.1.0 (5 runs), 0.1.1 (1 run)".
-fn distinct_counts<'a>(values: impl Iterator<Item = &'a str>) -> String {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for v in values {
-        *counts.entry(v).or_default() += 1;
-    }
-    if counts.is_empty() {
-        return "no run records".into();
-    }
-    counts
-        .iter()
-        .map(|(v, n)| format!("<code>{}</code> ({n} run{})", esc(v), if *n == 1 { "" } else { "s" }))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn provenance(s: &Study, b: &mut String) {
-    let v = &s.verdict;
-    let used: Vec<&str> = s.runs.iter().filter(|r| r.used).map(|r| r.planned.id.as_str()).collect();
-    let excluded: Vec<&str> = v.runs.excluded.iter().map(|e| e.id.as_str()).collect();
-    let records: Vec<_> = s.runs.iter().filter_map(|r| r.record.as_ref()).collect();
-    let plan_hash = if s.plan.spec_hash == v.spec_hash {
+    let hash = if s.plan.spec_hash == v.spec_hash {
         "plan.json agrees".to_string()
     } else {
         format!("<span class=\"warn\">plan.json says <code>{}</code></span>", esc(&s.plan.spec_hash))
     };
+    let overrides: Vec<String> = v.overrides.iter().map(|o| format!("<code>{}</code>", esc(o))).collect();
     let _ = writeln!(
         b,
         "<section id=\"provenance\">\n<h2>Provenance</h2>\n<dl class=\"facts\">\n\
-         <dt>Study</dt><dd><code>{}</code>, section {}</dd>\n\
-         <dt>Spec hash</dt><dd><code>{}</code> ({})</dd>\n\
-         <dt>Mode</dt><dd>{}</dd>\n\
-         <dt>sgdlab version</dt><dd>verdict: <code>{}</code>; runs: {}</dd>\n\
-         <dt>Git revision</dt><dd>verdict: <code>{}</code>; runs: {}</dd>\n\
-         <dt>Runs used ({})</dt><dd>{}</dd>\n\
-         <dt>Runs excluded ({})</dt><dd>{}</dd>\n\
-         <dt>Verdict numbers</dt><dd>verdict, statistic, effect, interval and per-run metrics are read from \
-         <code>verdict.json</code>, as the study runner computed them; this report recomputes none of them</dd>\n\
-         <dt>Run status</dt><dd><code>runs/&lt;id&gt;/record.json</code></dd>\n\
-         <dt>Figures</dt><dd>aggregated over seeds by this report from <code>runs/&lt;id&gt;/metrics.jsonl</code> \
-         of the used runs; each figure's CSV holds every plotted number</dd>\n\
-         <dt>Report</dt><dd>built by sgdlab-report {} from the files above alone; rebuilding gives the same bytes</dd>\n\
+         <dt>Study</dt><dd><code>{}</code>, PROTOCOLS section {}</dd>\n\
+         <dt>Spec hash</dt><dd><code>{}</code> ({hash})</dd>\n\
+         <dt>Mode</dt><dd>{}; overrides: {}</dd>\n\
+         <dt>sgdlab version</dt><dd><code>{}</code></dd>\n\
+         <dt>Git revision</dt><dd><code>{}</code></dd>\n\
+         <dt>Verdicts</dt><dd>read from <code>verdict.json</code> as the study computed them from the run records</dd>\n\
+         <dt>Figures</dt><dd>drawn by this report from <code>runs/&lt;id&gt;/metrics.jsonl</code> of the completed runs; \
+         each figure's CSV holds every number drawn</dd>\n\
+         <dt>Report</dt><dd>sgdlab-report {REPORT_VERSION}, from the files above alone; a rebuild gives the same bytes</dd>\n\
          </dl>\n</section>",
         esc(&v.study),
         esc(&v.section),
         esc(&v.spec_hash),
-        plan_hash,
-        if v.quick { "quick (small budgets)" } else { "full" },
+        if v.quick { "quick" } else { "full" },
+        if overrides.is_empty() { "none".to_string() } else { overrides.join(", ") },
         esc(&v.sgdlab_version),
-        distinct_counts(records.iter().map(|r| r.sgdlab_version.as_str())),
         esc(&v.git_revision),
-        distinct_counts(records.iter().map(|r| r.git_revision.as_str())),
-        used.len(),
-        code_list(&used),
-        excluded.len(),
-        code_list(&excluded),
-        REPORT_VERSION
     );
-}
-
-/// A study in the index.
-pub(crate) struct IndexEntry {
-    pub verdict: VerdictRecord,
-    /// Relative URL of its report.
-    pub link: String,
-}
-
-/// The index of studies.
-pub(crate) fn index(entries: &[IndexEntry]) -> String {
-    let mut b = String::new();
-    let count = |v: Verdict| entries.iter().filter(|e| e.verdict.verdict == v).count();
-    let _ = writeln!(
-        b,
-        "<header>\n<p class=\"kicker\">sgdlab &middot; claims of W. Gurnee, <i>Inductive Biases of SGD Training</i></p>\n\
-         <h1>Studies</h1>\n<div class=\"headline\"><span>{} studies:</span> {} {} &middot; {} {} &middot; {} {}</div>\n</header>",
-        entries.len(),
-        count(Verdict::Reproduced),
-        badge(Verdict::Reproduced),
-        count(Verdict::NotReproduced),
-        badge(Verdict::NotReproduced),
-        count(Verdict::Inconclusive),
-        badge(Verdict::Inconclusive),
-    );
-    b.push_str(
-        "<section>\n<div class=\"scroll\"><table>\n<thead><tr><th>section</th><th>study</th><th>claim</th>\
-         <th>verdict</th><th>effect (CI)</th><th>runs</th><th>mode</th></tr></thead>\n<tbody>\n",
-    );
-    for e in entries {
-        let v = &e.verdict;
-        let mut excluded: BTreeMap<&str, usize> = BTreeMap::new();
-        for x in &v.runs.excluded {
-            *excluded.entry(x.status.as_str()).or_default() += 1;
-        }
-        let excluded = if excluded.is_empty() {
-            "none excluded".to_string()
-        } else {
-            let parts: Vec<String> = excluded.iter().map(|(s, n)| format!("{n} {}", esc(s))).collect();
-            format!("excluded: {}", parts.join(", "))
-        };
-        let _ = writeln!(
-            b,
-            "<tr><td>{}</td><td><a href=\"{}\">{}</a><br><code>{}</code></td><td>{}</td><td>{}</td>\
-             <td>{}<br><span class=\"muted\"><code>{}</code> of <code>{}</code></span></td>\
-             <td>{} of {} used<br><span class=\"muted\">{}</span></td><td>{}</td></tr>",
-            esc(&v.section),
-            esc(&e.link),
-            esc(&v.title),
-            esc(&v.study),
-            esc(&v.claim),
-            badge(v.verdict),
-            esc(&effect_text(v.effect.as_ref())),
-            esc(&v.statistic.name),
-            esc(&v.statistic.metric.to_string()),
-            v.runs.used,
-            v.runs.planned,
-            excluded,
-            mode(v.quick)
-        );
-    }
-    b.push_str("</tbody>\n</table></div>\n</section>\n");
-    let versions = distinct_counts_studies(entries.iter().map(|e| e.verdict.sgdlab_version.as_str()));
-    let revisions = distinct_counts_studies(entries.iter().map(|e| e.verdict.git_revision.as_str()));
-    let _ = writeln!(
-        b,
-        "<footer>Provenance: each row is read from the study's <code>verdict.json</code>; its report gives the \
-         runs and files behind every number. sgdlab version {versions}; git revision {revisions}. Index built by \
-         sgdlab-report {REPORT_VERSION}.</footer>"
-    );
-    page("sgdlab studies", &b)
-}
-
-fn distinct_counts_studies<'a>(values: impl Iterator<Item = &'a str>) -> String {
-    let set: BTreeSet<&str> = values.collect();
-    if set.is_empty() {
-        return "n/a".into();
-    }
-    set.iter().map(|v| format!("<code>{}</code>", esc(v))).collect::<Vec<_>>().join(", ")
 }

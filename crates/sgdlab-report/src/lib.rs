@@ -1,77 +1,100 @@
-//! sgdlab-report: study reports rebuilt from the records on disk alone (`docs/records.md`);
-//! nothing is recomputed except the aggregation over seeds that figures need.
+//! sgdlab-report: study reports rebuilt from the records on disk alone (`docs/records.md`):
+//! `plan.json`, `verdict.json` and every run's `record.json` and `metrics.jsonl`. The verdict's
+//! numbers are read from `verdict.json`, never recomputed; the report computes only what figures
+//! draw (means over seeds, intervals, per-run values read off the metric series).
 //!
-//! - [`build_study_report`] reads a study directory (`plan.json`, `verdict.json`,
-//!   `runs/<id>/record.json`, `runs/<id>/metrics.jsonl`) and writes `figures/<name>.svg`,
-//!   `figures/<name>.csv` for every figure `verdict.json` lists, and `report.html`.
-//! - [`build_index`] writes `OUT/index.html`, one row per study with a relative link to its
-//!   `report.html`.
+//! - [`build_study_report`] writes `figures/<name>.svg`, `figures/<name>.csv` for every figure
+//!   `verdict.json` lists, and `report.html`: the study's title, survey claim, verdict and
+//!   summary (with banners for quick runs, overrides and incomplete studies), one section per
+//!   claim (statement, verdict, effect and interval beside the decision threshold, expected
+//!   outcome with its provenance, the per-run value and statistic in words, groups, excluded
+//!   runs, per-run values, the claim's figures), the general figures, the runs, notes and
+//!   provenance.
+//! - [`build_index`] writes `index.html`: the survey's table, every section of
+//!   [`sgdlab_studies::survey::CLAIMS`] in order with its studies' verdicts, each claim's verdict,
+//!   effect and interval, and a link to each report; "no study yet" where a section has none.
 //!
-//! Both HTML files are self-contained: figures are inline SVG, the CSS is inline, and nothing is
-//! fetched (no scripts, fonts, images or style sheets from anywhere; the only links are relative
-//! links to the figure files and reports). Every text taken from a record is HTML-escaped. The
-//! output is deterministic: no timestamps, runs sorted by knob values (numbers numerically, then
-//! text) then seed then run id, so rebuilding from the same records gives the same bytes.
+//! Pages are self-contained (inline CSS and SVG; no script, font, image or style sheet is
+//! fetched; the only links are relative links to figure files and reports), every text taken
+//! from a record is HTML-escaped, and the output is deterministic: no timestamps, fixed orders,
+//! seeded bootstrap streams, so a rebuild from the same records gives the same bytes.
 //!
-//! # Which runs a figure shows
-//! The runs the verdict used: every run of `plan.json` except those `verdict.json` lists under
-//! `runs.excluded` (typically diverged runs; the figure caption names them). A run's value of a
-//! metric at a step is the last `metrics.jsonl` row for that step; `null` values (not finite) are
-//! kept in the CSV with an empty `value` and left out of means, bands and drawings.
-//! - `final_vs_knob`: per knob value, each run's value at its largest step (its last value), the
-//!   mean over seeds (line), the min-max band, and every seed as a point. `log_x`/`log_y` give log
-//!   axes; a log axis with values <= 0 omits those from the drawing (the caption says so) and
-//!   falls back to linear when no value is positive. Non-numeric knob values are categories.
-//! - `over_training`: the metric against `step`, one line per knob value = mean over the seeds
-//!   with a finite value at that step, with a min-max band.
+//! # Figures
+//! A figure draws the *completed* runs of its population (diverged, failed, unfinished and
+//! missing runs are named in its notes, diverged ones with their step). Runs are grouped into
+//! arms (combinations of axis values; see *Arms* below) and every arm has one colour in
+//! all figures of the study. Titles and axis titles are in words from the probe registry's
+//! labels and units (a metric without a label shows its `probe/name`); a logarithmic axis says
+//! "log scale" in its title and is ticked at powers of ten (1, 2 and 5 times powers of ten, or
+//! every multiple, when fewer than three powers of ten fall inside it). A figure whose metric no run recorded is a
+//! frame saying "no data: ..." with the reason, not an error.
 //!
-//! When the plan sweeps several knobs (e.g. `depth` and `act`), the knobs other than the
-//! figure's that take more than one value among the used runs are *series knobs*: each
-//! combination of their values is its own series (colour, mean, band; in `over_training`, its
-//! own line per knob value), so runs of different settings are never averaged together.
+//! - `final_vs_axis`: the per-run value `y` against the axis `x_axis`. Per axis value and series
+//!   (the combinations of the other axes that vary, leaving out axes that follow from `x_axis`):
+//!   each seed a faint point, the mean over seeds a large dot with an error bar, the 95%
+//!   percentile-bootstrap interval of the mean over seeds (2000 resamples, seeded by the figure's
+//!   name; no bar for one seed). With one series, each axis value takes its arm's colour.
+//!   References: a dashed segment at each axis value.
+//! - `over_training`: the scalar `metric` against step or epoch (`x`), one line per arm (mean over
+//!   seeds at the steps every seed of the arm was measured at) with a band from the minimum to the
+//!   maximum over seeds; faint lines are single seeds. References: a dashed horizontal line per
+//!   arm in its colour, labelled.
+//! - `heatmap`: the vector `metric` over training, one panel per arm: time on x, element index on
+//!   y, the mean over seeds as colour (viridis, one scale for all panels, `log_y` makes it
+//!   logarithmic), with a colour bar.
+//! - `vector`: the last value of the vector `metric` against its index (or the last value of the
+//!   vector `x_metric`), one line per arm (mean per element) with a min-max band.
+//! - `scatter`: `y` against `x_value` per run (per element for vector values), coloured by arm.
 //!
-//! # CSV layout (`figures/<name>.csv`, one per figure)
-//! Read with `pandas.read_csv(path)`. Header row, then one row per plotted point; the same
-//! columns for both figure kinds:
+//! ## Arms
+//! An arm's key is the run's value of every plan axis. Arms are sorted by value (numbers
+//! numerically, then text; a run without a value of an axis, from another sweep, first) and
+//! numbered: arm `i` has the `i`-th colour of the Tableau 10 palette. Labels name only the axes
+//! that tell arms apart ("batch size = 32"): not an axis with one value, nor one whose value
+//! follows from the axes before it (the architecture string of a zipped depth sweep). When a
+//! figure's series are not single arms (series per activation in a depth figure), they are
+//! numbered among the study's combinations of the same axes.
+//!
+//! # CSV layout (`figures/<name>.csv`)
+//! One layout for every kind; read with `pandas.read_csv(path)` (pass `dtype={"run_id": str}`
+//! to keep run ids that look like numbers as text). Empty cells are absent values (NaN in
+//! pandas). Columns, in order:
 //!
 //! | column | meaning |
 //! |---|---|
-//! | `<knob>` | the figure's knob value as the plan wrote it (column named after the knob, e.g. `batch_size`; `knob_<knob>` if that name is one of the fixed columns) |
-//! | `<series knob>`... | one column per series knob, if any (e.g. `act`), named likewise |
-//! | `seed` | the run's seed (an integer), or `mean`, `min`, `max` for the aggregate over seeds |
-//! | `run_id` | the run (seed rows); empty for aggregate rows |
-//! | `step` | `final_vs_knob`: the step of the run's last value (empty for aggregates); `over_training`: the step |
-//! | `n` | how many seeds the value summarises: 1 for a seed row with a value, 0 without, the seed count for aggregates |
-//! | `value` | the metric (shortest decimal that reads back as the same f64); empty when not finite |
+//! | `arm` | the series the row belongs to, in words (`batch size = 32`; `all runs` for one series) |
+//! | one per plan axis | the run's axis value as the plan wrote it; in aggregate rows the value the aggregated runs share (empty where they differ). An axis named like another column is written `axis_<name>` |
+//! | `row` | `run` (one run's value, or one element of it), `mean` (the aggregate over the seeds of a series), `reference` (a reference line: the mean over the series' runs, its name in `label`) |
+//! | `seed` | the run's seed (`run` rows) |
+//! | `run_id` | the run (`run` rows) |
+//! | `step`, `epoch` | when the value was measured (`over_training`, `heatmap`, `vector`) |
+//! | `index` | the element of a vector metric (`heatmap`, `vector`; `scatter` with vector values) |
+//! | `x` | the plotted x coordinate: the axis value (`final_vs_axis`), the step or epoch as the figure plots it (`over_training`, `heatmap`), the index or `x_metric` element (`vector`; in `mean` rows the mean over seeds), the `x_value` (`scatter`) |
+//! | `value` | the plotted value: the per-run value, the metric, or the mean over seeds (`mean` rows), or the reference value; empty when not finite |
+//! | `low`, `high` | `mean` rows: the 95% bootstrap interval of the mean over seeds (`final_vs_axis`; empty for one seed), or the minimum and maximum over seeds (`over_training`, `heatmap`, `vector`) |
+//! | `n` | `mean` and `reference` rows: how many finite values the aggregate is over |
+//! | `label` | `reference` rows: the reference's label (e.g. `2/eta`) |
 //!
-//! Rows are sorted by knob value (numbers numerically, then text), then series knob values, then
-//! `seed` (seeds ascending, then `mean`, `min`, `max`), then step. For example
-//! `df[df.seed == "mean"]` is the plotted line and `df[~df.seed.isin(["mean", "min", "max"])]`
-//! the per-seed points (the `seed` column is text because of the aggregate labels; `.astype(int)`
-//! on the seed rows gives integers). Pass `dtype={"run_id": str}` if you need run ids verbatim:
-//! an id of hex digits that happen to be all decimal would otherwise be read as a number.
+//! Rows come series by series (in arm order); within a series, `run` rows (by seed, then step,
+//! then index), then `mean` rows, then `reference` rows (`final_vs_axis`: the same per axis
+//! value). So `df[df.row == "mean"]` is what the lines and dots draw and `df[df.row == "run"]`
+//! every seed.
 //!
 //! # Errors
 //! Every [`ReportError`] is one line naming the file and what is wrong: a missing `plan.json` or
-//! `verdict.json`, malformed JSON (with serde's message and position; `metrics.jsonl` errors name
-//! the line), a figure name that cannot be a file name or appears twice, a figure knob that
-//! `plan.json` does not list. A run without `record.json` or `metrics.jsonl` (never started) is
-//! not an error: the report shows it as not run. A figure whose metric no used run recorded is not
-//! an error either: it is drawn as a frame stating "no data" (its CSV has only the header) and the
-//! report says so, because the verdict and the other figures are still worth reading.
+//! `verdict.json`, malformed JSON, a run or figure name that cannot be a file name. A run that
+//! never started is not an error (the report lists it as missing), nor a figure without data.
 
+mod arms;
 mod figures;
 mod format;
 mod html;
-pub mod records;
+mod index;
+mod study;
 
-use figures::{Figure, FigureInput, FigureRun, build_figure};
-use records::{KnobValue, MetricRow, PlanRecord, PlannedRunRecord, RunRecord, VerdictRecord};
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use format::fmt_num;
-pub use records::{FigureKind, Verdict};
 
 /// What can go wrong while building a report: one line naming the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -79,16 +102,10 @@ pub enum ReportError {
     /// A file the report needs does not exist.
     #[error("{}: missing (a study directory holds plan.json, verdict.json and runs/<id>/)", path.display())]
     Missing { path: PathBuf },
-    /// A file exists but cannot be read.
-    #[error("{}: cannot read: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    /// A JSON file does not parse or lacks a documented field.
-    #[error("{}: malformed JSON: {source}", path.display())]
-    Json { path: PathBuf, source: serde_json::Error },
-    /// A line of a JSON-lines file does not parse.
-    #[error("{}: line {line}: malformed JSON: {source}", path.display())]
-    JsonLine { path: PathBuf, line: usize, source: serde_json::Error },
-    /// The records parse but contradict each other or hold unusable names.
+    /// A record cannot be read or parsed (the message names the file).
+    #[error(transparent)]
+    Records(#[from] sgdlab_studies::StudyError),
+    /// The records parse but hold unusable names.
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
     /// An output file cannot be written.
@@ -99,242 +116,54 @@ pub enum ReportError {
     Draw { path: PathBuf, message: String },
 }
 
-/// A planned run with what its directory holds.
-pub(crate) struct StudyRun {
-    pub planned: PlannedRunRecord,
-    /// The run's knob values in the order of `plan.json` `knobs` (`None`: not given).
-    pub knobs: Vec<Option<KnobValue>>,
-    /// `runs/<id>/record.json` (`None`: the run never started).
-    pub record: Option<RunRecord>,
-    /// The `metrics.jsonl` rows of the metrics the figures plot (`None`: no file).
-    pub rows: Option<Vec<MetricRow>>,
-    /// Not listed in `verdict.json` `runs.excluded`.
-    pub used: bool,
-}
-
-/// Everything a study report shows.
-pub(crate) struct Study {
-    pub plan: PlanRecord,
-    pub verdict: VerdictRecord,
-    /// Sorted by knob values, then seed, then id.
-    pub runs: Vec<StudyRun>,
-    pub figures: Vec<Figure>,
-    /// Inconsistencies the report noticed between the records (shown under Notes).
-    pub checks: Vec<String>,
-}
-
-/// Builds `study_dir/report.html` and `study_dir/figures/<name>.{svg,csv}` for every figure
-/// of `verdict.json`, from the records in `study_dir` alone; returns the path of the report.
-///
-/// See the crate documentation for what figures show, the CSV layout and the errors.
+/// Builds `study_dir/report.html` and `study_dir/figures/<name>.{svg,csv}` for every figure of
+/// `verdict.json`, from the records in `study_dir` alone; returns the path of the report.
 pub fn build_study_report(study_dir: &Path) -> Result<PathBuf, ReportError> {
-    let study = load_study(study_dir)?;
+    let study = study::load(study_dir)?;
     let figures_dir = study_dir.join("figures");
-    if !study.figures.is_empty() {
+    let mut figures = Vec::with_capacity(study.verdict.figures.len());
+    for spec in &study.verdict.figures {
+        figures.push(figures::build(&study, spec, &figures_dir.join(format!("{}.svg", spec.name)))?);
+    }
+    if !figures.is_empty() {
         std::fs::create_dir_all(&figures_dir)
             .map_err(|e| ReportError::Write { path: figures_dir.clone(), source: e })?;
     }
-    for f in &study.figures {
+    for f in &figures {
         write_file(&figures_dir.join(format!("{}.svg", f.spec.name)), &f.svg)?;
         write_file(&figures_dir.join(format!("{}.csv", f.spec.name)), &f.csv)?;
     }
     let path = study_dir.join("report.html");
-    write_file(&path, &html::study_report(&study))?;
+    write_file(&path, &html::study_report(&study, &figures))?;
     Ok(path)
 }
 
-/// Writes `out_dir/index.html`: every study of `study_dirs` (in the order given) with its title,
-/// survey section, claim, verdict, effect and interval, runs used and excluded, and a relative
-/// link to its `report.html` (build those first with [`build_study_report`]). Reads only each
-/// study's `verdict.json`; creates `out_dir` if needed. Returns the path of the index.
+/// Writes `out_dir/index.html`, the survey's table: every PROTOCOLS section in order with the
+/// studies of `study_dirs` that belong to it (their verdicts, claims, effects and intervals, and
+/// a relative link to each `report.html`; build those first with [`build_study_report`]), and
+/// "no study yet" for sections without one. Reads only each study's `verdict.json`; creates
+/// `out_dir` if needed. Returns the path of the index.
 pub fn build_index(out_dir: &Path, study_dirs: &[PathBuf]) -> Result<PathBuf, ReportError> {
     std::fs::create_dir_all(out_dir).map_err(|e| ReportError::Write { path: out_dir.to_path_buf(), source: e })?;
     let out_abs = canonical(out_dir)?;
     let mut entries = Vec::new();
     for dir in study_dirs {
-        let verdict = records::read_verdict(dir)?;
-        let report = canonical(dir)?.join("report.html");
-        let link = format::relative_url(&out_abs, &report);
-        entries.push(html::IndexEntry { verdict, link });
+        if !dir.join("verdict.json").exists() {
+            return Err(ReportError::Missing { path: dir.join("verdict.json") });
+        }
+        let verdict = sgdlab_studies::read_verdict(dir)?;
+        let link = format::relative_url(&out_abs, &canonical(dir)?.join("report.html"));
+        entries.push(index::Entry { verdict, link });
     }
     let path = out_dir.join("index.html");
-    write_file(&path, &html::index(&entries))?;
+    write_file(&path, &index::page(&entries))?;
     Ok(path)
 }
 
 fn canonical(dir: &Path) -> Result<PathBuf, ReportError> {
-    std::fs::canonicalize(dir).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            ReportError::Missing { path: dir.to_path_buf() }
-        } else {
-            ReportError::Read { path: dir.to_path_buf(), source: e }
-        }
-    })
+    std::fs::canonicalize(dir).map_err(|_| ReportError::Missing { path: dir.to_path_buf() })
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), ReportError> {
     std::fs::write(path, text).map_err(|e| ReportError::Write { path: path.to_path_buf(), source: e })
-}
-
-/// Reads and checks every record of a study and builds its figures (in memory).
-fn load_study(study_dir: &Path) -> Result<Study, ReportError> {
-    let plan_path = study_dir.join("plan.json");
-    let verdict_path = study_dir.join("verdict.json");
-    let plan = records::read_plan(study_dir)?;
-    let verdict = records::read_verdict(study_dir)?;
-    let invalid = |path: &Path, message: String| ReportError::Invalid { path: path.to_path_buf(), message };
-
-    let mut seen = BTreeSet::new();
-    for r in &plan.runs {
-        if !records::check_file_stem(&r.id) {
-            return Err(invalid(&plan_path, format!("run id `{}` is not a valid directory name", r.id)));
-        }
-        if !seen.insert(r.id.as_str()) {
-            return Err(invalid(&plan_path, format!("run id `{}` appears twice", r.id)));
-        }
-    }
-    let mut names = BTreeSet::new();
-    for f in &verdict.figures {
-        if !records::check_file_stem(&f.name) {
-            return Err(invalid(
-                &verdict_path,
-                format!("figure name `{}` is not a file name (letters, digits, `_`, `-`, `.`)", f.name),
-            ));
-        }
-        if !names.insert(f.name.as_str()) {
-            return Err(invalid(&verdict_path, format!("figure name `{}` appears twice", f.name)));
-        }
-        if !plan.knobs.contains(&f.knob) {
-            return Err(invalid(
-                &verdict_path,
-                format!(
-                    "figure `{}` plots against knob `{}`, which plan.json does not list (knobs: {})",
-                    f.name,
-                    f.knob,
-                    plan.knobs.join(", ")
-                ),
-            ));
-        }
-    }
-
-    let metrics: BTreeSet<(String, String)> =
-        verdict.figures.iter().map(|f| (f.metric.probe.clone(), f.metric.name.clone())).collect();
-    let excluded: BTreeSet<&str> = verdict.runs.excluded.iter().map(|e| e.id.as_str()).collect();
-    let mut runs = Vec::with_capacity(plan.runs.len());
-    for planned in &plan.runs {
-        let run_dir = study_dir.join("runs").join(&planned.id);
-        let record = records::read_run_record(&run_dir)?;
-        let rows = if metrics.is_empty() {
-            None
-        } else {
-            records::read_metric_rows(&run_dir, |p, n| metrics.contains(&(p.to_string(), n.to_string())))?
-        };
-        let knobs = plan.knobs.iter().map(|k| planned.knobs.get(k).map(KnobValue::from_json)).collect();
-        let used = !excluded.contains(planned.id.as_str());
-        runs.push(StudyRun { planned: planned.clone(), knobs, record, rows, used });
-    }
-    runs.sort_by(|a, b| (&a.knobs, a.planned.seed, &a.planned.id).cmp(&(&b.knobs, b.planned.seed, &b.planned.id)));
-
-    let checks = consistency_checks(&plan, &verdict, &runs);
-
-    let mut figures = Vec::with_capacity(verdict.figures.len());
-    for spec in &verdict.figures {
-        let k = plan.knobs.iter().position(|k| *k == spec.knob).expect("checked above");
-        // The other knobs that vary among the used runs: one series per combination.
-        let series: Vec<usize> = (0..plan.knobs.len())
-            .filter(|&j| j != k)
-            .filter(|&j| runs.iter().filter(|r| r.used).map(|r| &r.knobs[j]).collect::<BTreeSet<_>>().len() > 1)
-            .collect();
-        let input = FigureInput {
-            spec,
-            series_knobs: series.iter().map(|&j| plan.knobs[j].clone()).collect(),
-            runs: runs
-                .iter()
-                .filter(|r| r.used)
-                .map(|r| FigureRun {
-                    id: &r.planned.id,
-                    seed: r.planned.seed,
-                    knob: r.knobs[k].clone(),
-                    series: series.iter().map(|&j| r.knobs[j].clone()).collect(),
-                    rows: r.rows.as_deref(),
-                })
-                .collect(),
-        };
-        let svg_path = study_dir.join("figures").join(format!("{}.svg", spec.name));
-        figures.push(build_figure(&input, &svg_path)?);
-    }
-    Ok(Study { plan, verdict, runs, figures, checks })
-}
-
-/// Disagreements between `plan.json`, `verdict.json` and the run records, in words.
-fn consistency_checks(plan: &PlanRecord, verdict: &VerdictRecord, runs: &[StudyRun]) -> Vec<String> {
-    let mut checks = Vec::new();
-    if plan.study != verdict.study {
-        checks.push(format!("plan.json is for study `{}` but verdict.json for `{}`", plan.study, verdict.study));
-    }
-    if plan.spec_hash != verdict.spec_hash {
-        checks.push(format!(
-            "spec hash differs: plan.json {} but verdict.json {} (the verdict may come from another version of the study)",
-            plan.spec_hash, verdict.spec_hash
-        ));
-    }
-    if plan.quick != verdict.quick {
-        checks.push("plan.json and verdict.json disagree on quick/full mode".to_string());
-    }
-    let planned: BTreeSet<&str> = plan.runs.iter().map(|r| r.id.as_str()).collect();
-    let unknown: Vec<&str> = verdict
-        .runs
-        .excluded
-        .iter()
-        .map(|e| e.id.as_str())
-        .chain(verdict.per_run.iter().map(|r| r.id.as_str()))
-        .filter(|id| !planned.contains(id))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if !unknown.is_empty() {
-        checks.push(format!("verdict.json names runs that plan.json does not plan: {}", unknown.join(", ")));
-    }
-    if verdict.runs.planned != plan.runs.len() {
-        checks.push(format!(
-            "verdict.json counts {} planned runs, plan.json lists {}",
-            verdict.runs.planned,
-            plan.runs.len()
-        ));
-    }
-    let used = runs.iter().filter(|r| r.used).count();
-    if verdict.runs.used != used {
-        checks.push(format!(
-            "verdict.json counts {} runs used, but {} planned runs are not excluded",
-            verdict.runs.used, used
-        ));
-    }
-    let not_run: Vec<&str> = runs.iter().filter(|r| r.record.is_none()).map(|r| r.planned.id.as_str()).collect();
-    if !not_run.is_empty() {
-        checks.push(format!("runs without record.json (never started): {}", not_run.join(", ")));
-    }
-    let unfinished: Vec<String> = runs
-        .iter()
-        .filter(|r| r.used)
-        .filter_map(|r| r.record.as_ref().map(|rec| (r, rec)))
-        .filter(|(_, rec)| rec.status != records::RunStatus::Completed)
-        .map(|(r, rec)| format!("{} ({})", r.planned.id, rec.status.as_str()))
-        .collect();
-    if !unfinished.is_empty() {
-        checks.push(format!("runs used by the verdict that did not complete: {}", unfinished.join(", ")));
-    }
-    let seeds_by_id: BTreeMap<&str, u64> = plan.runs.iter().map(|r| (r.id.as_str(), r.seed)).collect();
-    for r in runs {
-        if let Some(rec) = &r.record
-            && rec.seed != r.planned.seed
-        {
-            checks.push(format!(
-                "run {}: record.json has seed {} but plan.json {}",
-                r.planned.id,
-                rec.seed,
-                seeds_by_id[r.planned.id.as_str()]
-            ));
-        }
-    }
-    checks
 }

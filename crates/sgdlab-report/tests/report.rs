@@ -1,516 +1,439 @@
-//! End to end: fake study directories written by hand in the documented format
-//! (`docs/records.md`), reports and index built from them, and the outputs checked.
+//! End to end: small synthetic studies written to disk by hand (typed records: a plan, run
+//! records, metrics.jsonl rows with known values; the verdict computed by sgdlab-studies from
+//! them), reports and the index built from them, and the outputs checked.
 //!
-//! Set `SGDLAB_REPORT_DEMO_DIR=/some/dir` to also leave the two demo studies and their reports
-//! there (to look at them in a browser).
+//! Set `SGDLAB_REPORT_DEMO_DIR=/some/dir` to also leave the demo studies, their reports and an
+//! index there (to look at them in a browser).
 
+mod common;
+
+use common::{Csv, End, FakeRun, assert_close, assert_self_contained, copy_dir, demo_dir, row, snapshot};
 use serde_json::{Value, json};
 use sgdlab_report::{ReportError, build_index, build_study_report};
-use std::path::{Path, PathBuf};
+use sgdlab_train::MetricRecord;
+use std::path::Path;
 
-/// Means are computed as sum / n in seed order, the hand values likewise: equal to rounding.
-const MEAN_TOL: f64 = 1e-12;
+const STEPS: [u64; 3] = [0, 10, 20];
+const TRAIN_SIZE: f64 = 4000.0;
+const ACTS: [&str; 2] = ["relu", "identity"];
+const BATCHES: [u64; 2] = [32, 2000];
 
-/// Substrings that would fetch or run something.
-const FORBIDDEN: [&str; 6] = ["http://", "https://", "src=\"//", "<script", "@import", "url("];
+/// The study spec: a grid of batch size and activation, claims of every shape the report must
+/// show, and one figure of every kind. `TITLE`, `SECTION` and `REASON` are filled in.
+const SPEC: &str = r#"
+name = "toy-sharpness"
+title = "TITLE"
+section = "SECTION"
+survey_claim = "Large batches find sharper minima & so <b>generalise</b> worse."
+seeds = [0, 1, 2, 3]
+notes = ["A synthetic study: every number is written by the test.", "<script>alert(1)</script> stays text"]
+base = { model = "mlp:4-4-2:relu" }
 
-/// One planned run of a fake study.
-struct FakeRun {
-    id: String,
-    seed: u64,
-    knob: Value,
-    diverged_at: Option<u64>,
+[[sweep]]
+name = "grid"
+[[sweep.axis]]
+name = "batch_size"
+key = "optimizer.batch_size"
+values = [32, 2000]
+[[sweep.axis]]
+name = "act"
+values = ["relu", "identity"]
+
+[[measure]]
+probe = "loss"
+
+[[claim]]
+id = "lambda-ratio"
+statement = "Large-batch minima have a larger top Hessian eigenvalue, with either activation."
+value = { last = "hessian/top_eigenvalue" }
+statistic = { ratio = { numerator = { batch_size = 2000 }, denominator = { batch_size = 32 } } }
+within = "act"
+decision = { greater = 2.0 }
+expected = "lambda_max(LB) / lambda_max(SB) > 2"
+provenance = "unverified"
+source = "PROTOCOLS 7.1, recalled"
+resamples = 500
+
+[[claim]]
+id = "never-measured"
+statement = "Epsilon-sharpness is positive."
+value = { last = "sharpness/sharpness" }
+statistic = "mean"
+decision = { greater = 0.0 }
+expected = "sharpness > 0"
+provenance = "computed"
+resamples = 500
+
+[[figure]]
+name = "lambda_vs_batch"
+kind = "final_vs_axis"
+claim = "lambda-ratio"
+x_axis = "batch_size"
+y = { last = "hessian/top_eigenvalue" }
+log_x = true
+log_y = true
+reference = [{ value = { ratio = [{ constant = 2.0 }, { axis = "batch_size" }] }, label = "2/eta" }]
+
+[[figure]]
+name = "loss_over_training"
+kind = "over_training"
+title = "Training loss <script>alert(2)</script> & epochs"
+metric = "train/loss"
+x = "epoch"
+log_y = true
+reference = [{ value = { constant = 0.1 }, label = "target" }]
+
+[[figure]]
+name = "residual_heatmap"
+kind = "heatmap"
+metric = "sb/residual"
+
+[[figure]]
+name = "spectrum"
+kind = "vector"
+metric = "sb/spectrum"
+x_metric = "sb/frequency"
+log_x = true
+log_y = true
+
+[[figure]]
+name = "spectrum_scatter"
+kind = "scatter"
+x_value = { last = "sb/frequency" }
+y = { last = "sb/spectrum" }
+log_x = true
+log_y = true
+
+[[figure]]
+name = "probe_loss_vs_act"
+kind = "final_vs_axis"
+x_axis = "act"
+y = { last = "loss/loss" }
+
+[[figure]]
+name = "never"
+kind = "over_training"
+claim = "never-measured"
+metric = "sharpness/sharpness"
+
+[quick]
+set = ["seeds=[0, 1, 2, 3]"]
+reason = "REASON"
+"#;
+
+fn spec_toml(title: &str, section: &str, quick: bool) -> String {
+    let reason = if quick { "All four seeds: the synthetic effect is large." } else { "" };
+    SPEC.replace("TITLE", title).replace("SECTION", section).replace("REASON", reason)
 }
 
-/// The value of `test/accuracy` of a run at a step.
-fn accuracy(knob_index: usize, seed: u64, step: u64) -> f64 {
-    0.5 + 0.1 * knob_index as f64 + 0.01 * seed as f64 + step as f64 / 100.0
+fn act_index(act: &str) -> usize {
+    ACTS.iter().position(|a| *a == act).unwrap()
 }
 
-/// The final `hessian/top_eigenvalue` of a run.
-fn top_eigenvalue(knob_index: usize, seed: u64) -> f64 {
-    10.0 + 20.0 * knob_index as f64 + 0.5 * seed as f64
+/// Final top eigenvalue of a run.
+fn lambda(batch: u64, act: &str, seed: u64) -> f64 {
+    (if batch == 2000 { 40.0 } else { 10.0 }) + 2.0 * seed as f64 + if act == "relu" { 1.0 } else { 0.0 }
 }
 
-fn write_json(path: &Path, v: &Value) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, serde_json::to_string_pretty(v).unwrap()).unwrap();
+/// Training loss at a step.
+fn train_loss(batch: u64, act: &str, seed: u64, step: u64) -> f64 {
+    (1.0 + act_index(act) as f64 + batch as f64 / 1000.0) * 0.5f64.powf(step as f64 / 10.0) + 0.01 * seed as f64
 }
 
-/// Writes a study: knob values `knobs` x seeds 0..3; the run (first knob, seed 2) diverged at step 12.
-/// Steps 0, 10, 20 (the diverged run stops after 10 with a null batch loss).
-fn write_study(
-    dir: &Path,
-    study: &str,
-    knob: &str,
-    knobs: &[Value],
-    verdict: &str,
-    extra_figure: Option<Value>,
-) -> Vec<FakeRun> {
-    let mut runs = Vec::new();
-    for (k, kv) in knobs.iter().enumerate() {
-        for seed in 0..3u64 {
-            let diverged = k == 0 && seed == 2;
-            runs.push(FakeRun {
-                id: format!("{:016x}", 0x9e37_79b9_u64.wrapping_mul(1 + 10 * k as u64 + seed) ^ study.len() as u64),
-                seed,
-                knob: kv.clone(),
-                diverged_at: diverged.then_some(12),
-            });
+/// Element `i` of the residual at a step.
+fn residual(seed: u64, step: u64, i: usize) -> f64 {
+    (-(step as f64) / (10.0 * (i as f64 + 1.0))).exp() * (1.0 + 0.1 * seed as f64)
+}
+
+const FREQUENCIES: [f64; 4] = [1.0, 2.0, 4.0, 8.0];
+
+fn spectrum(batch: u64, act: &str, seed: u64, j: usize) -> f64 {
+    lambda(batch, act, seed) / (j as f64 + 1.0)
+}
+
+fn run_id(batch: u64, act: &str, seed: u64) -> String {
+    format!("r{batch}-{act}-{seed}")
+}
+
+fn metric_rows(batch: u64, act: &str, seed: u64) -> Vec<MetricRecord> {
+    let epoch = |step: u64| step as f64 * batch as f64 / TRAIN_SIZE;
+    let mut rows = Vec::new();
+    for step in STEPS {
+        rows.push(row(step, epoch(step), "train", "loss", None, train_loss(batch, act, seed, step)));
+        for i in 0..3 {
+            rows.push(row(step, epoch(step), "sb", "residual", Some(i), residual(seed, step, i as usize)));
         }
     }
-    // Plan in an order that is not the sorted one, to check the sorting.
-    let plan_runs: Vec<Value> = runs
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, r)| json!({"id": r.id, "index": i, "seed": r.seed, "knobs": {knob: r.knob}, "run_spec": "[model]\narch = \"mlp\"\n"}))
-        .collect();
-    write_json(
-        &dir.join("plan.json"),
-        &json!({"study": study, "title": format!("Title of {study}"), "section": "7.1", "spec_hash": "9c7ecc0011223344",
-                "quick": true, "knobs": [knob], "runs": plan_runs}),
-    );
-    for (i, r) in runs.iter().enumerate() {
-        let k = i / 3;
-        let run_dir = dir.join("runs").join(&r.id);
-        let last_step = if r.diverged_at.is_some() { 10 } else { 20 };
-        let mut lines = Vec::new();
-        for step in (0..=last_step).step_by(10) {
-            lines.push(
-                json!({"step": step, "epoch": step as f64 / 10.0, "probe": "batch", "name": "loss", "value": 1.0}),
-            );
-            lines.push(json!({"step": step, "epoch": step as f64 / 10.0, "probe": "test", "name": "accuracy", "value": accuracy(k, r.seed, step)}));
-            lines.push(json!({"step": step, "epoch": step as f64 / 10.0, "probe": "hessian", "name": "top_eigenvalue",
-                              "value": if step == 20 { top_eigenvalue(k, r.seed) } else { 1.0 + step as f64 }}));
-        }
-        if r.diverged_at.is_some() {
-            lines.push(json!({"step": 12, "epoch": 1.2, "probe": "batch", "name": "loss", "value": null}));
-        }
-        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        std::fs::create_dir_all(&run_dir).unwrap();
-        std::fs::write(run_dir.join("metrics.jsonl"), text).unwrap();
-        let mut record = json!({"status": "completed", "seed": r.seed, "spec_hash": r.id, "steps_completed": 20,
-            "total_steps": 20, "dtype": "f32", "sgdlab_version": "0.1.0", "git_revision": "abc123", "threads": 1,
-            "wall_time_s": 1.5, "final_metrics": {"train_loss": 0.1, "train_accuracy": 0.9, "test_loss": 0.2, "test_accuracy": 0.8}});
-        if let Some(at) = r.diverged_at {
-            record["status"] = json!("diverged");
-            record["diverged_at_step"] = json!(at);
-            record["steps_completed"] = json!(at);
-            record["final_metrics"] =
-                json!({"train_loss": null, "train_accuracy": null, "test_loss": null, "test_accuracy": null});
-        }
-        write_json(&run_dir.join("record.json"), &record);
+    let last = *STEPS.last().unwrap();
+    rows.push(row(last, epoch(last), "hessian", "top_eigenvalue", None, lambda(batch, act, seed)));
+    rows.push(row(last, epoch(last), "loss", "loss", None, train_loss(batch, act, seed, last)));
+    for (j, f) in FREQUENCIES.iter().enumerate() {
+        rows.push(row(last, epoch(last), "sb", "frequency", Some(j as u32), *f));
+        rows.push(row(last, epoch(last), "sb", "spectrum", Some(j as u32), spectrum(batch, act, seed, j)));
     }
-    let excluded: Vec<Value> = runs
-        .iter()
-        .filter_map(|r| r.diverged_at.map(|at| json!({"id": r.id, "status": "diverged", "step": at})))
-        .collect();
-    let per_run: Vec<Value> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let status = if r.diverged_at.is_some() { "diverged" } else { "completed" };
-            let top = if r.diverged_at.is_some() { Value::Null } else { json!(top_eigenvalue(i / 3, r.seed)) };
-            json!({"id": r.id, "seed": r.seed, "knobs": {knob: r.knob}, "status": status,
-                   "metrics": {"hessian/top_eigenvalue": top, "test/accuracy": accuracy(i / 3, r.seed, 20)}})
-        })
-        .collect();
-    let mut figures = vec![
-        json!({"name": format!("top_eigenvalue_vs_{knob}"), "kind": "final_vs_knob", "knob": knob,
-               "metric": {"probe": "hessian", "name": "top_eigenvalue"}, "log_x": true, "log_y": false}),
-        json!({"name": "test_accuracy_over_training", "kind": "over_training", "knob": knob,
-               "metric": {"probe": "test", "name": "accuracy"}}),
-    ];
-    figures.extend(extra_figure);
-    write_json(
-        &dir.join("verdict.json"),
-        &json!({
-            "study": study, "title": format!("Title of {study}"), "section": "7.1",
-            "claim": "Large-batch training converges to sharper minimisers (lambda_LB > lambda_SB) & so on.",
-            "verdict": verdict,
-            "statistic": {"name": "paired_ratio", "metric": {"probe": "hessian", "name": "top_eigenvalue"},
-                          "description": "median over seeds of lambda_max(LB) / lambda_max(SB)"},
-            "effect": {"value": 3.1, "ci_low": 2.2, "ci_high": 4.4, "level": 0.95,
-                       "method": "percentile bootstrap over seeds, 2000 resamples, seed 0"},
-            "decision_rule": "reproduced if the CI lies above 2; not reproduced if it lies below 2; else inconclusive",
-            "runs": {"planned": runs.len(), "used": runs.len() - 1, "excluded": excluded},
-            "per_run": per_run,
-            "figures": figures,
-            "notes": ["numbers marked [paper] in PROTOCOLS.md were recalled, not re-read", "<script>alert(1)</script>"],
-            "quick": true, "spec_hash": "9c7ecc0011223344", "sgdlab_version": "0.1.0", "git_revision": "abc123"
-        }),
-    );
-    runs
+    rows
 }
 
-/// A parsed CSV (no quoted fields in these studies).
-struct Csv {
-    header: Vec<String>,
-    rows: Vec<Vec<String>>,
-}
-
-fn read_csv(path: &Path) -> Csv {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines();
-    let header = lines.next().expect("header row").split(',').map(String::from).collect::<Vec<_>>();
-    let rows: Vec<Vec<String>> = lines.map(|l| l.split(',').map(String::from).collect()).collect();
-    for (i, r) in rows.iter().enumerate() {
-        assert_eq!(
-            r.len(),
-            header.len(),
-            "{}: row {} has {} fields, header {}",
-            path.display(),
-            i + 1,
-            r.len(),
-            header.len()
-        );
-    }
-    Csv { header, rows }
-}
-
-impl Csv {
-    fn col(&self, name: &str) -> usize {
-        self.header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {:?}", self.header))
-    }
-
-    /// The `value` of the row with these knob, seed and step ("" = any step).
-    fn value(&self, knob: &str, seed: &str, step: &str) -> f64 {
-        let (k, s, t, v) = (0, self.col("seed"), self.col("step"), self.col("value"));
-        let rows: Vec<&Vec<String>> =
-            self.rows.iter().filter(|r| r[k] == knob && r[s] == seed && (step.is_empty() || r[t] == step)).collect();
-        assert_eq!(rows.len(), 1, "rows for knob {knob}, seed {seed}, step {step}: {rows:?}");
-        rows[0][v].parse().unwrap()
-    }
-}
-
-fn assert_close(what: &str, actual: f64, expected: f64) {
-    let err = (actual - expected).abs();
-    assert!(err <= MEAN_TOL * expected.abs().max(1.0), "{what}: expected {expected}, got {actual} (error {err:e})");
-}
-
-fn assert_self_contained(html: &str, what: &str) {
-    for f in FORBIDDEN {
-        assert!(!html.contains(f), "{what} contains `{f}` (an external resource or a script)");
-    }
-}
-
-/// Every file under `dir`, sorted, with its bytes (relative paths).
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+/// Batch size x activation x 4 seeds; (2000, identity, seed 3) diverged at step 12 and (32,
+/// relu, seed 3) never ran.
+fn runs() -> Vec<FakeRun> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap()));
+    for batch in BATCHES {
+        for act in ACTS {
+            for seed in 0..4 {
+                let end = match (batch, act, seed) {
+                    (2000, "identity", 3) => End::Diverged(12),
+                    (32, "relu", 3) => End::Missing,
+                    _ => End::Completed,
+                };
+                out.push(FakeRun {
+                    id: run_id(batch, act, seed),
+                    seed,
+                    axes: [("act".to_string(), json!(act)), ("batch_size".to_string(), json!(batch))].into(),
+                    end,
+                    rows: metric_rows(batch, act, seed),
+                });
             }
         }
     }
-    out.sort();
     out
 }
 
-fn batch_knobs() -> Vec<Value> {
-    vec![json!(512), json!(32)]
+fn write_study(dir: &Path, title: &str, section: &str, quick: bool) {
+    common::write_study(dir, &spec_toml(title, section, quick), &["batch_size", "act"], &runs(), quick);
+}
+
+const HEADER: &str = "arm,batch_size,act,row,seed,run_id,step,epoch,index,x,value,low,high,n,label";
+
+#[test]
+fn report_shows_claims_runs_and_every_figure_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("toy");
+    write_study(&dir, "Toy sharpness", "7.1", true);
+    let report = build_study_report(&dir).unwrap();
+    let html = std::fs::read_to_string(&report).unwrap();
+    if let Some(d) = demo_dir() {
+        copy_dir(&dir, &d.join("toy"));
+    }
+    assert_self_contained(&html, "report.html");
+    for name in [
+        "lambda_vs_batch",
+        "loss_over_training",
+        "residual_heatmap",
+        "spectrum",
+        "spectrum_scatter",
+        "probe_loss_vs_act",
+        "never",
+    ] {
+        for ext in ["svg", "csv"] {
+            assert!(dir.join("figures").join(format!("{name}.{ext}")).exists(), "figures/{name}.{ext} missing");
+        }
+        assert!(html.contains(&format!("id=\"figure-{name}\"")), "figure {name} not in the report");
+        let csv = std::fs::read_to_string(dir.join("figures").join(format!("{name}.csv"))).unwrap();
+        assert_eq!(csv.lines().next(), Some(HEADER), "{name}.csv header");
+    }
+    // Verdict, summary, quick banner with its overrides and reason, incomplete banner.
+    assert!(html.contains("1 of 2 claims reproduced"), "summary");
+    assert!(html.contains("Quick run") && html.contains("<code>seeds=[0, 1, 2, 3]</code>"));
+    assert!(html.contains("All four seeds: the synthetic effect is large."));
+    assert!(html.contains("Incomplete study"), "a missing run leaves the study incomplete");
+    // One section per claim, with the threshold, the expected outcome and its provenance.
+    assert!(html.contains("id=\"claim-lambda-ratio\"") && html.contains("id=\"claim-never-measured\""));
+    assert!(html.contains("threshold <b>&gt; 2</b>"));
+    assert!(html.contains("[unverified]") && html.contains("[computed]") && html.contains("PROTOCOLS 7.1, recalled"));
+    assert!(html.contains("No effect could be formed"), "the claim with a null effect says so");
+    // Groups within act, and the runs left out with their reasons.
+    assert!(html.contains("Within each value of act"));
+    assert!(html.contains("diverged at step 12"));
+    assert!(html.contains("not run yet"));
+    // Words, not metric names, on the axes (the loss probe is registered: "loss"; the trainer's
+    // train/loss is "training loss"); log axes say so.
+    let loss_svg = std::fs::read_to_string(dir.join("figures/loss_over_training.svg")).unwrap();
+    assert!(loss_svg.contains("training loss (log scale)") && loss_svg.contains("\nepoch\n"), "over_training axes");
+    assert_eq!(
+        loss_svg.matches("\ntarget\n").count(),
+        2,
+        "a reference equal in every arm is one line (and the legend)"
+    );
+    let never = std::fs::read_to_string(dir.join("figures/never.svg")).unwrap();
+    assert!(never.contains("no data"), "a figure of a metric no run recorded is a no-data frame");
+    // The claim's figure sits in its section, before the next claim.
+    let (claim, fig, next) = (
+        html.find("id=\"claim-lambda-ratio\""),
+        html.find("id=\"figure-lambda_vs_batch\""),
+        html.find("id=\"claim-never-measured\""),
+    );
+    assert!(claim < fig && fig < next, "figure of a claim inside its section");
 }
 
 #[test]
-fn study_report_shows_verdict_runs_and_figures() {
+fn csv_values_are_the_numbers_drawn() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("batch-sharpness");
-    let runs = write_study(&dir, "batch-sharpness", "batch_size", &batch_knobs(), "reproduced", None);
-    let report = build_study_report(&dir).unwrap();
-    assert_eq!(report, dir.join("report.html"));
-    let html = std::fs::read_to_string(&report).unwrap();
+    let dir = tmp.path().join("toy");
+    write_study(&dir, "Toy sharpness", "7.1", false);
+    build_study_report(&dir).unwrap();
+    let fig = |n: &str| Csv::read(&dir.join("figures").join(format!("{n}.csv")));
 
-    assert!(html.contains("<span class=\"badge reproduced\">reproduced</span>"), "verdict badge");
+    // final_vs_axis: every completed run, then the mean of each (act, batch size) group.
+    let c = fig("lambda_vs_batch");
+    assert_eq!(c.select(&[("row", "run")]).len(), 14, "16 planned, one diverged, one missing");
+    assert_close(
+        "run value",
+        c.number(&[("row", "run"), ("run_id", "r2000-relu-1")], "value"),
+        lambda(2000, "relu", 1),
+    );
+    let relu_2000 = [("row", "mean"), ("act", "relu"), ("batch_size", "2000")];
+    assert_close("mean", c.number(&relu_2000, "value"), (41.0 + 43.0 + 45.0 + 47.0) / 4.0);
+    assert_eq!(c.number(&relu_2000, "n"), 4.0);
+    let (lo, hi) = (c.number(&relu_2000, "low"), c.number(&relu_2000, "high"));
     assert!(
-        html.contains("Large-batch training converges to sharper minimisers (lambda_LB &gt; lambda_SB) &amp; so on."),
-        "escaped claim"
+        (41.0..44.0).contains(&lo) && hi > 44.0 && hi <= 47.0,
+        "the interval of the mean lies inside the seeds' range: {lo} {hi}"
     );
-    assert!(html.contains("<b>3.1</b>") && html.contains("95% CI 2.2 to 4.4"), "effect with interval");
-    assert!(html.contains("percentile bootstrap over seeds, 2000 resamples, seed 0"), "interval method");
-    assert!(html.contains("reproduced if the CI lies above 2"), "decision rule");
-    assert!(html.contains("median over seeds of lambda_max(LB) / lambda_max(SB)"), "statistic description");
-    for r in &runs {
-        assert!(html.contains(&r.id), "run id {} missing", r.id);
-    }
-    assert!(html.contains("<svg"), "inline SVG");
-    assert_eq!(html.matches("<svg").count(), 2, "one inline SVG per figure");
-    assert!(html.contains("href=\"figures/top_eigenvalue_vs_batch_size.svg\""));
-    assert!(html.contains("href=\"figures/test_accuracy_over_training.csv\""));
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "notes are escaped");
-    assert!(html.contains("9c7ecc0011223344") && html.contains("abc123") && html.contains("quick"), "provenance");
-    assert!(html.contains("diverged"), "excluded run status");
-    assert_self_contained(&html, "report.html");
+    // Seed 3 of (32, relu) never ran: the mean is over three seeds.
+    let relu_32 = [("row", "mean"), ("act", "relu"), ("batch_size", "32")];
+    assert_close("mean of three", c.number(&relu_32, "value"), 13.0);
+    assert_eq!(c.number(&relu_32, "n"), 3.0);
+    assert_eq!(c.select(&[("row", "mean")])[0][c.col("arm")], "act = identity", "series in value order");
+    let refs = c.select(&[("row", "reference"), ("label", "2/eta"), ("act", "identity")]);
+    assert_eq!(refs.len(), 2);
+    assert_close("reference 2/eta", refs[1][c.col("value")].parse().unwrap(), 2.0 / 2000.0);
 
-    // Figures: standalone SVG files with their namespace.
-    for name in ["top_eigenvalue_vs_batch_size", "test_accuracy_over_training"] {
-        let svg = std::fs::read_to_string(dir.join("figures").join(format!("{name}.svg"))).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("xmlns=\"http://www.w3.org/2000/svg\""), "{name}.svg");
-    }
+    // over_training: x is the epoch; the mean at a step over the seeds of the arm.
+    let c = fig("loss_over_training");
+    let arm = [("row", "mean"), ("arm", "batch size = 2000, act = relu"), ("step", "10")];
+    let expected: f64 = (0..4).map(|s| train_loss(2000, "relu", s, 10)).sum::<f64>() / 4.0;
+    assert_close("mean loss", c.number(&arm, "value"), expected);
+    assert_close("x is the epoch", c.number(&arm, "x"), 10.0 * 2000.0 / TRAIN_SIZE);
+    assert_close("min", c.number(&arm, "low"), train_loss(2000, "relu", 0, 10));
+    assert_close("max", c.number(&arm, "high"), train_loss(2000, "relu", 3, 10));
+    assert_eq!(c.select(&[("row", "reference"), ("label", "target")]).len(), 4, "one reference per arm");
 
-    // final_vs_knob: 32 -> 3 seeds + mean/min/max; 512 -> 2 used seeds + mean/min/max.
-    let csv = read_csv(&dir.join("figures/top_eigenvalue_vs_batch_size.csv"));
-    assert_eq!(csv.header, ["batch_size", "seed", "run_id", "step", "n", "value"]);
-    assert_eq!(csv.rows.len(), (3 + 3) + (2 + 3));
-    let firsts: Vec<(&str, &str)> = csv.rows.iter().map(|r| (r[0].as_str(), r[1].as_str())).collect();
-    assert_eq!(
-        firsts,
-        [("32", "0"), ("32", "1"), ("32", "2"), ("32", "mean"), ("32", "min"), ("32", "max")]
-            .into_iter()
-            .chain([("512", "0"), ("512", "1"), ("512", "mean"), ("512", "min"), ("512", "max")])
-            .collect::<Vec<_>>(),
-        "sorted by knob value (numerically) then seed"
-    );
-    // Knob index 0 is batch size 512 in `batch_knobs`, index 1 is 32.
-    let mean_32 = (top_eigenvalue(1, 0) + top_eigenvalue(1, 1) + top_eigenvalue(1, 2)) / 3.0;
-    let mean_512 = (top_eigenvalue(0, 0) + top_eigenvalue(0, 1)) / 2.0;
-    assert_close("mean at 32", csv.value("32", "mean", ""), mean_32);
-    assert_close("mean at 512", csv.value("512", "mean", ""), mean_512);
-    assert_close("min at 512", csv.value("512", "min", ""), top_eigenvalue(0, 0));
-    assert_close("max at 32", csv.value("32", "max", ""), top_eigenvalue(1, 2));
-    assert_eq!(csv.rows[0][csv.col("step")], "20", "the last value is at the last step");
-    assert_eq!(csv.rows[3][csv.col("n")], "3");
-    assert_eq!(csv.rows[8][csv.col("n")], "2", "the diverged run is left out");
+    // heatmap: per step and element, the mean over seeds.
+    let c = fig("residual_heatmap");
+    let cell = [("row", "mean"), ("arm", "batch size = 32, act = identity"), ("step", "20"), ("index", "1")];
+    let expected: f64 = (0..4).map(|s| residual(s, 20, 1)).sum::<f64>() / 4.0;
+    assert_close("heatmap cell", c.number(&cell, "value"), expected);
+    assert_eq!(c.select(&[("row", "run"), ("run_id", "r32-identity-0")]).len(), 9, "3 steps x 3 elements");
 
-    // over_training: per knob value, seeds x 3 steps, then mean/min/max x 3 steps.
-    let csv = read_csv(&dir.join("figures/test_accuracy_over_training.csv"));
-    assert_eq!(csv.header, ["batch_size", "seed", "run_id", "step", "n", "value"]);
-    assert_eq!(csv.rows.len(), (3 * 3 + 3 * 3) + (2 * 3 + 3 * 3));
-    for step in [0u64, 10, 20] {
-        let mean_32 = (accuracy(1, 0, step) + accuracy(1, 1, step) + accuracy(1, 2, step)) / 3.0;
-        let mean_512 = (accuracy(0, 0, step) + accuracy(0, 1, step)) / 2.0;
-        assert_close("accuracy mean at 32", csv.value("32", "mean", &step.to_string()), mean_32);
-        assert_close("accuracy mean at 512", csv.value("512", "mean", &step.to_string()), mean_512);
-    }
+    // vector: x is the frequency, the value the mean per element.
+    let c = fig("spectrum");
+    let el = [("row", "mean"), ("arm", "batch size = 2000, act = identity"), ("index", "3")];
+    assert_close("x = frequency", c.number(&el, "x"), 8.0);
+    let expected: f64 = (0..3).map(|s| spectrum(2000, "identity", s, 3)).sum::<f64>() / 3.0;
+    assert_close("vector mean", c.number(&el, "value"), expected);
+
+    // scatter: one row per element of every completed run.
+    let c = fig("spectrum_scatter");
+    assert_eq!(c.select(&[("row", "run")]).len(), 14 * 4);
+    assert_close("point", c.number(&[("run_id", "r32-relu-2"), ("index", "2")], "value"), spectrum(32, "relu", 2, 2));
+
+    // A categorical axis (act) as x, and the no-data figure: header only.
+    let c = fig("probe_loss_vs_act");
+    assert_eq!(c.select(&[("row", "mean")]).len(), 4, "one series per batch size, two activations each");
+    assert!(fig("never").rows.is_empty());
 }
 
 #[test]
 fn rebuilding_gives_identical_bytes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (tmp.path().join("a/study"), tmp.path().join("b/study"));
-    write_study(&a, "batch-sharpness", "batch_size", &batch_knobs(), "reproduced", None);
-    write_study(&b, "batch-sharpness", "batch_size", &batch_knobs(), "reproduced", None);
-    build_study_report(&a).unwrap();
-    let first = snapshot(&a);
-    build_study_report(&a).unwrap();
-    assert!(first == snapshot(&a), "a second build changed some file");
-    build_study_report(&b).unwrap();
-    assert!(first == snapshot(&b), "the same records in another directory gave other bytes");
-}
-
-#[test]
-fn index_lists_studies_with_relative_links() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path();
-    let sharp = out.join("batch-sharpness");
-    let optim = out.join("optimizer-generalisation");
-    write_study(&sharp, "batch-sharpness", "batch_size", &batch_knobs(), "reproduced", None);
-    // A text knob, a metric no run recorded (drawn as "no data"), a log axis on a linear knob.
-    let no_data = json!({"name": "gradient_norm_vs_optimizer", "kind": "final_vs_knob", "knob": "optimizer",
-                         "metric": {"probe": "gradient", "name": "norm"}, "log_x": false, "log_y": true});
-    write_study(
-        &optim,
-        "optimizer-generalisation",
-        "optimizer",
-        &[json!("sgd"), json!("adam")],
-        "not reproduced",
-        Some(no_data),
-    );
-    build_study_report(&sharp).unwrap();
-    let optim_report = std::fs::read_to_string(build_study_report(&optim).unwrap()).unwrap();
-    assert!(optim_report.contains("badge not-reproduced"));
-    assert!(optim_report.contains("no data"), "a figure of a metric nobody recorded says so");
-    let no_data_csv = read_csv(&optim.join("figures/gradient_norm_vs_optimizer.csv"));
-    assert_eq!(no_data_csv.header, ["optimizer", "seed", "run_id", "step", "n", "value"]);
-    assert!(no_data_csv.rows.is_empty());
-    let csv = read_csv(&optim.join("figures/top_eigenvalue_vs_optimizer.csv"));
-    assert_eq!(csv.rows[0][0], "adam", "text knob values sorted as text");
-
-    let index = build_index(out, &[sharp.clone(), optim.clone()]).unwrap();
-    assert_eq!(index, out.join("index.html"));
-    let html = std::fs::read_to_string(&index).unwrap();
-    assert!(html.contains("href=\"batch-sharpness/report.html\""), "relative link to the first report");
-    assert!(html.contains("href=\"optimizer-generalisation/report.html\""), "relative link to the second report");
-    assert!(html.contains("Title of batch-sharpness") && html.contains("Title of optimizer-generalisation"));
-    assert!(html.contains("badge reproduced\">reproduced") && html.contains("badge not-reproduced\">not reproduced"));
-    assert!(html.contains("3.1 (95% CI 2.2 to 4.4)"), "effect and interval");
-    assert!(html.contains("5 of 6 used") && html.contains("excluded: 1 diverged"), "runs used and excluded");
-    assert_self_contained(&html, "index.html");
-    assert_self_contained(&optim_report, "report.html");
-
-    // From an index in another directory, links climb out of it.
-    let index = build_index(&out.join("site"), &[sharp]).unwrap();
-    let html = std::fs::read_to_string(index).unwrap();
-    assert!(html.contains("href=\"../batch-sharpness/report.html\""));
-
-    if let Some(demo) = std::env::var_os("SGDLAB_REPORT_DEMO_DIR") {
-        let demo = PathBuf::from(demo);
-        let dirs = [demo.join("batch-sharpness"), demo.join("optimizer-generalisation")];
-        write_study(&dirs[0], "batch-sharpness", "batch_size", &batch_knobs(), "reproduced", None);
-        let no_data = json!({"name": "gradient_norm_vs_optimizer", "kind": "final_vs_knob", "knob": "optimizer",
-                             "metric": {"probe": "gradient", "name": "norm"}});
-        write_study(
-            &dirs[1],
-            "optimizer-generalisation",
-            "optimizer",
-            &[json!("sgd"), json!("adam")],
-            "inconclusive",
-            Some(no_data),
-        );
-        for d in &dirs {
-            build_study_report(d).unwrap();
-        }
-        build_index(&demo, &dirs).unwrap();
+    let dir = tmp.path().join("toy");
+    write_study(&dir, "Toy sharpness", "7.1", false);
+    build_study_report(&dir).unwrap();
+    build_index(tmp.path(), std::slice::from_ref(&dir)).unwrap();
+    let first = snapshot(tmp.path());
+    build_study_report(&dir).unwrap();
+    build_index(tmp.path(), std::slice::from_ref(&dir)).unwrap();
+    assert_eq!(first, snapshot(tmp.path()));
+    // A second directory from the same records gives the same report and figures.
+    let other = tmp.path().join("again");
+    write_study(&other, "Toy sharpness", "7.1", false);
+    build_study_report(&other).unwrap();
+    for f in ["report.html", "figures/lambda_vs_batch.svg", "figures/residual_heatmap.csv"] {
+        assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(other.join(f)).unwrap(), "{f}");
     }
 }
 
 #[test]
-fn missing_plan_is_an_error_naming_it() {
+fn record_text_is_escaped() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("study");
-    write_study(&dir, "batch-sharpness", "batch_size", &batch_knobs(), "reproduced", None);
-    std::fs::remove_file(dir.join("plan.json")).unwrap();
-    let err = build_study_report(&dir).unwrap_err();
-    assert!(matches!(err, ReportError::Missing { .. }), "{err:?}");
-    let msg = err.to_string();
-    assert!(msg.contains("plan.json") && msg.contains("missing") && !msg.contains('\n'), "{msg}");
-}
-
-#[test]
-fn malformed_records_are_errors_naming_file_and_place() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("study");
-    let runs = write_study(&dir, "batch-sharpness", "batch_size", &batch_knobs(), "reproduced", None);
-
-    let verdict = std::fs::read_to_string(dir.join("verdict.json")).unwrap();
-    std::fs::write(dir.join("verdict.json"), verdict.replace("\"claim\"", "\"claims\"")).unwrap();
-    let msg = build_study_report(&dir).unwrap_err().to_string();
-    assert!(msg.contains("verdict.json: malformed JSON: missing field `claim`"), "{msg}");
-    std::fs::write(dir.join("verdict.json"), &verdict).unwrap();
-
-    let metrics = dir.join("runs").join(&runs[0].id).join("metrics.jsonl");
-    let text = std::fs::read_to_string(&metrics).unwrap();
-    std::fs::write(&metrics, format!("{{\"step\": 0, \"probe\": \"test\"\n{text}")).unwrap();
-    let msg = build_study_report(&dir).unwrap_err().to_string();
-    assert!(msg.contains("metrics.jsonl: line 1: malformed JSON"), "{msg}");
-    assert!(!msg.contains('\n'), "{msg}");
-
-    // A torn last line (crash mid-write, no final newline) is dropped, not an error.
-    std::fs::write(&metrics, format!("{text}{{\"step\": 30, \"pro")).unwrap();
-    build_study_report(&dir).unwrap();
-
-    let mut v: Value = serde_json::from_str(&verdict).unwrap();
-    v["figures"][0]["name"] = json!("../escape");
-    std::fs::write(dir.join("verdict.json"), v.to_string()).unwrap();
-    let msg = build_study_report(&dir).unwrap_err().to_string();
-    assert!(msg.contains("verdict.json: figure name `../escape` is not a file name"), "{msg}");
-}
-
-#[test]
-fn optional_verdict_parts_are_shown_when_present() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("study");
-    let runs = write_study(&dir, "batch-sharpness", "batch_size", &batch_knobs(), "inconclusive", None);
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("verdict.json")).unwrap()).unwrap();
-    // No effect could be computed; a completed run left out with a reason; effects per group.
-    v["effect"] = Value::Null;
-    v["runs"]["excluded"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"id": runs[0].id, "status": "completed", "reason": "no hessian/top_eigenvalue measured"}));
-    v["runs"]["used"] = json!(4);
-    v["groups"] = json!([{"group": "sgd", "value": null, "ci_low": null, "ci_high": null, "seeds": 0, "verdict": "inconclusive"}]);
-    std::fs::write(dir.join("verdict.json"), v.to_string()).unwrap();
+    let dir = tmp.path().join("toy");
+    write_study(&dir, "Sharp <minima> & \\\"quotes\\\"", "7.1", false);
     let html = std::fs::read_to_string(build_study_report(&dir).unwrap()).unwrap();
-    assert!(html.contains("no effect: verdict.json gives none"));
-    assert!(html.contains("no hessian/top_eigenvalue measured"));
-    assert!(html.contains("Effect per group") && html.contains("<td>sgd</td>"));
-    assert!(!html.contains("Inconsistencies found by the report"), "counts agree with the exclusions");
-    // The run left out (512, seed 0) is not plotted: 512 keeps seed 1 only, 32 keeps its 3 seeds.
-    let csv = read_csv(&dir.join("figures/top_eigenvalue_vs_batch_size.csv"));
-    assert_eq!(csv.rows.len(), (3 + 3) + (1 + 3));
+    assert!(html.contains("Sharp &lt;minima&gt; &amp; &quot;quotes&quot;"));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; stays text"));
+    assert!(html.contains("so &lt;b&gt;generalise&lt;/b&gt; worse"));
+    // A figure title is escaped in the page and in the SVG file.
+    assert!(html.contains("Training loss &lt;script&gt;alert(2)&lt;/script&gt; &amp; epochs"));
+    let svg = std::fs::read_to_string(dir.join("figures/loss_over_training.svg")).unwrap();
+    assert!(!svg.contains("<script") && svg.contains("&lt;script&gt;"), "SVG text is escaped");
+    assert_self_contained(&html, "report.html");
+    let index = std::fs::read_to_string(build_index(tmp.path(), &[dir]).unwrap()).unwrap();
+    assert!(index.contains("Sharp &lt;minima&gt;") && !index.contains("<minima>"));
 }
 
 #[test]
-fn other_knobs_that_vary_make_separate_series() {
+fn index_lists_every_survey_section() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rank-depth");
-    let value =
-        |depth: u64, act: &str, seed: u64| 50.0 / depth as f64 + if act == "relu" { 3.0 } else { 0.0 } + seed as f64;
-    let mut plan_runs = Vec::new();
-    let mut per_run = Vec::new();
-    for (i, (depth, act, seed)) in [1u64, 4]
-        .iter()
-        .flat_map(|&d| ["relu", "identity"].map(move |a| (d, a)))
-        .flat_map(|(d, a)| [0u64, 1].map(move |s| (d, a, s)))
-        .enumerate()
-    {
-        let id = format!("{:016x}", 0xabc0 + i);
-        plan_runs
-            .push(json!({"id": id, "index": i, "seed": seed, "knobs": {"depth": depth, "act": act}, "run_spec": ""}));
-        per_run.push(json!({"id": id, "seed": seed, "knobs": {"depth": depth, "act": act}, "status": "completed", "metrics": {}}));
-        let run_dir = dir.join("runs").join(&id);
-        write_json(
-            &run_dir.join("record.json"),
-            &json!({"status": "completed", "seed": seed, "spec_hash": id, "steps_completed": 0, "total_steps": 0,
-                    "dtype": "f32", "sgdlab_version": "0.1.0", "git_revision": "abc123", "threads": 1, "wall_time_s": 0.1,
-                    "final_metrics": {}}),
-        );
-        let row = json!({"step": 0, "epoch": 0.0, "probe": "representation-rank", "name": "effective_rank", "value": value(depth, act, seed)});
-        std::fs::write(run_dir.join("metrics.jsonl"), format!("{row}\n")).unwrap();
+    let a = tmp.path().join("studies/a");
+    let b = tmp.path().join("studies/b");
+    let c = tmp.path().join("c");
+    write_study(&a, "Study in 7.1", "7.1", false);
+    write_study(&b, "Study in 1.3", "1.3", true);
+    write_study(&c, "A study of its own", "99.9", false);
+    for d in [&a, &b, &c] {
+        build_study_report(d).unwrap();
     }
-    write_json(
-        &dir.join("plan.json"),
-        &json!({"study": "rank-depth", "title": "Deeper networks have lower-rank embeddings", "section": "1.3",
-                "spec_hash": "00ff", "quick": false, "knobs": ["depth", "act"], "runs": plan_runs}),
-    );
-    let metric = json!({"probe": "representation-rank", "name": "effective_rank"});
-    write_json(
-        &dir.join("verdict.json"),
-        &json!({"study": "rank-depth", "title": "Deeper networks have lower-rank embeddings", "section": "1.3",
-                "claim": "Deeper networks map data to lower effective-rank embeddings.", "verdict": "reproduced",
-                "statistic": {"name": "ratio", "metric": metric, "description": "erank(16) / erank(1)"},
-                "effect": {"value": 0.24, "ci_low": 0.23, "ci_high": 0.25, "level": 0.95, "method": "bootstrap"},
-                "decision_rule": "reproduced if the interval lies below 0.6",
-                "runs": {"planned": 8, "used": 8, "excluded": []}, "per_run": per_run,
-                "figures": [{"name": "erank_vs_depth", "kind": "final_vs_knob", "knob": "depth", "metric": metric, "log_x": true},
-                            {"name": "erank_over_training", "kind": "over_training", "knob": "depth", "metric": metric}],
-                "notes": [], "quick": false, "spec_hash": "00ff", "sgdlab_version": "0.1.0", "git_revision": "abc123"}),
-    );
-    build_study_report(&dir).unwrap();
-    let csv = read_csv(&dir.join("figures/erank_vs_depth.csv"));
-    assert_eq!(csv.header, ["depth", "act", "seed", "run_id", "step", "n", "value"]);
-    // 2 depths x 2 activations x (2 seeds + mean, min, max), sorted by depth, act, seed.
-    assert_eq!(csv.rows.len(), 2 * 2 * (2 + 3));
-    let keys: Vec<(&str, &str, &str)> =
-        csv.rows.iter().take(5).map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str())).collect();
-    assert_eq!(
-        keys,
-        [
-            ("1", "identity", "0"),
-            ("1", "identity", "1"),
-            ("1", "identity", "mean"),
-            ("1", "identity", "min"),
-            ("1", "identity", "max")
-        ]
-    );
-    for (depth, act) in [(1, "identity"), (1, "relu"), (4, "identity"), (4, "relu")] {
-        let row = csv
-            .rows
-            .iter()
-            .find(|r| r[0] == depth.to_string() && r[1] == act && r[2] == "mean")
-            .unwrap_or_else(|| panic!("no mean row for depth {depth}, act {act}"));
-        let expected = (value(depth, act, 0) + value(depth, act, 1)) / 2.0;
-        assert_close(&format!("mean at depth {depth}, {act}"), row[6].parse().unwrap(), expected);
-        assert_eq!(row[5], "2", "two seeds per series, never the two activations together");
+    let out = tmp.path().join("out");
+    let index = build_index(&out, &[a, b, c]).unwrap();
+    let html = std::fs::read_to_string(index).unwrap();
+    assert_self_contained(&html, "index.html");
+    let sections = sgdlab_studies::survey::CLAIMS;
+    assert_eq!(sections.len(), 28);
+    // Every section in order, each in its own row head.
+    let mut at = 0;
+    for s in sections {
+        let cell = format!("<td rowspan=\"1\"><b>{}</b></td>", s.section);
+        let found = html[at..].find(&cell).unwrap_or_else(|| panic!("section {} missing or out of order", s.section));
+        at += found + cell.len();
     }
-    let csv = read_csv(&dir.join("figures/erank_over_training.csv"));
-    assert_eq!(csv.rows.len(), 2 * 2 * (2 + 3));
-    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert!(html.contains("One series per value of act."));
+    assert_eq!(html.matches("no study yet").count(), 26, "two sections have a study");
+    assert!(html.contains("href=\"../studies/a/report.html\"") && html.contains("href=\"../c/report.html\""));
+    assert!(html.contains("Studies of no survey section") && html.contains("A study of its own"));
+    // Each claim with its verdict and effect.
+    assert!(html.contains("<code>lambda-ratio</code>") && html.contains("interval"));
+    assert!(html.contains("no effect:"), "the claim without an effect says why");
+    if let Some(d) = demo_dir() {
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(out.join("index.html"), d.join("toy-index.html")).unwrap();
+    }
+}
+
+#[test]
+fn missing_records_are_errors_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = build_study_report(tmp.path()).unwrap_err();
+    assert!(matches!(e, ReportError::Missing { .. }), "{e}");
+    assert!(e.to_string().contains("plan.json"), "{e}");
+    let dir = tmp.path().join("toy");
+    write_study(&dir, "Toy", "7.1", false);
+    std::fs::write(dir.join("verdict.json"), "{\"study\": 3").unwrap();
+    let e = build_study_report(&dir).unwrap_err().to_string();
+    assert!(e.contains("verdict.json") && !e.contains('\n'), "{e}");
+}
+
+#[test]
+fn a_study_with_no_completed_run_draws_no_data_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("toy");
+    write_study(&dir, "Toy", "7.1", false);
+    std::fs::remove_dir_all(dir.join("runs")).unwrap();
+    let html = std::fs::read_to_string(build_study_report(&dir).unwrap()).unwrap();
+    assert!(html.contains("records disagree"), "the verdict saw runs the directory no longer has");
+    for f in ["lambda_vs_batch", "residual_heatmap", "spectrum_scatter"] {
+        let svg = std::fs::read_to_string(dir.join("figures").join(format!("{f}.svg"))).unwrap();
+        assert!(svg.contains("no data"), "{f}");
+    }
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("verdict.json")).unwrap()).unwrap();
+    assert_eq!(v["study"], "toy-sharpness");
 }

@@ -1,40 +1,67 @@
-//! sgdlab-studies: a claim of the survey as a study — a frozen plan of runs over one knob and
-//! several seeds, measurements on a schedule, a statistical verdict. Record formats:
-//! `docs/records.md`.
+//! sgdlab-studies: a claim of the survey as a study. A study is a base run spec, sweeps around
+//! it, measurements through the probe registry, and claims, each a per-run value read off the
+//! records, a population of runs, a statistic across runs with a bootstrap interval over seeds,
+//! and a decision with the expected outcome and its provenance. The language is documented in
+//! `docs/studies.md`; the records in `docs/records.md`.
+//!
+//! - [`spec`]: the study spec ([`StudySpec`], [`LoadedStudy`] with line numbers for errors);
+//! - [`overrides`]: `--set key.path=value` and quick mode;
+//! - [`plan`]: expansion into a frozen plan, with every check done before anything runs;
+//! - [`runner`]: the resumable parallel runner;
+//! - [`value`], [`statistic`], [`verdict`]: claims decided from the records alone;
+//! - [`records`]: `plan.json` and `verdict.json`, typed once;
+//! - [`survey`]: the survey's claims (PROTOCOLS.md sections) for the index page;
+//! - [`slurm`], [`status`]: a frozen plan as a Slurm job array, and a study's progress from its
+//!   records.
 
 mod error;
 pub mod measure;
+pub mod metrics;
+pub mod overrides;
 pub mod plan;
+pub mod records;
 pub mod runner;
+pub mod slurm;
+pub mod span;
 pub mod spec;
+pub mod statistic;
+pub mod status;
+pub mod survey;
+pub mod value;
 pub mod verdict;
 
 pub use error::StudyError;
-pub use plan::{Plan, PlannedRun};
-pub use runner::{RunnerOptions, StudyOutcome, read_plan, run_study};
-pub use spec::StudySpec;
+pub use records::{PlanRecord, PlannedRun, RunState, Verdict, VerdictRecord, read_plan, read_verdict};
+pub use runner::{RunnerOptions, RunsOutcome, StudyOutcome, TaskShare, freeze_plan, run_plan, run_study};
+pub use spec::{LoadedStudy, StudySpec};
 pub use verdict::compute_verdict;
 
-/// The built-in studies: (name, survey section, TOML).
-pub const BUILTIN: &[(&str, &str, &str)] = &[
-    ("batch-sharpness", "7.1", include_str!("../studies/batch-sharpness.toml")),
-    ("rank-depth", "1.3", include_str!("../studies/rank-depth.toml")),
-    ("rank-depth-completion", "1.3", include_str!("../studies/rank-depth-completion.toml")),
+/// A built-in study: its name and TOML.
+pub struct Builtin {
+    pub name: &'static str,
+    pub toml: &'static str,
+}
+
+/// The built-in studies, in survey order.
+pub const BUILTIN: &[Builtin] = &[
+    Builtin { name: "rank-depth", toml: include_str!("../studies/rank-depth.toml") },
+    Builtin { name: "rank-depth-completion", toml: include_str!("../studies/rank-depth-completion.toml") },
+    Builtin { name: "batch-sharpness", toml: include_str!("../studies/batch-sharpness.toml") },
 ];
 
-/// A built-in study by name, or a study file.
-pub fn load_study(name_or_path: &str) -> Result<StudySpec, StudyError> {
-    if let Some((_, _, text)) = BUILTIN.iter().find(|(n, _, _)| *n == name_or_path) {
-        return StudySpec::from_toml(text, &format!("built-in study {name_or_path}"));
+/// Loads a built-in study by name, or a study file, with quick mode and overrides applied.
+pub fn load_study(name_or_path: &str, quick: bool, overrides: &[String]) -> Result<LoadedStudy, StudyError> {
+    if let Some(b) = BUILTIN.iter().find(|b| b.name == name_or_path) {
+        return LoadedStudy::parse(b.toml, &format!("built-in study {}", b.name), quick, overrides);
     }
     let p = std::path::Path::new(name_or_path);
     if !p.exists() {
-        let names: Vec<&str> = BUILTIN.iter().map(|(n, _, _)| *n).collect();
+        let names: Vec<&str> = BUILTIN.iter().map(|b| b.name).collect();
         return Err(StudyError::Spec(format!(
             "'{name_or_path}' is neither a built-in study ({}) nor a file",
             names.join(", ")
         )));
     }
     let text = std::fs::read_to_string(p).map_err(|e| StudyError::io(p, e))?;
-    StudySpec::from_toml(&text, &p.display().to_string())
+    LoadedStudy::parse(&text, &p.display().to_string(), quick, overrides)
 }

@@ -1,180 +1,113 @@
-//! The measurement hook a study's runs carry: probes from sgdlab-probes, on a schedule.
-//!
-//! | probe | options (defaults) | values written (`probe/name`) |
-//! |---|---|---|
-//! | `loss` | | `loss`, `accuracy`, `grad_norm` |
-//! | `hessian` | `k` (1), `tol` (1e-3), `operator` ("hessian" or "ggn") | `top_eigenvalue`, `top_eigenvalue_2`, ..., `matvecs` |
-//! | `trace` | `probes` (30) | `trace`, `trace_stderr` |
-//! | `sharpness` | `epsilon` (1e-3), `steps` (20) | `sharpness` |
-//! | `representation-rank` | `centring` ("none"), `layer` ("last": the last block before the logits; "logits"; or a layer name) | `effective_rank`, `effective_rank_gram`, `stable_rank` |
+//! The measurement hook a study's runs carry: the plan's measurements, dispatched through the
+//! probe registry (`sgdlab_probes::registry`), on their schedules.
 //!
 //! Each measurement evaluates `samples` examples of `split` (a subset drawn from the run's seed
-//! by the stream `measure/<label>`), in batches of `batch_size`, in f64.
+//! by the stream `measure/<label>`), in batches of `batch_size`, in f64. A scalar metric is one
+//! row of metrics.jsonl; a vector metric one row per element, with its `index`.
 
-use crate::spec::{At, MeasureSpec};
+use crate::records::PlannedMeasure;
+use crate::spec::At;
 use sgdlab_data::Dataset;
 use sgdlab_linalg::RngStream;
 use sgdlab_nn::{Loss, Model, Params};
-use sgdlab_operators::{HutchinsonParams, LanczosParams, ProbeDistribution, hutchinson_trace, lanczos_eigenpairs};
-use sgdlab_probes::EvalSet;
-use sgdlab_probes::curvature::{CurvatureContext, GgnOperator, HessianOperator, epsilon_sharpness, loss_summary};
-use sgdlab_probes::simplicity::rank::{Centring, RepresentationRankParams, representation_rank};
+use sgdlab_probes::registry::{self, CheckedOptions, EvalOptions, MetricValue, Precision, Probe, ProbeInput};
 use sgdlab_train::{Measurement, MeasurementHook};
 
-const PROBES: &str = "loss, hessian, trace, sharpness, representation-rank";
+/// The steps of a log-spaced schedule of `points` points up to `total` (with 0 and `total`).
+pub fn log_steps(total: u64, points: usize) -> Vec<u64> {
+    let mut s = vec![0, total];
+    if total > 0 && points > 1 {
+        let lt = (total as f64).ln();
+        s.extend((0..points).map(|i| (lt * i as f64 / (points - 1) as f64).exp().round() as u64));
+    } else if total > 0 && points == 1 {
+        s.push(total);
+    }
+    s.sort_unstable();
+    s.dedup();
+    s
+}
 
-fn opt_f64(m: &MeasureSpec, k: &str, d: f64) -> Result<f64, String> {
-    match m.options.get(k) {
-        None => Ok(d),
-        Some(toml::Value::Float(f)) => Ok(*f),
-        Some(toml::Value::Integer(i)) => Ok(*i as f64),
-        Some(v) => Err(format!("option {k} must be a number, got {v}")),
+/// Whether a measurement is due after update `step` of `total`.
+pub fn due(at: At, every: u64, points: usize, step: u64, total: u64) -> bool {
+    match at {
+        At::Init => step == 0,
+        At::Final => step == total,
+        At::Every => step == 0 || step == total || (every > 0 && step.is_multiple_of(every)),
+        At::Log => step == 0 || step == total || log_steps(total, points).binary_search(&step).is_ok(),
     }
 }
 
-fn opt_str<'a>(m: &'a MeasureSpec, k: &str, d: &'a str) -> Result<&'a str, String> {
-    match m.options.get(k) {
-        None => Ok(d),
-        Some(toml::Value::String(s)) => Ok(s),
-        Some(v) => Err(format!("option {k} must be a string, got {v}")),
-    }
-}
-
-/// Checks a measurement's probe name and options without running it.
-pub fn check_probe(m: &MeasureSpec) -> Result<(), String> {
-    let allowed: &[&str] = match m.probe.as_str() {
-        "loss" => &[],
-        "hessian" => &["k", "tol", "operator"],
-        "trace" => &["probes"],
-        "sharpness" => &["epsilon", "steps"],
-        "representation-rank" => &["centring", "layer"],
-        other => return Err(format!("unknown probe '{other}' (known: {PROBES})")),
-    };
-    if let Some(k) = m.options.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(format!(
-            "unknown option '{k}' (allowed: {})",
-            if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
-        ));
-    }
-    if m.at == At::Every && m.every == 0 {
-        return Err("at = \"every\" needs every = N > 0".into());
-    }
-    for k in ["k", "tol", "probes", "epsilon", "steps"] {
-        opt_f64(m, k, 1.0)?;
-    }
-    for k in ["operator", "centring", "layer"] {
-        opt_str(m, k, "")?;
-    }
-    Ok(())
-}
-
-/// The hook of one run: its schedule, loss and seed.
-pub struct StudyHook {
-    measures: Vec<MeasureSpec>,
+/// The hook of one run.
+pub struct StudyHook<'a> {
+    measures: Vec<(&'a PlannedMeasure, &'static dyn Probe, CheckedOptions)>,
     loss: Loss,
     seed: u64,
+    data_spec: String,
 }
 
-impl StudyHook {
-    pub fn new(measures: Vec<MeasureSpec>, loss: Loss, seed: u64) -> Self {
-        StudyHook { measures, loss, seed }
-    }
-
-    fn due_one(m: &MeasureSpec, step: u64, total: u64) -> bool {
-        match m.at {
-            At::Init => step == 0,
-            At::Final => step == total,
-            At::Every => step == 0 || step == total || step.is_multiple_of(m.every),
+impl<'a> StudyHook<'a> {
+    /// The hook for a run with this loss, seed and data spec. The plan's measurements were
+    /// checked when it was made; an error here means plan.json was edited by hand.
+    pub fn new(measures: &'a [PlannedMeasure], loss: Loss, seed: u64, data_spec: &str) -> Result<Self, String> {
+        let mut out = Vec::with_capacity(measures.len());
+        for m in measures {
+            let probe =
+                registry::find(&m.spec.probe).ok_or_else(|| format!("plan.json: unknown probe '{}'", m.spec.probe))?;
+            let opts = probe
+                .options_from_json(m.resolved_options.clone())
+                .map_err(|e| format!("plan.json: probe '{}': {e}", m.spec.probe))?;
+            out.push((m, probe, opts));
         }
+        Ok(StudyHook { measures: out, loss, seed, data_spec: data_spec.to_string() })
     }
 
     fn measure_one(
         &self,
-        m: &MeasureSpec,
+        (m, probe, opts): &(&PlannedMeasure, &'static dyn Probe, CheckedOptions),
         model: &Model,
         params: &Params<f64>,
         data: &Dataset,
     ) -> Result<Vec<Measurement>, String> {
-        let label = if m.label.is_empty() { m.probe.clone() } else { m.label.clone() };
-        let split = data
-            .split(&m.split)
-            .or_else(|e| if m.split == "train" { data.split("all") } else { Err(e) })
-            .map_err(|e| e.to_string())?;
-        let stream = RngStream::new(self.seed).child("measure").child(&label);
-        let set = EvalSet::<f64>::from_split(split, m.samples, &stream);
-        let p = params.as_slice();
-        let ctx = CurvatureContext::new(model, p, &set, m.batch_size, self.loss).map_err(|e| e.to_string())?;
-        let mk = |name: &str, value: f64| Measurement { probe: label.clone(), name: name.to_string(), value };
-        let mut out = Vec::new();
-        match m.probe.as_str() {
-            "loss" => {
-                let s = loss_summary(&ctx);
-                out.extend([mk("loss", s.loss), mk("accuracy", s.accuracy), mk("grad_norm", s.grad_norm)]);
-            }
-            "hessian" => {
-                let k = opt_f64(m, "k", 1.0)? as usize;
-                let tol = opt_f64(m, "tol", 1e-3)?;
-                let lp = LanczosParams { k: k.max(1), tol, ..Default::default() };
-                let est = match opt_str(m, "operator", "hessian")? {
-                    "hessian" => lanczos_eigenpairs(&HessianOperator { ctx: &ctx }, &lp, &stream.child("lanczos")),
-                    "ggn" => lanczos_eigenpairs(&GgnOperator { ctx: &ctx }, &lp, &stream.child("lanczos")),
-                    o => return Err(format!("operator '{o}' (known: hessian, ggn)")),
+        let s = &m.spec;
+        let label = s.label().to_string();
+        let eval = EvalOptions {
+            // `train` falls back to `all` for single-split sets.
+            split: if s.split == "train" { None } else { Some(s.split.clone()) },
+            samples: s.samples,
+            batch_size: s.batch_size,
+            loss: self.loss,
+            seed: self.seed,
+        };
+        let input = ProbeInput {
+            model: Some(model),
+            params: Some(params),
+            data: Some(data),
+            data_spec: Some(&self.data_spec),
+            eval: &eval,
+            stream: RngStream::new(self.seed).child("measure").child(&label),
+        };
+        let out = probe.measure(&input, opts, Precision::F64).map_err(|e| format!("probe {label}: {e}"))?;
+        let mut rows = Vec::new();
+        for (name, v) in out.values {
+            match v {
+                MetricValue::Scalar(x) => {
+                    rows.push(Measurement { probe: label.clone(), name: name.to_string(), index: None, value: x })
                 }
-                .map_err(|e| e.to_string())?;
-                for (i, v) in est.eigenvalues.iter().enumerate() {
-                    out.push(mk(
-                        &if i == 0 { "top_eigenvalue".to_string() } else { format!("top_eigenvalue_{}", i + 1) },
-                        *v,
-                    ));
-                }
-                out.push(mk("matvecs", est.matvecs as f64));
+                MetricValue::Vector(xs) => rows.extend(xs.into_iter().enumerate().map(|(i, x)| Measurement {
+                    probe: label.clone(),
+                    name: name.to_string(),
+                    index: Some(i as u32),
+                    value: x,
+                })),
             }
-            "trace" => {
-                let probes = opt_f64(m, "probes", 30.0)? as usize;
-                let hp = HutchinsonParams {
-                    probes: probes.max(2),
-                    distribution: ProbeDistribution::Rademacher,
-                    ..Default::default()
-                };
-                let t = hutchinson_trace(&HessianOperator { ctx: &ctx }, &hp, &stream.child("trace"))
-                    .map_err(|e| e.to_string())?;
-                out.extend([mk("trace", t.trace), mk("trace_stderr", t.standard_error)]);
-            }
-            "sharpness" => {
-                let eps = opt_f64(m, "epsilon", 1e-3)?;
-                let steps = opt_f64(m, "steps", 20.0)? as usize;
-                let s = epsilon_sharpness(&ctx, eps, steps).map_err(|e| e.to_string())?;
-                out.push(mk("sharpness", s.sharpness));
-            }
-            "representation-rank" => {
-                let centring: Centring = opt_str(m, "centring", "none")?.parse()?;
-                let r =
-                    representation_rank(model, p, &set, &RepresentationRankParams { centring, ..Default::default() })
-                        .map_err(|e| e.to_string())?;
-                let layer = opt_str(m, "layer", "last")?;
-                let chosen = if layer == "last" {
-                    r.layers.len().checked_sub(2).and_then(|i| r.layers.get(i))
-                } else if layer == "logits" {
-                    r.layers.last()
-                } else {
-                    r.layers.iter().find(|l| l.layer.name == layer)
-                }
-                .ok_or_else(|| format!("no embedding layer '{layer}'"))?;
-                out.extend([
-                    mk("effective_rank", chosen.effective_rank),
-                    mk("effective_rank_gram", chosen.effective_rank_gram),
-                    mk("stable_rank", chosen.stable_rank),
-                ]);
-            }
-            other => return Err(format!("unknown probe '{other}'")),
         }
-        Ok(out)
+        Ok(rows)
     }
 }
 
-impl MeasurementHook for StudyHook {
+impl MeasurementHook for StudyHook<'_> {
     fn due(&self, step: u64, total: u64) -> bool {
-        self.measures.iter().any(|m| Self::due_one(m, step, total))
+        self.measures.iter().any(|(m, _, _)| due(m.spec.at, m.spec.every, m.spec.points, step, total))
     }
 
     fn measure(
@@ -187,10 +120,25 @@ impl MeasurementHook for StudyHook {
     ) -> Result<Vec<Measurement>, String> {
         let mut out = Vec::new();
         for m in &self.measures {
-            if Self::due_one(m, step, total) {
+            if due(m.0.spec.at, m.0.spec.every, m.0.spec.points, step, total) {
                 out.extend(self.measure_one(m, model, params, data)?);
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules() {
+        assert_eq!(log_steps(1000, 4), vec![0, 1, 10, 100, 1000]);
+        assert_eq!(log_steps(0, 4), vec![0]);
+        assert!(due(At::Every, 10, 0, 20, 95) && due(At::Every, 10, 0, 95, 95) && !due(At::Every, 10, 0, 21, 95));
+        assert!(due(At::Log, 0, 4, 100, 1000) && !due(At::Log, 0, 4, 101, 1000));
+        assert!(due(At::Init, 0, 0, 0, 9) && !due(At::Init, 0, 0, 9, 9));
+        assert!(due(At::Final, 0, 0, 9, 9) && !due(At::Final, 0, 0, 0, 9));
     }
 }

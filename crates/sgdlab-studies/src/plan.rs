@@ -1,36 +1,21 @@
-//! Expanding a study into a frozen plan of runs with content-hash ids.
+//! Expanding a study into its frozen plan, and checking everything before anything runs: every
+//! measurement's probe and options (through the probe registry), every run spec (each error
+//! pointing into the study file's `[base]` or at the axis that set the key), and every metric a
+//! claim or figure reads.
+//!
+//! Each sweep block expands the base over its axes (grid or zip) and the seeds. Runs of different
+//! blocks with the same resolved spec are one run (a base point shared by one-at-a-time sweeps),
+//! belonging to every block that planned it; within one block two identical runs are an error
+//! (an axis that changes nothing).
 
 use crate::error::StudyError;
-use crate::spec::{MeasureSpec, StudySpec};
-use serde::{Deserialize, Serialize};
+use crate::metrics;
+use crate::records::{PlanRecord, PlannedMeasure, PlannedRun};
+use crate::span::{self, Seg, SpanIndex};
+use crate::spec::{LoadedStudy, SweepMode, SweepSpec};
+use sgdlab_probes::registry;
 use sgdlab_train::{RunSpec, content_hash};
 use std::collections::BTreeMap;
-
-/// One planned run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlannedRun {
-    /// Content hash of the resolved run spec and the measurement schedule.
-    pub id: String,
-    pub index: usize,
-    pub seed: u64,
-    /// Axis name -> value.
-    pub knobs: BTreeMap<String, serde_json::Value>,
-    /// The resolved run spec (TOML).
-    pub run_spec: String,
-}
-
-/// The frozen plan (`plan.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
-    pub study: String,
-    pub title: String,
-    pub section: String,
-    pub spec_hash: String,
-    pub quick: bool,
-    pub knobs: Vec<String>,
-    pub measure: Vec<MeasureSpec>,
-    pub runs: Vec<PlannedRun>,
-}
 
 fn value_text(v: &toml::Value) -> String {
     match v {
@@ -48,7 +33,17 @@ fn substitute(v: &mut toml::Value, vars: &[(String, String)]) {
         }
         toml::Value::Array(a) => a.iter_mut().for_each(|x| substitute(x, vars)),
         toml::Value::Table(t) => t.iter_mut().for_each(|(_, x)| substitute(x, vars)),
-        _ => {}
+        toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) | toml::Value::Datetime(_) => {}
+    }
+}
+
+/// The first `{name}` template left in a string of `v` whose name is one of `names`.
+fn leftover_template(v: &toml::Value, names: &[&str]) -> Option<String> {
+    match v {
+        toml::Value::String(s) => names.iter().find(|n| s.contains(&format!("{{{n}}}"))).map(|n| n.to_string()),
+        toml::Value::Array(a) => a.iter().find_map(|x| leftover_template(x, names)),
+        toml::Value::Table(t) => t.values().find_map(|x| leftover_template(x, names)),
+        toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) | toml::Value::Datetime(_) => None,
     }
 }
 
@@ -64,94 +59,218 @@ fn set_path(t: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), St
 }
 
 fn to_json(v: &toml::Value) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+    serde_json::to_value(v).expect("TOML values are JSON values")
 }
 
-impl StudySpec {
-    /// Expands the study into its runs (grid or zip over axes, times seeds), with `quick`
-    /// overrides applied when asked. Every run spec is resolved and validated here, before
-    /// anything runs.
-    pub fn plan(&self, quick: bool) -> Result<Plan, StudyError> {
-        let mut axes = self.axes.clone();
-        let mut seeds = self.seeds.clone();
-        let mut measure = self.measure.clone();
-        if quick {
-            if let Some(n) = self.quick.seeds {
-                seeds.truncate(n.max(1));
-            }
-            for (name, vals) in &self.quick.axes {
-                let a = axes.iter_mut().find(|a| &a.name == name).ok_or_else(|| {
-                    StudyError::Spec(format!("{}: quick.axes names unknown axis '{name}'", self.name))
-                })?;
-                a.values = vals
-                    .as_array()
-                    .cloned()
-                    .ok_or_else(|| StudyError::Spec(format!("{}: quick.axes.{name} must be a list", self.name)))?;
-            }
-            if let Some(s) = self.quick.samples {
-                measure.iter_mut().for_each(|m| m.samples = m.samples.min(s));
-            }
-        }
-        let combos: Vec<Vec<usize>> = if axes.is_empty() {
-            vec![vec![]]
-        } else if self.zip {
-            (0..axes[0].values.len()).map(|i| vec![i; axes.len()]).collect()
-        } else {
+/// The combinations of a sweep's axis values (indices per axis).
+fn combos(sw: &SweepSpec) -> Vec<Vec<usize>> {
+    if sw.axis.is_empty() {
+        return vec![vec![]];
+    }
+    match sw.mode {
+        SweepMode::Zip => (0..sw.axis[0].values.len()).map(|i| vec![i; sw.axis.len()]).collect(),
+        SweepMode::Grid => {
             let mut c: Vec<Vec<usize>> = vec![vec![]];
-            for a in &axes {
+            for a in &sw.axis {
                 c = c
                     .into_iter()
                     .flat_map(|p| (0..a.values.len()).map(move |i| [p.clone(), vec![i]].concat()))
                     .collect();
             }
             c
-        };
-        let measure_json = serde_json::to_string(&measure).expect("serialises");
-        let mut runs = Vec::new();
-        for combo in &combos {
-            for &seed in &seeds {
-                let mut t = self.base.clone();
-                let vars: Vec<(String, String)> =
-                    axes.iter().zip(combo).map(|(a, &i)| (a.name.clone(), value_text(&a.values[i]))).collect();
-                let mut tv = toml::Value::Table(t);
-                substitute(&mut tv, &vars);
-                t = tv.as_table().cloned().expect("a table");
-                for (a, &i) in axes.iter().zip(combo) {
-                    if let Some(key) = &a.key {
-                        set_path(&mut t, key, a.values[i].clone())
-                            .map_err(|m| StudyError::Spec(format!("{}: axis '{}': {m}", self.name, a.name)))?;
-                    }
-                }
-                t.insert("seed".into(), toml::Value::Integer(seed as i64));
-                let text = toml::to_string(&t).map_err(|e| StudyError::Spec(format!("{}: {e}", self.name)))?;
-                let label = format!("{} run {}", self.name, runs.len());
-                let mut spec = RunSpec::from_toml(&text, &label)?;
-                if quick && !self.quick.set.is_empty() {
-                    spec = spec.with_overrides(&self.quick.set, &label)?;
-                }
-                let run_spec = spec.to_toml();
-                let id = content_hash(&format!("{run_spec}\n{measure_json}"));
-                let knobs = axes.iter().zip(combo).map(|(a, &i)| (a.name.clone(), to_json(&a.values[i]))).collect();
-                runs.push(PlannedRun { id, index: runs.len(), seed, knobs, run_spec });
+        }
+    }
+}
+
+/// Checks each measurement against the registry and resolves its options.
+fn plan_measures(st: &LoadedStudy) -> Result<Vec<PlannedMeasure>, StudyError> {
+    let mut out = Vec::new();
+    for (i, m) in st.spec.measure.iter().enumerate() {
+        let at = |k: &str| span::path(&format!("measure.{i}.{k}"));
+        let probe = registry::find(&m.probe).ok_or_else(|| {
+            st.error_at(&at("probe"), format!("unknown probe '{}' (known: {})", m.probe, registry::names()))
+        })?;
+        let json = serde_json::to_value(&m.options).expect("TOML tables are JSON objects");
+        let opts = probe
+            .options_from_json(json)
+            .map_err(|e| st.error_at(&at("options"), format!("probe '{}': {e}", m.probe)))?;
+        let metrics = probe.written(&opts).iter().map(|n| format!("{}/{n}", m.label())).collect();
+        out.push(PlannedMeasure { spec: m.clone(), resolved_options: probe.options_to_json(&opts), metrics });
+    }
+    Ok(out)
+}
+
+/// Checks that every metric a claim or figure reads is written, and that claim values are
+/// numbers per run.
+fn check_metrics(st: &LoadedStudy, measures: &[PlannedMeasure]) -> Result<(), StudyError> {
+    let known = metrics::known(measures);
+    let unknown = |name: &str| {
+        let hint = metrics::closest(name, known.keys().map(String::as_str))
+            .map(|c| format!(" (did you mean '{c}'?)"))
+            .unwrap_or_default();
+        format!("metric '{name}' is not written by the trainer or any [[measure]]{hint}")
+    };
+    let is_vec = |n: &str| metrics::is_vector(&known, n);
+    for (i, c) in st.spec.claim.iter().enumerate() {
+        let at = span::path(&format!("claim.{i}.value"));
+        if let Some(m) = c.value.metrics().into_iter().find(|m| !known.contains_key(*m)) {
+            return Err(st.error_at(&at, unknown(m)));
+        }
+        match c.value.is_vector(&is_vec) {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(st.error_at(&at, "a claim needs one number per run, but this value is a vector (use element, reduce or a correlation)"));
+            }
+            Err(e) => return Err(st.error_at(&at, e)),
+        }
+    }
+    for (i, f) in st.spec.figure.iter().enumerate() {
+        let at = |k: &str| span::path(&format!("figure.{i}.{k}"));
+        for (k, name) in [("metric", &f.metric), ("x_metric", &f.x_metric)] {
+            if !name.is_empty() && !known.contains_key(name) {
+                return Err(st.error_at(&at(k), unknown(name)));
             }
         }
-        let mut ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
-        ids.sort_unstable();
-        if ids.windows(2).any(|w| w[0] == w[1]) {
-            return Err(StudyError::Spec(format!(
-                "{}: two planned runs are identical (an axis changes nothing?)",
-                self.name
-            )));
+        for (k, v) in [("y", &f.y), ("x_value", &f.x_value)] {
+            if let Some(v) = v {
+                if let Some(m) = v.metrics().into_iter().find(|m| !known.contains_key(*m)) {
+                    return Err(st.error_at(&at(k), unknown(m)));
+                }
+                v.is_vector(&is_vec).map_err(|e| st.error_at(&at(k), e))?;
+            }
         }
-        Ok(Plan {
-            study: self.name.clone(),
-            title: self.title.clone(),
-            section: self.section.clone(),
-            spec_hash: content_hash(&self.to_toml()),
-            quick,
-            knobs: axes.iter().map(|a| a.name.clone()).collect(),
-            measure,
-            runs,
-        })
+        for r in &f.reference {
+            if let Some(m) = r.value.metrics().into_iter().find(|m| !known.contains_key(*m)) {
+                return Err(st.error_at(&at("reference"), unknown(m)));
+            }
+        }
     }
+    Ok(())
+}
+
+/// Parses one run's spec; an error points into the study file: at the axis that set the key, or
+/// at the key in `[base]`.
+fn resolve_run(
+    st: &LoadedStudy,
+    table: &toml::Table,
+    sweep: (usize, &SweepSpec),
+    where_: &str,
+) -> Result<RunSpec, StudyError> {
+    let text = toml::to_string(table).map_err(|e| StudyError::Spec(format!("{}: [base]: {e}", st.file)))?;
+    if let Err(e) = toml::from_str::<RunSpec>(&text) {
+        // Find the key the error is about in the generated text, then in the user's file.
+        let generated = SpanIndex::new(&text);
+        let mut key: Vec<Seg> = e.span().and_then(|s| generated.path_at(s.start).cloned()).unwrap_or_default();
+        // An unknown key's span is its whole table: name the key itself.
+        if let Some(k) = e.message().strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+            key.push(Seg::Key(k.to_string()));
+        }
+        let dotted: String = key.iter().map(ToString::to_string).collect::<Vec<_>>().join(".");
+        let msg = format!("[base] ({where_}): {}", e.message().replace('\n', " ").trim_end());
+        let (si, sw) = sweep;
+        if let Some(j) = sw.axis.iter().position(|a| a.key.as_deref() == Some(dotted.as_str())) {
+            return Err(st.error_at(&span::path(&format!("sweep.{si}.axis.{j}.key")), msg));
+        }
+        let mut p = vec![Seg::Key("base".into())];
+        p.extend(key);
+        return Err(st.error_at(&p, msg));
+    }
+    RunSpec::from_toml(&text, "[base]").map_err(|e| {
+        let m = e.to_string();
+        st.error_at(&[Seg::Key("base".into())], format!("{} ({where_})", m.trim()))
+    })
+}
+
+/// Expands and checks a loaded study into its plan.
+pub fn plan(st: &LoadedStudy) -> Result<PlanRecord, StudyError> {
+    let spec = &st.spec;
+    let measure = plan_measures(st)?;
+    check_metrics(st, &measure)?;
+    let implicit = [SweepSpec { name: "base".into(), mode: SweepMode::Grid, axis: Vec::new() }];
+    let sweeps: &[SweepSpec] = if spec.sweep.is_empty() { &implicit } else { &spec.sweep };
+    let all_axes = st.axis_names();
+    let measure_json = serde_json::to_string(&measure).expect("serialises");
+    let mut runs: Vec<PlannedRun> = Vec::new();
+    let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
+    for (si, sw) in sweeps.iter().enumerate() {
+        let mut ids_here = std::collections::BTreeSet::new();
+        for combo in combos(sw) {
+            let vars: Vec<(String, String)> =
+                sw.axis.iter().zip(&combo).map(|(a, &i)| (a.name.clone(), value_text(&a.values[i]))).collect();
+            let mut tv = toml::Value::Table(spec.base.clone());
+            substitute(&mut tv, &vars);
+            if let Some(n) = leftover_template(&tv, &all_axes) {
+                return Err(st.error_at(
+                    &[Seg::Key("base".into())],
+                    format!("[base] uses {{{n}}}, which sweep '{}' does not set", sw.name),
+                ));
+            }
+            let mut t = tv.as_table().cloned().expect("a table");
+            for (a, &i) in sw.axis.iter().zip(&combo) {
+                if let Some(key) = &a.key {
+                    set_path(&mut t, key, a.values[i].clone()).map_err(|m| {
+                        st.error_at(&span::path(&format!("sweep.{si}.axis")), format!("axis '{}': {m}", a.name))
+                    })?;
+                }
+            }
+            let axes: BTreeMap<String, serde_json::Value> =
+                sw.axis.iter().zip(&combo).map(|(a, &i)| (a.name.clone(), to_json(&a.values[i]))).collect();
+            for &seed in &spec.seeds {
+                let mut t = t.clone();
+                t.insert(
+                    "seed".into(),
+                    toml::Value::Integer(
+                        i64::try_from(seed)
+                            .map_err(|_| st.error_at(&span::path("seeds"), format!("seed {seed} is too large")))?,
+                    ),
+                );
+                let where_ = format!(
+                    "sweep '{}'{}, seed {seed}",
+                    sw.name,
+                    axes.iter().map(|(k, v)| format!(", {k} = {v}")).collect::<String>()
+                );
+                let rs = resolve_run(st, &t, (si, sw), &where_)?;
+                let run_spec = rs.to_toml();
+                let id = content_hash(&format!("{run_spec}\n{measure_json}"));
+                if !ids_here.insert(id.clone()) {
+                    return Err(st.error_at(
+                        &span::path(&format!("sweep.{si}")),
+                        format!("sweep '{}' plans two identical runs ({where_}): an axis changes nothing", sw.name),
+                    ));
+                }
+                match by_id.get(&id) {
+                    Some(&k) => {
+                        let r = &mut runs[k];
+                        r.sweeps.push(sw.name.clone());
+                        for (a, v) in &axes {
+                            r.axes.entry(a.clone()).or_insert_with(|| v.clone());
+                        }
+                    }
+                    None => {
+                        by_id.insert(id.clone(), runs.len());
+                        runs.push(PlannedRun {
+                            id,
+                            index: runs.len(),
+                            seed,
+                            axes: axes.clone(),
+                            sweeps: vec![sw.name.clone()],
+                            run_spec,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(PlanRecord {
+        study: spec.name.clone(),
+        title: spec.title.clone(),
+        section: spec.section.clone(),
+        spec_hash: content_hash(&spec.to_toml()),
+        quick: st.quick,
+        overrides: st.overrides.clone(),
+        axes: all_axes.iter().map(|s| s.to_string()).collect(),
+        sweeps: sweeps.iter().map(|s| s.name.clone()).collect(),
+        measure,
+        runs,
+    })
 }

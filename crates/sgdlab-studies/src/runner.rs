@@ -1,16 +1,17 @@
 //! The study runner: freezes the plan, runs the runs in parallel (each single-threaded), skips
-//! completed ones on resume, records diverged or failed runs and goes on, then computes the
-//! verdict. Results do not depend on the number of parallel jobs: every run is deterministic on
-//! its own and shares nothing with the others but read-only data.
+//! completed ones on resume, retries failed ones, records diverged or failed runs and goes on,
+//! then computes the verdict. Results do not depend on the number of parallel jobs: every run is
+//! deterministic on its own and shares nothing with the others but read-only data.
 
 use crate::error::StudyError;
 use crate::measure::StudyHook;
-use crate::plan::Plan;
-use crate::spec::StudySpec;
+use crate::plan::plan;
+use crate::records::{PlanRecord, RunState, VerdictRecord, read_plan, write_json};
+use crate::spec::LoadedStudy;
 use crate::verdict::compute_verdict;
 use sgdlab_data::Dataset;
 use sgdlab_train::record::write_text_atomic;
-use sgdlab_train::{RunContext, RunOptions, RunRecord, RunSpec, RunStatus, read_record, train};
+use sgdlab_train::{DirLock, RunContext, RunOptions, RunRecord, RunSpec, RunStatus, TrainError, train};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,7 +22,8 @@ use std::time::Instant;
 pub struct RunnerOptions<'a> {
     /// Runs in parallel (each single-threaded).
     pub jobs: usize,
-    pub quick: bool,
+    /// Run failed runs again (the default); `false` keeps their records as they are.
+    pub retry_failed: bool,
     pub stop: Option<Arc<AtomicBool>>,
     pub context: RunContext,
     /// Called after each finished run: (runs finished, runs in the plan, seconds elapsed).
@@ -32,106 +34,185 @@ pub struct RunnerOptions<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StudyOutcome {
     /// All runs ended (completed, diverged or failed) and the verdict is written.
-    Finished { verdict: serde_json::Value, dir: PathBuf },
+    Finished { verdict: Box<VerdictRecord>, dir: PathBuf },
     /// Stopped by a stop request; run again to resume.
     Interrupted { finished: usize, planned: usize },
 }
 
-/// Reads a frozen plan.
-pub fn read_plan(dir: &Path) -> Result<Plan, StudyError> {
-    let p = dir.join("plan.json");
-    let t = std::fs::read_to_string(&p).map_err(|e| StudyError::io(&p, e))?;
-    serde_json::from_str(&t).map_err(|e| StudyError::io(&p, format!("malformed plan: {e}")))
+/// The state of a run directory, judged against its files ([`sgdlab_train::inspect_run`]): a
+/// record claiming completion whose files disagree, or a record that cannot be read, counts as
+/// missing (the run is done again).
+pub fn run_state(dir: &Path) -> RunState {
+    match sgdlab_train::inspect_run(dir) {
+        sgdlab_train::RunState::Finished(r) | sgdlab_train::RunState::Unfinished(r) => RunState::from_status(r.status),
+        sgdlab_train::RunState::Missing | sgdlab_train::RunState::Inconsistent { .. } => RunState::Missing,
+    }
 }
 
-fn finished(rec: &Option<RunRecord>) -> bool {
-    rec.as_ref().is_some_and(|r| matches!(r.status, RunStatus::Completed | RunStatus::Diverged | RunStatus::Failed))
-}
-
-/// Plans (or re-reads the frozen plan of) a study in `dir`, runs what is not finished, and
-/// computes the verdict.
-pub fn run_study(spec: &StudySpec, dir: &Path, opts: &RunnerOptions<'_>) -> Result<StudyOutcome, StudyError> {
-    let plan = spec.plan(opts.quick)?;
+/// Freezes the plan into `dir` (writing `study.toml` and `plan.json`), or checks that the plan
+/// already there is the same.
+pub fn freeze_plan(study: &LoadedStudy, dir: &Path) -> Result<PlanRecord, StudyError> {
+    let plan = plan(study)?;
     std::fs::create_dir_all(dir.join("runs")).map_err(|e| StudyError::io(dir, e))?;
-    let plan_path = dir.join("plan.json");
-    if plan_path.exists() {
+    if dir.join("plan.json").exists() {
         let old = read_plan(dir)?;
         if old != plan {
             return Err(StudyError::io(
                 dir,
                 format!(
-                    "holds a different plan of '{}' (spec or mode changed); use another --out directory",
+                    "holds a different plan of '{}' (spec, overrides or mode changed); use another --out directory",
                     old.study
                 ),
             ));
         }
     } else {
-        write_text_atomic(&dir.join("study.toml"), &spec.to_toml())?;
-        write_text_atomic(&plan_path, &serde_json::to_string_pretty(&plan).expect("serialises"))?;
+        write_text_atomic(&dir.join("study.toml"), &study.spec.to_toml())?;
+        write_json(&dir.join("plan.json"), &plan)?;
     }
+    Ok(plan)
+}
+
+/// The record of a run that ended with an error before or outside the training loop.
+fn failed_record(rs: &RunSpec, message: String, context: &RunContext) -> RunRecord {
+    RunRecord {
+        status: RunStatus::Failed,
+        diverged_at_step: None,
+        message: Some(message),
+        seed: rs.seed,
+        spec_hash: sgdlab_train::content_hash(&rs.to_toml()),
+        steps_completed: 0,
+        total_steps: 0,
+        dtype: String::new(),
+        sgdlab_version: context.sgdlab_version.clone(),
+        git_revision: context.git_revision.clone(),
+        threads: 1,
+        wall_time_s: 0.0,
+        segments: 1,
+        final_metrics: Default::default(),
+        metric_rows: None,
+        warnings: Vec::new(),
+    }
+}
+
+/// Which runs of a plan one worker runs (a Slurm array task, say): those whose plan index is
+/// `index` modulo `count`. Every run belongs to exactly one share of a given `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskShare {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl TaskShare {
+    /// Whether the run at `run_index` of the plan is in this share (a `count` of 0 counts as 1).
+    pub fn includes(&self, run_index: usize) -> bool {
+        run_index % self.count.max(1) == self.index
+    }
+
+    /// The plan indices of this share.
+    pub fn runs(&self, plan: &PlanRecord) -> Vec<usize> {
+        (0..plan.runs.len()).filter(|&i| self.includes(i)).collect()
+    }
+}
+
+/// What [`run_plan`] did over the runs it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunsOutcome {
+    /// Runs given that have ended (completed, diverged or failed), including those ended before.
+    pub finished: usize,
+    /// Runs given.
+    pub planned: usize,
+}
+
+/// Runs the planned runs of `which` (plan indices) that are not finished (failed ones too when
+/// retrying), never computing a verdict.
+pub fn run_plan(
+    plan: &PlanRecord,
+    dir: &Path,
+    which: &[usize],
+    opts: &RunnerOptions<'_>,
+) -> Result<RunsOutcome, StudyError> {
     // Load each distinct dataset once; runs share it read-only.
     let mut datasets: HashMap<String, Arc<Dataset>> = HashMap::new();
     let mut specs = Vec::with_capacity(plan.runs.len());
     for r in &plan.runs {
-        let rs = RunSpec::from_toml(&r.run_spec, &format!("plan.json run {}", r.id))?;
+        let rs = RunSpec::from_toml(&r.run_spec, &format!("{}: run {}", dir.join("plan.json").display(), r.id))?;
         if !datasets.contains_key(&rs.data) {
-            let d = sgdlab_data::load_dataset(&rs.data).map_err(|e| StudyError::Spec(format!("{}: {e}", spec.name)))?;
+            let d =
+                sgdlab_data::load_dataset(&rs.data).map_err(|e| StudyError::Spec(format!("{}: {e}", plan.study)))?;
             datasets.insert(rs.data.clone(), Arc::new(d));
         }
         specs.push(rs);
     }
     sgdlab_linalg::set_threads(1);
-    let todo: Vec<usize> = (0..plan.runs.len())
-        .filter(|&i| !finished(&read_record(&dir.join("runs").join(&plan.runs[i].id)).ok().flatten()))
+    let states: Vec<RunState> = which.iter().map(|&i| run_state(&dir.join("runs").join(&plan.runs[i].id))).collect();
+    let todo: Vec<usize> = which
+        .iter()
+        .zip(&states)
+        .filter(|(_, s)| match s {
+            RunState::Completed | RunState::Diverged => false,
+            RunState::Failed => opts.retry_failed,
+            RunState::Interrupted | RunState::Running | RunState::Missing => true,
+        })
+        .map(|(&i, _)| i)
         .collect();
-    let done = AtomicUsize::new(plan.runs.len() - todo.len());
+    // Every run not to do has ended (completed, diverged, or failed and not retried).
+    let ended_before = which.len() - todo.len();
+    let done = AtomicUsize::new(ended_before);
     let next = AtomicUsize::new(0);
     let t0 = Instant::now();
     let first_error: Mutex<Option<StudyError>> = Mutex::new(None);
     let stop = opts.stop.clone();
     let jobs = opts.jobs.max(1).min(todo.len().max(1));
     if let Some(p) = opts.progress {
-        p(done.load(Ordering::SeqCst), plan.runs.len(), 0.0);
+        p(ended_before, which.len(), 0.0);
     }
     std::thread::scope(|scope| {
         for _ in 0..jobs {
-            scope.spawn(|| loop {
-                if stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
-                    break;
-                }
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&i) = todo.get(k) else { break };
-                let r = &plan.runs[i];
-                let rs = &specs[i];
-                let run_dir = dir.join("runs").join(&r.id);
-                let ro = RunOptions {
-                    out_dir: run_dir.clone(),
-                    stop: stop.as_deref(),
-                    context: opts.context.clone(),
-                    dataset: Some(&datasets[&rs.data]),
-                    fresh: false,
-                };
-                let mut hook = StudyHook::new(plan.measure.clone(), rs.loss, rs.seed);
-                match train(rs, &ro, &mut hook, &mut |_| {}) {
-                    Ok(rec) if rec.status == RunStatus::Interrupted => {}
-                    Ok(_) => {}
-                    Err(e) => {
-                        // A failed run is recorded and the study goes on.
-                        let rec = serde_json::json!({"status": "failed", "message": e.to_string(), "seed": rs.seed,
-                            "spec_hash": sgdlab_train::content_hash(&rs.to_toml()), "steps_completed": 0, "total_steps": 0,
-                            "dtype": "", "sgdlab_version": opts.context.sgdlab_version, "git_revision": opts.context.git_revision,
-                            "threads": 1, "wall_time_s": 0.0, "final_metrics": {}});
-                        if let Err(w) = std::fs::create_dir_all(&run_dir)
-                            .map_err(|e| StudyError::io(&run_dir, e))
-                            .and_then(|_| Ok(write_text_atomic(&run_dir.join("record.json"), &serde_json::to_string_pretty(&rec).expect("serialises"))?))
-                        {
-                            first_error.lock().expect("not poisoned").get_or_insert(w);
+            scope.spawn(|| {
+                loop {
+                    if stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                        break;
+                    }
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&i) = todo.get(k) else { break };
+                    let r = &plan.runs[i];
+                    let rs = &specs[i];
+                    let run_dir = dir.join("runs").join(&r.id);
+                    let ro = RunOptions {
+                        out_dir: run_dir.clone(),
+                        stop: stop.as_deref(),
+                        context: opts.context.clone(),
+                        dataset: Some(&datasets[&rs.data]),
+                        fresh: false,
+                    };
+                    let outcome = StudyHook::new(&plan.measure, rs.loss, rs.seed, &rs.data)
+                        .map_err(TrainError::Spec)
+                        .and_then(|mut hook| train(rs, &ro, &mut hook, &mut |_| {}));
+                    match outcome {
+                        Ok(rec) if rec.status == RunStatus::Interrupted => continue,
+                        Ok(_) => {}
+                        // Another process is training this run (a Slurm task with an overlapping
+                        // share): leave its directory alone.
+                        Err(e @ TrainError::Busy { .. }) => {
+                            first_error.lock().expect("not poisoned").get_or_insert(e.into());
+                            continue;
+                        }
+                        Err(e) => {
+                            let message = e.to_string();
+                            // A failed run is recorded and the study goes on.
+                            let rec = failed_record(rs, message, &opts.context);
+                            if let Err(w) = std::fs::create_dir_all(&run_dir)
+                                .map_err(|e| StudyError::io(&run_dir, e))
+                                .and_then(|_| write_json(&run_dir.join("record.json"), &rec))
+                            {
+                                first_error.lock().expect("not poisoned").get_or_insert(w);
+                            }
                         }
                     }
-                }
-                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                if let Some(p) = opts.progress {
-                    p(n, plan.runs.len(), t0.elapsed().as_secs_f64());
+                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    if let Some(p) = opts.progress {
+                        p(n, which.len(), t0.elapsed().as_secs_f64());
+                    }
                 }
             });
         }
@@ -139,12 +220,22 @@ pub fn run_study(spec: &StudySpec, dir: &Path, opts: &RunnerOptions<'_>) -> Resu
     if let Some(e) = first_error.into_inner().expect("not poisoned") {
         return Err(e);
     }
-    let all_finished = plan.runs.iter().all(|r| finished(&read_record(&dir.join("runs").join(&r.id)).ok().flatten()));
-    if !all_finished {
-        let n =
-            plan.runs.iter().filter(|r| finished(&read_record(&dir.join("runs").join(&r.id)).ok().flatten())).count();
-        return Ok(StudyOutcome::Interrupted { finished: n, planned: plan.runs.len() });
+    Ok(RunsOutcome { finished: done.into_inner(), planned: which.len() })
+}
+
+/// Plans (or re-reads the frozen plan of) a study in `dir`, runs what is not finished, and
+/// computes the verdict.
+pub fn run_study(study: &LoadedStudy, dir: &Path, opts: &RunnerOptions<'_>) -> Result<StudyOutcome, StudyError> {
+    std::fs::create_dir_all(dir).map_err(|e| StudyError::io(dir, e))?;
+    // One process at a time runs a study directory (each run directory is locked by its trainer
+    // too, so Slurm array tasks of one study can share the study directory).
+    let _lock = DirLock::acquire(dir)?;
+    let plan = freeze_plan(study, dir)?;
+    let all: Vec<usize> = (0..plan.runs.len()).collect();
+    let runs = run_plan(&plan, dir, &all, opts)?;
+    if runs.finished < runs.planned {
+        return Ok(StudyOutcome::Interrupted { finished: runs.finished, planned: runs.planned });
     }
-    let verdict = compute_verdict(dir, spec, &plan, &opts.context)?;
-    Ok(StudyOutcome::Finished { verdict, dir: dir.to_path_buf() })
+    let verdict = compute_verdict(dir, &study.spec, &plan, &opts.context)?;
+    Ok(StudyOutcome::Finished { verdict: Box::new(verdict), dir: dir.to_path_buf() })
 }

@@ -1,268 +1,385 @@
-//! Verdicts: the claim's statistic over runs, a bootstrap confidence interval over seeds, and the
-//! decision rule, computed from the records on disk alone.
+//! Verdicts: every claim decided from the records on disk alone (run records and metrics), then
+//! summarised into the study's verdict (`verdict.json`).
 
 use crate::error::StudyError;
-use crate::plan::Plan;
-use crate::spec::{Direction, Statistic, StudySpec};
-use serde::Serialize;
-use serde_json::{Value, json};
+use crate::records::{
+    ClaimRecord, ClaimRunValue, ExcludedRun, GroupRecord, PlanRecord, RunCounts, RunState, RunSummary, Verdict,
+    VerdictRecord, write_json,
+};
+use crate::spec::{ClaimSpec, PopulationSpec, StudySpec};
+use crate::statistic::{self, Obs, in_arm};
+use crate::value::{RunData, Val};
 use sgdlab_linalg::RngStream;
-use sgdlab_linalg::stats::{bootstrap_ci, spearman};
-use sgdlab_train::{RunStatus, read_record};
-use std::collections::{BTreeMap, BTreeSet};
+use sgdlab_train::{RunContext, read_record};
+use std::collections::BTreeSet;
 use std::path::Path;
 
-/// A run as the verdict sees it.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunSummary {
-    pub id: String,
-    pub seed: u64,
-    pub knobs: BTreeMap<String, Value>,
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub step: Option<u64>,
-    /// Last value of every `probe/name` in the run's metrics.jsonl.
-    pub metrics: BTreeMap<String, f64>,
+/// A planned run with its state and (for completed runs) its metric series.
+pub struct LoadedRun {
+    pub summary: RunSummary,
+    pub data: RunData,
 }
 
-/// Reads every planned run's record and final metrics.
-pub fn summarise_runs(dir: &Path, plan: &Plan) -> Result<Vec<RunSummary>, StudyError> {
-    let mut out = Vec::new();
+/// Reads every planned run's record and the rows of the metrics in `wanted` (all when `None`).
+pub fn load_runs(
+    dir: &Path,
+    plan: &PlanRecord,
+    wanted: Option<&BTreeSet<String>>,
+) -> Result<Vec<LoadedRun>, StudyError> {
+    let mut out = Vec::with_capacity(plan.runs.len());
     for r in &plan.runs {
         let rd = dir.join("runs").join(&r.id);
         let rec = read_record(&rd)?;
-        let (status, step) = match &rec {
-            None => ("missing".to_string(), None),
+        let (status, step, message) = match &rec {
+            None => (RunState::Missing, None, None),
             Some(rec) => (
-                serde_json::to_value(rec.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                RunState::from_status(rec.status),
                 rec.diverged_at_step.or(Some(rec.steps_completed)),
+                rec.message.clone(),
             ),
         };
-        let mut metrics = BTreeMap::new();
-        if rec.is_some() && rd.join("metrics.jsonl").exists() {
-            // Rows are in step order, so the last row of each probe/name wins.
-            for m in sgdlab_train::read_metrics(&rd)? {
-                if let Some(v) = m.value {
-                    metrics.insert(format!("{}/{}", m.probe, m.name), v);
-                }
+        let rows = if status == RunState::Completed {
+            let all = sgdlab_train::read_metrics(&rd)?;
+            match wanted {
+                Some(w) => all.into_iter().filter(|m| w.contains(&format!("{}/{}", m.probe, m.name))).collect(),
+                None => all,
             }
-        }
-        out.push(RunSummary { id: r.id.clone(), seed: r.seed, knobs: r.knobs.clone(), status, step, metrics });
+        } else {
+            Vec::new()
+        };
+        out.push(LoadedRun {
+            summary: RunSummary {
+                id: r.id.clone(),
+                seed: r.seed,
+                axes: r.axes.clone(),
+                sweeps: r.sweeps.clone(),
+                status,
+                step,
+                message,
+            },
+            data: RunData::from_rows(r.seed, r.axes.clone(), &rows),
+        });
     }
     Ok(out)
 }
 
-fn knob_f64(v: &Value) -> Option<f64> {
-    v.as_f64()
+/// Whether a run belongs to a population.
+pub fn in_population(p: &PopulationSpec, r: &RunSummary) -> bool {
+    p.sweep.as_ref().is_none_or(|s| r.sweeps.contains(s)) && in_arm(&p.filter, &r.axes)
 }
 
-/// A knob value as a label: strings without quotes.
-fn label(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), str::to_string)
-}
-
-/// The statistic of one group with its interval and decision.
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupEffect {
-    pub group: Value,
-    pub value: f64,
-    pub ci_low: f64,
-    pub ci_high: f64,
-    pub seeds: usize,
-    pub verdict: String,
-}
-
-fn decide(direction: Direction, threshold: f64, lo: f64, hi: f64) -> &'static str {
-    match direction {
-        Direction::Greater if lo > threshold => "reproduced",
-        Direction::Greater if hi < threshold => "not reproduced",
-        Direction::Less if hi < threshold => "reproduced",
-        Direction::Less if lo > threshold => "not reproduced",
-        _ => "inconclusive",
+/// Why a run that did not complete is left out.
+fn not_completed(r: &RunSummary) -> String {
+    match r.status {
+        RunState::Diverged => format!("diverged at step {}", r.step.unwrap_or(0)),
+        RunState::Failed => format!("failed: {}", r.message.as_deref().unwrap_or("no message")),
+        RunState::Interrupted => "interrupted (run the study again to resume)".into(),
+        RunState::Running => "still running (or crashed)".into(),
+        RunState::Missing => "not run yet".into(),
+        RunState::Completed => String::new(),
     }
+}
+
+/// Orders JSON axis values: numbers numerically, then text.
+pub fn value_order(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.to_string().cmp(&b.to_string()),
+    }
+}
+
+/// Decides one claim over the runs.
+pub fn decide_claim(c: &ClaimSpec, runs: &[LoadedRun]) -> ClaimRecord {
+    let mut rec = ClaimRecord::from_spec(c);
+    let mut used: Vec<(&LoadedRun, f64)> = Vec::new();
+    for r in runs.iter().filter(|r| in_population(&c.population, &r.summary)) {
+        let s = &r.summary;
+        let excluded = |reason: String| ExcludedRun { id: s.id.clone(), status: s.status, step: s.step, reason };
+        if s.status != RunState::Completed {
+            rec.excluded.push(excluded(not_completed(s)));
+            continue;
+        }
+        match c.value.eval(&r.data).and_then(|v| match v {
+            Val::Scalar(x) => Ok(x),
+            Val::Vector(_) => Err("the value is a vector".to_string()),
+        }) {
+            Ok(x) if x.is_finite() => {
+                rec.per_run.push(ClaimRunValue { id: s.id.clone(), value: Some(x) });
+                used.push((r, x));
+            }
+            Ok(x) => {
+                rec.per_run.push(ClaimRunValue { id: s.id.clone(), value: None });
+                rec.excluded.push(excluded(format!("its value is {x}")));
+            }
+            Err(e) => rec.excluded.push(excluded(e)),
+        }
+    }
+    rec.runs_used = used.len();
+    let mut groups: Vec<Option<serde_json::Value>> = match &c.within {
+        None => vec![None],
+        Some(w) => {
+            let mut g: Vec<serde_json::Value> = Vec::new();
+            for (r, _) in &used {
+                if let Some(v) = r.summary.axes.get(w)
+                    && !g.contains(v)
+                {
+                    g.push(v.clone());
+                }
+            }
+            g.sort_by(value_order);
+            g.into_iter().map(Some).collect()
+        }
+    };
+    if groups.is_empty() {
+        groups.push(None);
+    }
+    for (gi, g) in groups.iter().enumerate() {
+        let obs: Vec<Obs<'_>> = used
+            .iter()
+            .filter(|(r, _)| match (g, &c.within) {
+                (Some(v), Some(w)) => r.summary.axes.get(w) == Some(v),
+                _ => true,
+            })
+            .map(|(r, x)| Obs { seed: r.summary.seed, axes: &r.summary.axes, value: *x })
+            .collect();
+        let stream = RngStream::new(0).child("bootstrap").child(&c.id).child(&gi.to_string());
+        let group = match statistic::effect(&c.statistic, &obs, c.level, c.resamples, &stream) {
+            Ok(e) if e.seeds < c.min_seeds => GroupRecord {
+                group: g.clone(),
+                verdict: Verdict::Inconclusive,
+                reason: Some(format!("only {} seed(s) ({} needed for an interval)", e.seeds, c.min_seeds)),
+                effect: Some(e),
+            },
+            Ok(e) => GroupRecord {
+                group: g.clone(),
+                verdict: c.decision.decide(e.ci_low, e.ci_high),
+                effect: Some(e),
+                reason: None,
+            },
+            Err(reason) => {
+                GroupRecord { group: g.clone(), verdict: Verdict::Inconclusive, effect: None, reason: Some(reason) }
+            }
+        };
+        rec.groups.push(group);
+    }
+    let verdicts: Vec<Verdict> = rec.groups.iter().map(|g| g.verdict).collect();
+    rec.verdict = if verdicts.iter().all(|v| *v == Verdict::Reproduced) {
+        Verdict::Reproduced
+    } else if verdicts.contains(&Verdict::NotReproduced) {
+        Verdict::NotReproduced
+    } else {
+        Verdict::Inconclusive
+    };
+    // The headline: a group without an effect if there is one, else the one closest to failing.
+    let head = rec.groups.iter().find(|g| g.effect.is_none()).or_else(|| {
+        rec.groups.iter().min_by(|a, b| {
+            let m = |g: &GroupRecord| {
+                g.effect.as_ref().map_or(f64::NEG_INFINITY, |e| c.decision.margin(e.ci_low, e.ci_high))
+            };
+            m(a).total_cmp(&m(b))
+        })
+    });
+    if let Some(h) = head {
+        rec.effect = h.effect.clone();
+        rec.reason = h.reason.clone().map(|r| match (&h.group, &c.within) {
+            (Some(v), Some(w)) => format!("{w} = {v}: {r}"),
+            _ => r,
+        });
+    }
+    rec
+}
+
+/// Every metric the claims read (the rows a verdict needs).
+pub fn claim_metrics(spec: &StudySpec) -> BTreeSet<String> {
+    spec.claim.iter().flat_map(|c| c.value.metrics()).map(str::to_string).collect()
 }
 
 /// Computes the verdict of a study from its directory and writes `verdict.json`.
 pub fn compute_verdict(
     dir: &Path,
     spec: &StudySpec,
-    plan: &Plan,
-    context: &sgdlab_train::RunContext,
-) -> Result<Value, StudyError> {
-    let runs = summarise_runs(dir, plan)?;
-    let v = &spec.verdict;
-    let used: Vec<&RunSummary> =
-        runs.iter().filter(|r| r.status == "completed" && r.metrics.contains_key(&v.metric)).collect();
-    let excluded: Vec<Value> = runs
-        .iter()
-        .filter(|r| !(r.status == "completed" && r.metrics.contains_key(&v.metric)))
-        .map(|r| {
-            let mut e = json!({"id": r.id, "status": r.status});
-            if r.status == "diverged" {
-                e["step"] = json!(r.step);
-            }
-            if r.status == "completed" {
-                e["reason"] = json!(format!("no {} measured", v.metric));
-            }
-            e
-        })
-        .collect();
-    let groups: BTreeSet<String> =
-        used.iter().map(|r| if v.group.is_empty() { String::new() } else { label(&r.knobs[&v.group]) }).collect();
-    let mut effects = Vec::new();
-    for (gi, g) in groups.iter().enumerate() {
-        let in_group: Vec<&&RunSummary> =
-            used.iter().filter(|r| v.group.is_empty() || &label(&r.knobs[&v.group]) == g).collect();
-        let seeds: Vec<u64> = in_group.iter().map(|r| r.seed).collect::<BTreeSet<_>>().into_iter().collect();
-        let stream = RngStream::new(0).child("bootstrap").child(&gi.to_string());
-        let (value, lo, hi, n) = match v.statistic {
-            Statistic::Ratio => {
-                let knobs: Vec<f64> = in_group.iter().filter_map(|r| knob_f64(&r.knobs[&v.knob])).collect();
-                if knobs.len() != in_group.len() {
-                    return Err(StudyError::Verdict(format!(
-                        "{}: knob '{}' must be numeric for a ratio",
-                        spec.name, v.knob
-                    )));
-                }
-                let (kmin, kmax) =
-                    knobs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &k| (a.min(k), b.max(k)));
-                let mut logs = Vec::new();
-                for s in &seeds {
-                    let at = |k: f64| {
-                        in_group
-                            .iter()
-                            .find(|r| r.seed == *s && knob_f64(&r.knobs[&v.knob]) == Some(k))
-                            .map(|r| r.metrics[&v.metric])
-                    };
-                    if let (Some(a), Some(b)) = (at(kmax), at(kmin)) {
-                        if a > 0.0 && b > 0.0 {
-                            logs.push((a / b).ln());
-                        } else {
-                            return Err(StudyError::Verdict(format!(
-                                "{}: a ratio needs positive {} values, got {a} and {b}",
-                                spec.name, v.metric
-                            )));
-                        }
-                    }
-                }
-                if logs.is_empty() {
-                    effects.push(GroupEffect {
-                        group: json!(g),
-                        value: f64::NAN,
-                        ci_low: f64::NAN,
-                        ci_high: f64::NAN,
-                        seeds: 0,
-                        verdict: "inconclusive".into(),
-                    });
-                    continue;
-                }
-                let ci = bootstrap_ci(
-                    logs.len(),
-                    |idx| idx.iter().map(|&i| logs[i]).sum::<f64>() / idx.len() as f64,
-                    v.resamples,
-                    v.level,
-                    &stream,
-                )
-                .map_err(|e| StudyError::Verdict(e.to_string()))?;
-                (ci.estimate.exp(), ci.lower.exp(), ci.upper.exp(), logs.len())
-            }
-            Statistic::Spearman => {
-                let pts: Vec<(u64, f64, f64)> = in_group
-                    .iter()
-                    .filter_map(|r| Some((r.seed, knob_f64(&r.knobs[&v.knob])?, r.metrics[&v.metric])))
-                    .collect();
-                let stat = |idx: &[usize]| {
-                    let (mut x, mut y) = (Vec::new(), Vec::new());
-                    for &i in idx {
-                        for p in pts.iter().filter(|p| p.0 == seeds[i]) {
-                            x.push(p.1);
-                            y.push(p.2);
-                        }
-                    }
-                    spearman(&x, &y).unwrap_or(f64::NAN)
-                };
-                let ci = bootstrap_ci(seeds.len(), stat, v.resamples, v.level, &stream)
-                    .map_err(|e| StudyError::Verdict(e.to_string()))?;
-                (ci.estimate, ci.lower, ci.upper, seeds.len())
-            }
-        };
-        let verdict = if n < 2 { "inconclusive" } else { decide(v.direction, v.threshold, lo, hi) };
-        effects.push(GroupEffect {
-            group: json!(g),
-            value,
-            ci_low: lo,
-            ci_high: hi,
-            seeds: n,
-            verdict: verdict.into(),
-        });
-    }
-    let overall = if effects.is_empty() {
-        "inconclusive"
-    } else if effects.iter().all(|e| e.verdict == "reproduced") {
-        "reproduced"
-    } else if effects.iter().any(|e| e.verdict == "not reproduced") {
-        "not reproduced"
-    } else {
-        "inconclusive"
+    plan: &PlanRecord,
+    context: &RunContext,
+) -> Result<VerdictRecord, StudyError> {
+    let wanted = claim_metrics(spec);
+    let runs = load_runs(dir, plan, Some(&wanted))?;
+    let claims: Vec<ClaimRecord> = spec.claim.iter().map(|c| decide_claim(c, &runs)).collect();
+    let verdicts: Vec<Verdict> = claims.iter().map(|c| c.verdict).collect();
+    let per_run: Vec<RunSummary> = runs.into_iter().map(|r| r.summary).collect();
+    let yes = verdicts.iter().filter(|v| **v == Verdict::Reproduced).count();
+    let verdict = VerdictRecord {
+        study: spec.name.clone(),
+        title: spec.title.clone(),
+        section: spec.section.clone(),
+        survey_claim: spec.survey_claim.clone(),
+        verdict: Verdict::summarise(&verdicts),
+        summary: format!("{yes} of {} claim{} reproduced", claims.len(), if claims.len() == 1 { "" } else { "s" }),
+        complete: per_run.iter().all(|r| r.status.is_final()),
+        claims,
+        runs: RunCounts::of(&per_run),
+        per_run,
+        figures: spec.figure.clone(),
+        notes: spec.notes.clone(),
+        quick: plan.quick,
+        overrides: plan.overrides.clone(),
+        quick_reason: if plan.quick { spec.quick.reason.clone() } else { String::new() },
+        spec_hash: plan.spec_hash.clone(),
+        sgdlab_version: context.sgdlab_version.clone(),
+        git_revision: context.git_revision.clone(),
     };
-    // The headline effect: the group closest to failing the rule.
-    let head = effects
-        .iter()
-        .min_by(|a, b| {
-            let margin = |e: &GroupEffect| match v.direction {
-                Direction::Greater => e.ci_low - v.threshold,
-                Direction::Less => v.threshold - e.ci_high,
-            };
-            margin(a).total_cmp(&margin(b))
-        })
-        .cloned();
-    let (probe, name) = v.metric.split_once('/').expect("checked in spec");
-    let statistic_description = if v.description.is_empty() {
-        match v.statistic {
-            Statistic::Ratio => format!(
-                "geometric mean over seeds of {m}({k} = largest) / {m}({k} = smallest)",
-                m = v.metric,
-                k = v.knob
-            ),
-            Statistic::Spearman => format!("Spearman correlation between {} and {} over runs", v.knob, v.metric),
-        }
-    } else {
-        v.description.clone()
-    };
-    let cmp = match v.direction {
-        Direction::Greater => "above",
-        Direction::Less => "below",
-    };
-    let other = match v.direction {
-        Direction::Greater => "below",
-        Direction::Less => "above",
-    };
-    let group_text = if v.group.is_empty() { String::new() } else { format!(", in every {} group", v.group) };
-    let verdict = json!({
-        "study": spec.name,
-        "title": spec.title,
-        "section": spec.section,
-        "claim": spec.claim,
-        "verdict": overall,
-        "statistic": {"name": match v.statistic { Statistic::Ratio => "ratio", Statistic::Spearman => "spearman" }, "metric": {"probe": probe, "name": name}, "description": statistic_description},
-        "effect": head.as_ref().map(|h| json!({"value": h.value, "ci_low": h.ci_low, "ci_high": h.ci_high, "level": v.level, "group": h.group,
-            "method": format!("percentile bootstrap over seeds, {} resamples, seed 0", v.resamples)})),
-        "groups": effects,
-        "decision_rule": format!("reproduced if the {:.0}% interval lies {cmp} {}{group_text}; not reproduced if it lies {other} it in some group; otherwise inconclusive", 100.0 * v.level, v.threshold),
-        "runs": {"planned": runs.len(), "used": used.len(), "excluded": excluded},
-        "per_run": runs,
-        "figures": spec.figures.iter().map(|f| {
-            let (p, n) = f.metric.split_once('/').unwrap_or((&f.metric, ""));
-            json!({"name": f.name, "kind": f.kind, "knob": f.knob, "metric": {"probe": p, "name": n}, "log_x": f.log_x, "log_y": f.log_y})
-        }).collect::<Vec<_>>(),
-        "notes": spec.notes,
-        "quick": plan.quick,
-        "spec_hash": plan.spec_hash,
-        "sgdlab_version": context.sgdlab_version,
-        "git_revision": context.git_revision,
-    });
-    let text = serde_json::to_string_pretty(&verdict).expect("serialises");
-    sgdlab_train::record::write_text_atomic(&dir.join("verdict.json"), &text)?;
-    let _ = RunStatus::Completed;
+    write_json(&dir.join("verdict.json"), &verdict)?;
     Ok(verdict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::RunState;
+    use crate::spec::ClaimSpec;
+    use serde_json::json;
+    use sgdlab_train::MetricRecord;
+
+    /// A run of arm `b`, seed `seed`, whose final `m/x` is `x` (after two measurements).
+    fn run(id: &str, seed: u64, b: i64, act: &str, status: RunState, x: f64) -> LoadedRun {
+        let axes: std::collections::BTreeMap<String, serde_json::Value> =
+            [("b".to_string(), json!(b)), ("act".to_string(), json!(act))].into();
+        let rows: Vec<MetricRecord> = [(0u64, 2.0 * x), (10, x)]
+            .iter()
+            .map(|&(step, v)| MetricRecord {
+                step,
+                epoch: step as f64,
+                probe: "m".into(),
+                name: "x".into(),
+                index: None,
+                value: v.is_finite().then_some(v),
+            })
+            .collect();
+        LoadedRun {
+            summary: RunSummary {
+                id: id.into(),
+                seed,
+                axes: axes.clone(),
+                sweeps: vec!["s".into()],
+                status,
+                step: Some(if status == RunState::Diverged { 7 } else { 10 }),
+                message: None,
+            },
+            data: RunData::from_rows(seed, axes, if status == RunState::Completed { &rows } else { &[] }),
+        }
+    }
+
+    fn claim(extra: &str) -> ClaimSpec {
+        let text = format!(
+            "id = \"c\"\nstatement = \"s\"\nvalue = {{ last = \"m/x\" }}\nexpected = \"e\"\nprovenance = \"paper\"\nresamples = 500\n{extra}"
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    fn study() -> Vec<LoadedRun> {
+        let mut runs = Vec::new();
+        for seed in 0..4u64 {
+            for act in ["relu", "tanh"] {
+                let f = seed as f64 + 1.0;
+                runs.push(run(&format!("{act}{seed}a"), seed, 1, act, RunState::Completed, f));
+                runs.push(run(
+                    &format!("{act}{seed}b"),
+                    seed,
+                    2,
+                    act,
+                    RunState::Completed,
+                    if act == "relu" { 3.0 * f } else { 0.5 * f },
+                ));
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn ratio_within_groups_decides_each_group() {
+        let c = claim(
+            "statistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\nwithin = \"act\"\ndecision = { greater = 1.0 }",
+        );
+        let r = decide_claim(&c, &study());
+        assert_eq!(r.groups.len(), 2);
+        // Groups in axis order: relu (ratio 3, reproduced), tanh (ratio 0.5, not reproduced).
+        assert_eq!(r.groups[0].group, Some(json!("relu")));
+        assert_eq!(r.groups[0].verdict, Verdict::Reproduced);
+        assert!((r.groups[0].effect.as_ref().unwrap().value - 3.0).abs() < 1e-12);
+        assert_eq!(r.groups[1].verdict, Verdict::NotReproduced);
+        assert_eq!(r.verdict, Verdict::NotReproduced);
+        // The headline is the group that fails.
+        assert!((r.effect.as_ref().unwrap().value - 0.5).abs() < 1e-12);
+        assert_eq!(r.runs_used, 16);
+    }
+
+    #[test]
+    fn diverged_and_missing_runs_are_excluded_with_their_step() {
+        let mut runs = study();
+        runs[1] = run("relu0b", 0, 2, "relu", RunState::Diverged, f64::NAN);
+        runs[3] = run("tanh0b", 0, 2, "tanh", RunState::Missing, f64::NAN);
+        let c = claim(
+            "population = { where = { act = \"relu\" } }\nstatistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\ndecision = { greater = 1.0 }",
+        );
+        let r = decide_claim(&c, &runs);
+        assert_eq!(r.excluded.len(), 1, "{:?}", r.excluded);
+        assert_eq!(r.excluded[0].status, RunState::Diverged);
+        assert_eq!(r.excluded[0].step, Some(7));
+        assert!(r.excluded[0].reason.contains("diverged at step 7"));
+        // Seed 0 has no pair left: three seeds remain.
+        assert_eq!(r.effect.as_ref().unwrap().seeds, 3);
+        assert_eq!(r.verdict, Verdict::Reproduced);
+    }
+
+    #[test]
+    fn a_missing_arm_gives_a_null_effect_and_an_inconclusive_claim() {
+        let runs: Vec<LoadedRun> = study().into_iter().filter(|r| r.summary.axes["b"] == json!(1)).collect();
+        let c = claim(
+            "population = { where = { act = \"relu\" } }\nstatistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\ndecision = { greater = 1.0 }",
+        );
+        let r = decide_claim(&c, &runs);
+        assert_eq!(r.verdict, Verdict::Inconclusive);
+        assert!(r.effect.is_none());
+        assert!(r.reason.as_deref().unwrap().contains("no seed has runs in both arms"), "{:?}", r.reason);
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_computed_excludes_the_run_with_the_reason() {
+        let c = claim("statistic = \"mean\"\ndecision = { greater = 0.0 }");
+        let mut c2 = c.clone();
+        c2.value =
+            toml::from_str::<std::collections::BTreeMap<String, crate::value::ValueSpec>>("v = { last = \"m/y\" }")
+                .unwrap()["v"]
+                .clone();
+        let r = decide_claim(&c2, &study());
+        assert_eq!(r.runs_used, 0);
+        assert!(r.excluded.iter().all(|e| e.reason == "no m/y measured"));
+        assert!(r.effect.is_none() && r.verdict == Verdict::Inconclusive);
+        // Too few seeds: an effect, but no decision.
+        let one: Vec<LoadedRun> = study().into_iter().filter(|r| r.summary.seed == 0).collect();
+        let r = decide_claim(&c, &one);
+        assert!(r.effect.is_some() && r.verdict == Verdict::Inconclusive);
+        assert!(r.reason.as_deref().unwrap().contains("only 1 seed"));
+    }
+
+    #[test]
+    fn two_runs_of_one_seed_in_an_arm_are_not_silently_paired() {
+        let c = claim(
+            "statistic = { ratio = { numerator = { b = 2 }, denominator = { b = 1 } } }\ndecision = { greater = 1.0 }",
+        );
+        let r = decide_claim(&c, &study());
+        assert!(r.effect.is_none() && r.verdict == Verdict::Inconclusive);
+        assert!(r.reason.as_deref().unwrap().contains("several runs with b = "), "{:?}", r.reason);
+    }
+
+    #[test]
+    fn study_verdicts_summarise_claims() {
+        use Verdict::*;
+        assert_eq!(Verdict::summarise(&[Reproduced, Reproduced]), Reproduced);
+        assert_eq!(Verdict::summarise(&[Reproduced, NotReproduced]), PartlyReproduced);
+        assert_eq!(Verdict::summarise(&[NotReproduced, Inconclusive]), NotReproduced);
+        assert_eq!(Verdict::summarise(&[Reproduced, Inconclusive]), Inconclusive);
+        assert_eq!(Verdict::summarise(&[]), Inconclusive);
+    }
 }

@@ -3,15 +3,19 @@
 //! interruptible training loop, run specs in TOML and run records on disk.
 
 mod error;
+mod lock;
 pub mod optim;
 pub mod record;
 mod schedule;
 pub mod spec;
 mod trainer;
+mod verify;
 
 pub use error::TrainError;
+pub use lock::{DirLock, LOCK_FILE};
 pub use record::{MetricRecord, RunRecord, RunStatus, content_hash, read_metrics, read_record};
 pub use spec::{
     BudgetSpec, CheckpointSpec, Dtype, EvalSpec, NoiseSpec, OptimizerSpec, RegularizerSpec, RunSpec, ScheduleSpec,
 };
 pub use trainer::{Measurement, MeasurementHook, NoHook, Progress, RunContext, RunOptions, train};
+pub use verify::{RunState, inspect_run};

@@ -40,8 +40,24 @@ pub struct RunRecord {
     pub threads: usize,
     /// Seconds spent training, summed over resumed segments.
     pub wall_time_s: f64,
-    /// Last evaluation: `train_loss`, `train_accuracy`, `test_loss`, `test_accuracy`.
+    /// Segments the run was trained in: 1, plus 1 for every time it was taken up again after an
+    /// interruption, a crash or a kill (records written before this field read as 1).
+    #[serde(default = "first_segment")]
+    pub segments: u32,
+    /// Last evaluation: `train/loss`, `train/accuracy`, `test/loss`, `test/accuracy` (the
+    /// `probe/name` of their metrics.jsonl rows). Empty for a diverged run (its last finite
+    /// evaluation is in `metrics.jsonl`).
     pub final_metrics: BTreeMap<String, f64>,
+    /// Rows in `metrics.jsonl` when the record was written (checked by [`crate::inspect_run`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_rows: Option<u64>,
+    /// What went wrong without stopping the run (a torn checkpoint skipped, a run redone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+fn first_segment() -> u32 {
+    1
 }
 
 /// One line of `metrics.jsonl` (long format).
@@ -51,6 +67,10 @@ pub struct MetricRecord {
     pub epoch: f64,
     pub probe: String,
     pub name: String,
+    /// The element of a vector metric (a spectrum, per-layer or per-frequency values): one row
+    /// per element. Absent for scalar metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
     /// `null` in JSON when not finite.
     pub value: Option<f64>,
 }
@@ -65,9 +85,32 @@ pub fn content_hash(text: &str) -> String {
     format!("{h:016x}")
 }
 
-/// Writes `text` to `path` atomically (temporary file + rename).
+/// Writes `text` to `path` atomically and durably (temporary file, fsync, rename, directory
+/// fsync).
 pub fn write_text_atomic(path: &Path, text: &str) -> Result<(), TrainError> {
-    sgdlab_nn::write_atomic(path, text.as_bytes()).map_err(|e| TrainError::io(path, e))
+    sgdlab_nn::write_atomic(path, text.as_bytes()).map_err(|e| match e {
+        sgdlab_nn::NnError::Io { error, .. } => TrainError::io(path, error),
+        other => TrainError::io(path, other),
+    })
+}
+
+/// Writes `record.json`.
+pub(crate) fn write_record(dir: &Path, record: &RunRecord) -> Result<(), TrainError> {
+    write_text_atomic(&dir.join("record.json"), &serde_json::to_string_pretty(record).expect("records serialise"))
+}
+
+/// Writes `record.json` after an error, when the disk may be full: atomically if possible, else
+/// by truncating the old record in place (which frees its blocks) and writing the new one.
+/// Best effort: a failure here cannot be reported better than the error that caused it.
+pub(crate) fn write_record_after_error(dir: &Path, record: &RunRecord) {
+    if write_record(dir, record).is_ok() {
+        return;
+    }
+    let text = serde_json::to_string_pretty(record).expect("records serialise");
+    let _ = std::fs::File::create(dir.join("record.json")).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    });
 }
 
 /// Reads a record, if the directory has one.
@@ -86,6 +129,7 @@ pub fn read_record(dir: &Path) -> Result<Option<RunRecord>, TrainError> {
 pub struct MetricsWriter {
     path: PathBuf,
     out: BufWriter<std::fs::File>,
+    rows: u64,
 }
 
 impl MetricsWriter {
@@ -108,26 +152,48 @@ impl MetricsWriter {
                 }
             }
         }
+        let rows = kept.len() as u64;
         let mut text = kept.join("\n");
         if !text.is_empty() {
             text.push('\n');
         }
         write_text_atomic(&path, &text)?;
         let f = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| TrainError::io(&path, e))?;
-        Ok(MetricsWriter { path, out: BufWriter::new(f) })
+        Ok(MetricsWriter { path, out: BufWriter::new(f), rows })
     }
 
-    /// Appends one measurement.
+    /// Rows in the file once flushed (kept plus written).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Appends one measurement of a scalar metric.
     pub fn write(&mut self, step: u64, epoch: f64, probe: &str, name: &str, value: f64) -> Result<(), TrainError> {
+        self.write_element(step, epoch, probe, name, None, value)
+    }
+
+    /// Appends one measurement: a scalar (`index` = `None`) or one element of a vector metric.
+    pub fn write_element(
+        &mut self,
+        step: u64,
+        epoch: f64,
+        probe: &str,
+        name: &str,
+        index: Option<u32>,
+        value: f64,
+    ) -> Result<(), TrainError> {
         let rec = MetricRecord {
             step,
             epoch,
             probe: probe.to_string(),
             name: name.to_string(),
+            index,
             value: value.is_finite().then_some(value),
         };
         let line = serde_json::to_string(&rec).expect("metric records serialise");
-        writeln!(self.out, "{line}").map_err(|e| TrainError::io(&self.path, e))
+        writeln!(self.out, "{line}").map_err(|e| TrainError::io(&self.path, e))?;
+        self.rows += 1;
+        Ok(())
     }
 
     /// Flushes to disk (at checkpoints and at the end).

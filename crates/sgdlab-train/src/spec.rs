@@ -47,8 +47,13 @@
 //!
 //! [checkpoint]
 //! every = 0                           # steps between checkpoints (0 = only final)
+//! every_seconds = 0                   # also checkpoint when this much wall time has passed (0 = off)
 //! keep = 2                            # most recent checkpoints kept (0 = all)
 //! ```
+//!
+//! Every float must be finite (TOML accepts `nan` and `inf`; a run spec does not), and each knob
+//! within its range (learning rates positive, momenta and betas in [0, 1), noise levels and
+//! weights non-negative, ...): the error names the key.
 
 use crate::error::TrainError;
 use serde::{Deserialize, Serialize};
@@ -368,14 +373,25 @@ impl Default for EvalSpec {
     }
 }
 
-/// Checkpoint schedule.
+/// Checkpoint schedule. A checkpoint is written after step `t` when `every` divides `t`, or when
+/// `every_seconds` of wall time have passed since the last one (for runs that must survive a kill
+/// whatever their length: a study runner sets it). Resuming from any step is bit-identical, so
+/// neither changes results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSpec {
     #[serde(default)]
     pub every: u64,
+    /// Wall-clock interval in seconds (0 = off; not written to `spec.toml` when 0, so specs
+    /// without it keep their hashes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub every_seconds: u64,
     #[serde(default = "default_keep")]
     pub keep: usize,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 fn default_keep() -> usize {
@@ -384,7 +400,7 @@ fn default_keep() -> usize {
 
 impl Default for CheckpointSpec {
     fn default() -> Self {
-        CheckpointSpec { every: 0, keep: 2 }
+        CheckpointSpec { every: 0, every_seconds: 0, keep: 2 }
     }
 }
 
@@ -416,6 +432,42 @@ pub struct RunSpec {
     pub checkpoint: CheckpointSpec,
 }
 
+/// The allowed values of a float knob (all finite).
+#[derive(Debug, Clone, Copy)]
+enum Range {
+    Positive,
+    NonNegative,
+    /// `[0, 1]`.
+    Probability,
+    /// `[0, 1)`.
+    Unit,
+    /// `(0, 1]`.
+    UnitOpen,
+}
+
+impl Range {
+    fn contains(self, v: f64) -> bool {
+        v.is_finite()
+            && match self {
+                Range::Positive => v > 0.0,
+                Range::NonNegative => v >= 0.0,
+                Range::Probability => (0.0..=1.0).contains(&v),
+                Range::Unit => (0.0..1.0).contains(&v),
+                Range::UnitOpen => v > 0.0 && v <= 1.0,
+            }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Range::Positive => "a finite positive number",
+            Range::NonNegative => "a finite non-negative number",
+            Range::Probability => "in [0, 1]",
+            Range::Unit => "in [0, 1)",
+            Range::UnitOpen => "in (0, 1]",
+        }
+    }
+}
+
 /// Turns a toml error into one line: `FILE:LINE: message`.
 fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> TrainError {
     let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
@@ -439,7 +491,7 @@ fn parse_override(file: &str, ov: &str) -> Result<(Vec<String>, String), TrainEr
 
 /// Parses `raw` as a value of the same TOML type as `old` (so `lr=1` stays a float, and a string
 /// needs no quotes).
-fn typed_value(key: &str, raw: &str, old: Option<&toml::Value>) -> Result<toml::Value, String> {
+pub fn typed_value(key: &str, raw: &str, old: Option<&toml::Value>) -> Result<toml::Value, String> {
     use toml::Value;
     let literal = || -> Result<Value, String> {
         let doc: toml::Table =
@@ -537,23 +589,89 @@ impl RunSpec {
             }
             _ => {}
         }
-        let lr = self.optimizer.lr();
-        if !(lr.is_finite() && lr > 0.0) {
-            return err(format!("optimizer.lr must be a positive number, got {lr}"));
-        }
         if self.optimizer.batch_size() == Some(0) {
             return err("optimizer.batch_size must be positive".into());
+        }
+        if let OptimizerSpec::EntropySgd { inner_steps: 0, .. } = self.optimizer {
+            return err("optimizer.inner_steps must be at least 1".into());
         }
         if let ScheduleSpec::Step { step_size: 0, milestones, .. } = &self.schedule
             && milestones.is_empty()
         {
             return err("a step schedule needs step_size or milestones".into());
         }
-        if self.regularizer.l2 < 0.0 || self.regularizer.grad_norm < 0.0 {
-            return err("regularizer weights must be non-negative".into());
+        for (key, value, range) in self.float_knobs() {
+            if !range.contains(value) {
+                return err(format!("{key} must be {}, got {value}", range.describe()));
+            }
         }
         sgdlab_data::DatasetSpec::parse(&self.data).map_err(|e| TrainError::Spec(format!("{file}: data: {e}")))?;
         Ok(self)
+    }
+
+    /// Every float of the spec with its key and allowed range (checked by validation).
+    fn float_knobs(&self) -> Vec<(String, f64, Range)> {
+        use Range::{NonNegative, Positive, Probability, Unit, UnitOpen};
+        let o = |k: &str| format!("optimizer.{k}");
+        let mut v: Vec<(String, f64, Range)> = vec![(o("lr"), self.optimizer.lr(), Positive)];
+        let noise = |v: &mut Vec<(String, f64, Range)>, n: &NoiseSpec| {
+            let sigma = match n {
+                NoiseSpec::Isotropic { sigma }
+                | NoiseSpec::Diagonal { sigma, .. }
+                | NoiseSpec::Directions { sigma, .. } => *sigma,
+            };
+            v.push(("optimizer.noise.sigma".into(), sigma, NonNegative));
+        };
+        match &self.optimizer {
+            OptimizerSpec::Sgd { momentum, weight_decay, .. }
+            | OptimizerSpec::Gd { momentum, weight_decay, .. }
+            | OptimizerSpec::Sam { momentum, weight_decay, .. } => {
+                v.push((o("momentum"), *momentum, Probability));
+                v.push((o("weight_decay"), *weight_decay, NonNegative));
+                if let OptimizerSpec::Sam { rho, .. } = &self.optimizer {
+                    v.push((o("rho"), *rho, NonNegative));
+                }
+            }
+            OptimizerSpec::Adam { beta1, beta2, eps, weight_decay, .. }
+            | OptimizerSpec::Adamw { beta1, beta2, eps, weight_decay, .. } => {
+                v.push((o("beta1"), *beta1, Unit));
+                v.push((o("beta2"), *beta2, Unit));
+                v.push((o("eps"), *eps, Positive));
+                v.push((o("weight_decay"), *weight_decay, NonNegative));
+            }
+            OptimizerSpec::LabelNoiseSgd { sigma, momentum, .. } => {
+                // For class labels sigma is the probability of a random label.
+                v.push((o("sigma"), *sigma, if self.loss == Loss::Mse { NonNegative } else { Probability }));
+                v.push((o("momentum"), *momentum, Probability));
+            }
+            OptimizerSpec::NoisySgd { noise: n, .. } | OptimizerSpec::NoisyGd { noise: n, .. } => noise(&mut v, n),
+            OptimizerSpec::EntropySgd { inner_lr, gamma0, gamma1, alpha, noise: langevin, momentum, .. } => {
+                v.push((o("inner_lr"), *inner_lr, Positive));
+                v.push((o("gamma0"), *gamma0, NonNegative));
+                v.push((o("gamma1"), *gamma1, NonNegative));
+                v.push((o("alpha"), *alpha, UnitOpen));
+                v.push((o("noise"), *langevin, NonNegative));
+                v.push((o("momentum"), *momentum, Probability));
+            }
+        }
+        match &self.schedule {
+            ScheduleSpec::Constant { .. } => {}
+            ScheduleSpec::Step { gamma, .. } => v.push(("schedule.gamma".into(), *gamma, Positive)),
+            ScheduleSpec::Cosine { min_lr, .. } => v.push(("schedule.min_lr".into(), *min_lr, NonNegative)),
+            ScheduleSpec::LargeThenSmall { small_lr, .. } => {
+                v.push(("schedule.small_lr".into(), *small_lr, Positive));
+            }
+        }
+        v.push(("regularizer.l2".into(), self.regularizer.l2, NonNegative));
+        v.push(("regularizer.grad_norm".into(), self.regularizer.grad_norm, NonNegative));
+        v.push(("init.scale".into(), self.init.scale, NonNegative));
+        if let Some(t) = self.budget.until_train_loss {
+            v.push(("budget.until_train_loss".into(), t, NonNegative));
+        }
+        if let Some(t) = self.budget.until_train_accuracy {
+            v.push(("budget.until_train_accuracy".into(), t, Probability));
+        }
+        v
     }
 
     /// The resolved spec as TOML (every default written out).
@@ -629,5 +747,39 @@ epochs = 2
         assert_eq!(o.eval.at, vec![1, 5]);
         let o = s.with_overrides(&["model=mlp:40-10:tanh".into()], "b.toml").unwrap();
         assert_eq!(o.model.to_string(), "mlp:40-10:tanh");
+    }
+
+    #[test]
+    fn non_finite_and_out_of_range_knobs_are_errors_naming_the_key() {
+        let s = RunSpec::from_toml(BASIC, "b.toml").unwrap();
+        for (set, key) in [
+            ("optimizer.lr=nan", "optimizer.lr must be a finite positive number, got NaN"),
+            ("optimizer.lr=inf", "optimizer.lr must be"),
+            ("optimizer.momentum=nan", "optimizer.momentum must be in [0, 1]"),
+            ("optimizer.momentum=1.5", "optimizer.momentum must be in [0, 1], got 1.5"),
+            ("optimizer.weight_decay=-1", "optimizer.weight_decay"),
+            ("init.scale=nan", "init.scale"),
+            ("regularizer.l2=nan", "regularizer.l2"),
+            ("regularizer.grad_norm=-inf", "regularizer.grad_norm"),
+            ("budget.until_train_loss=nan", "budget.until_train_loss"),
+            ("budget.until_train_accuracy=2", "budget.until_train_accuracy must be in [0, 1]"),
+        ] {
+            let e = s.clone().with_overrides(&[set.into()], "b.toml").unwrap_err().to_string();
+            assert!(e.starts_with("b.toml: ") && e.contains(key), "{set}: {e}");
+        }
+        let toml_nan = BASIC.replace("lr = 0.1", "lr = nan");
+        let e = RunSpec::from_toml(&toml_nan, "n.toml").unwrap_err().to_string();
+        assert!(e.contains("optimizer.lr"), "{e}");
+        let adam = BASIC.replace("name = \"sgd\"", "name = \"adam\"\nbeta2 = 1.0");
+        let e = RunSpec::from_toml(&adam, "a.toml").unwrap_err().to_string();
+        assert!(e.contains("optimizer.beta2 must be in [0, 1)"), "{e}");
+        let noisy = BASIC.replace(
+            "name = \"sgd\"\nlr = 0.1\nbatch_size = 32",
+            "name = \"noisy_sgd\"\nlr = 0.1\nbatch_size = 32\nnoise = { kind = \"isotropic\", sigma = nan }",
+        );
+        let e = RunSpec::from_toml(&noisy, "s.toml").unwrap_err().to_string();
+        assert!(e.contains("optimizer.noise.sigma"), "{e}");
+        let step = format!("{BASIC}[schedule]\nkind = \"step\"\nstep_size = 5\ngamma = nan\n");
+        assert!(RunSpec::from_toml(&step, "g.toml").unwrap_err().to_string().contains("schedule.gamma"));
     }
 }

@@ -8,16 +8,21 @@
 //! uninterrupted one.
 
 use crate::error::TrainError;
+use crate::lock::DirLock;
 use crate::optim::{OptimizerState, adam_step, sgd_step};
-use crate::record::{MetricsWriter, RunRecord, RunStatus, content_hash, read_record, write_text_atomic};
+use crate::record::{
+    MetricsWriter, RunRecord, RunStatus, content_hash, read_record, write_record, write_record_after_error,
+    write_text_atomic,
+};
 use crate::spec::{Dtype, NoiseSpec, OptimizerSpec, RunSpec};
+use crate::verify::{RunState, inspect_run};
 use ndarray::Array2;
 use rand::RngExt;
 use sgdlab_data::{Dataset, Split};
 use sgdlab_linalg::{RngStream, Scalar, standard_normal};
 use sgdlab_nn::{
-    Batch, Loss, Mode, Model, NamedTensor, Objective, Params, Reduction, Targets, load_checkpoint, load_tensors,
-    save_checkpoint, save_tensors,
+    Batch, DATA_METADATA_KEY, Loss, Mode, Model, NamedTensor, Objective, Params, Reduction, SEED_METADATA_KEY,
+    SPLIT_METADATA_KEY, Targets, load_checkpoint, load_tensors, save_checkpoint, save_tensors,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +56,8 @@ pub struct RunOptions<'a> {
 pub struct Measurement {
     pub probe: String,
     pub name: String,
+    /// The element of a vector metric (one measurement per element), `None` for a scalar.
+    pub index: Option<u32>,
     pub value: f64,
 }
 
@@ -99,12 +106,20 @@ pub struct Progress {
 /// Trains `spec` into `opts.out_dir`, resuming from the latest checkpoint of the same spec if
 /// there is one. Returns the record (also written to `record.json`); a diverged or interrupted
 /// run is an `Ok` record with that status.
+///
+/// The directory is locked ([`DirLock`]) for the whole call: a second process gets
+/// [`TrainError::Busy`]. A directory whose record claims completion is checked against its files
+/// ([`inspect_run`]): if they agree the record is returned, otherwise the run is redone from step
+/// 0 (with a warning in the record). An error after the run started leaves the record `failed`
+/// with the error's message.
 pub fn train(
     spec: &RunSpec,
     opts: &RunOptions<'_>,
     hook: &mut dyn MeasurementHook,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<RunRecord, TrainError> {
+    // Held until the run returns: a second process on this directory fails at once.
+    let _lock = DirLock::acquire(&opts.out_dir)?;
     let loaded;
     let data = match opts.dataset {
         Some(d) => d,
@@ -162,6 +177,10 @@ struct Run<'a, T> {
     direction_noise: Option<Array2<T>>,
     diagonal_noise: Option<Vec<T>>,
     stopped_early: bool,
+    /// The canonical dataset spec and the split trained on (checkpoint provenance).
+    data_spec: String,
+    train_split: String,
+    warnings: Vec<String>,
 }
 
 fn eval_indices(n: usize, subset: usize, stream: RngStream) -> Vec<usize> {
@@ -193,6 +212,42 @@ fn gather_rows<T: Scalar>(x: &Array2<T>, idx: &[usize]) -> Array2<T> {
     Array2::from_shape_vec((idx.len(), x.ncols()), data).expect("idx.len() rows of x.ncols() entries")
 }
 
+/// Peak memory of a run: the data in `T` (train and test splits, the dataset itself already
+/// counted as loaded), copies of the parameter vector (parameters, gradient, optimiser buffers,
+/// the optimiser's own copies, a checkpoint being written, the f64 copy for a measurement hook),
+/// and the activations of a minibatch or an evaluation chunk.
+fn training_memory<T: Scalar>(spec: &RunSpec, data: &Dataset, train: &Split) -> sgdlab_linalg::memory::Estimate {
+    let p = spec.model.checked_num_params().unwrap_or(usize::MAX);
+    let copies = 2
+        + 2
+        + 2
+        + match &spec.optimizer {
+            OptimizerSpec::Sgd { .. }
+            | OptimizerSpec::Gd { .. }
+            | OptimizerSpec::LabelNoiseSgd { .. }
+            | OptimizerSpec::NoisySgd { .. }
+            | OptimizerSpec::NoisyGd { .. } => 1,
+            OptimizerSpec::Adam { .. } | OptimizerSpec::Adamw { .. } | OptimizerSpec::Sam { .. } => 2,
+            OptimizerSpec::EntropySgd { .. } => 4,
+        };
+    let w = &spec.model.widths;
+    let width_sum = w.iter().fold(0usize, |a, &x| a.saturating_add(x));
+    let act_width =
+        width_sum.saturating_add(spec.model.blocks.saturating_mul(4).saturating_mul(w.get(1).copied().unwrap_or(0)));
+    let rows = spec.optimizer.batch_size().unwrap_or(train.len()).max(EVAL_CHUNK.min(train.len()));
+    let test_rows = data.test().map_or(0, |t| t.len());
+    let t = std::mem::size_of::<T>();
+    sgdlab_linalg::memory::Estimate::new(format!(
+        "training {} ({p} parameters, {}) on {} examples",
+        spec.model,
+        T::NAME,
+        train.len()
+    ))
+    .array(&[train.len().saturating_add(test_rows), train.dim()], t)
+    .array(&[p, copies], t)
+    .array(&[rows, act_width, 6], t)
+}
+
 fn read_npy_f64(path: &str, what: &str) -> Result<ndarray::ArrayD<f64>, TrainError> {
     use ndarray_npy::ReadNpyExt;
     let f = std::fs::File::open(path).map_err(|e| TrainError::Spec(format!("{what} '{path}': {e}")))?;
@@ -207,10 +262,23 @@ fn read_npy_f64(path: &str, what: &str) -> Result<ndarray::ArrayD<f64>, TrainErr
 
 impl<'a, T: Scalar> Run<'a, T> {
     fn new(spec: &'a RunSpec, opts: &'a RunOptions<'a>, data: &'a Dataset) -> Result<Self, TrainError> {
-        let model = Model::new(&spec.model);
         // A set read from a single pair of files has one split, `all`: train on it.
         let train_split =
             data.train().or_else(|e| data.split("all").map_err(|_| e)).map_err(|e| TrainError::Data(e.to_string()))?;
+        if let Some(b) = spec.optimizer.batch_size()
+            && b > train_split.len()
+        {
+            return Err(TrainError::Spec(format!(
+                "optimizer.batch_size = {b} is larger than the {} examples of the {} split of {}; \
+                 give at most {} (optimizer gd trains full-batch)",
+                train_split.len(),
+                train_split.name(),
+                spec.data,
+                train_split.len()
+            )));
+        }
+        training_memory::<T>(spec, data, train_split).check()?;
+        let model = Model::new(&spec.model);
         let train = TrainData::<T>::from_split(train_split);
         if train.len() == 0 {
             return Err(TrainError::Data(format!("{}: the train split is empty", spec.data)));
@@ -329,6 +397,8 @@ impl<'a, T: Scalar> Run<'a, T> {
         };
         let grad = vec![T::zero(); model.num_params()];
         let spec_hash = content_hash(&spec.to_toml());
+        let data_spec =
+            sgdlab_data::DatasetSpec::parse(&spec.data).map_or_else(|_| spec.data.clone(), |d| d.to_string());
         Ok(Run {
             spec,
             opts,
@@ -351,6 +421,9 @@ impl<'a, T: Scalar> Run<'a, T> {
             direction_noise,
             diagonal_noise,
             stopped_early: false,
+            data_spec,
+            train_split: train_split.name().to_string(),
+            warnings: Vec::new(),
         })
     }
 
@@ -647,15 +720,24 @@ impl<'a, T: Scalar> Run<'a, T> {
         self.opts.out_dir.join("checkpoints")
     }
 
+    /// Metadata of every checkpoint and of the final parameters: the step, the spec hash and
+    /// the provenance keys (`sgdlab.data`, `sgdlab.seed`, `sgdlab.split`).
+    fn checkpoint_metadata(&self, step: u64) -> Vec<(&'static str, String)> {
+        vec![
+            ("step", step.to_string()),
+            ("spec_hash", self.spec_hash.clone()),
+            (DATA_METADATA_KEY, self.data_spec.clone()),
+            (SEED_METADATA_KEY, self.spec.seed.to_string()),
+            (SPLIT_METADATA_KEY, self.train_split.clone()),
+        ]
+    }
+
     fn save_checkpoint(&self, step: u64, wall: f64) -> Result<(), TrainError> {
         let dir = self.checkpoint_dir();
         std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
-        let meta = [
-            ("step", step.to_string()),
-            ("wall_time_s", format!("{wall}")),
-            ("adam_steps", self.state.adam_steps.to_string()),
-            ("spec_hash", self.spec_hash.clone()),
-        ];
+        let mut meta = self.checkpoint_metadata(step);
+        meta.push(("wall_time_s", format!("{wall}")));
+        meta.push(("adam_steps", self.state.adam_steps.to_string()));
         // Optimizer state first: a checkpoint counts only once its parameter file exists.
         let state_path = dir.join(format!("step-{step}.state.safetensors"));
         let buffers = self.state.buffers();
@@ -678,28 +760,93 @@ impl<'a, T: Scalar> Run<'a, T> {
         Ok(())
     }
 
-    /// Restores the latest checkpoint; returns (step, wall time so far).
-    fn restore(&mut self) -> Result<Option<(u64, f64)>, TrainError> {
+    /// Parameters and optimiser state of the checkpoint at `step`; returns (step, wall time so
+    /// far). Both files must pass their checksums and belong to this spec.
+    fn load_checkpoint_at(&mut self, step: u64) -> Result<(u64, f64), TrainError> {
         let dir = self.checkpoint_dir();
-        let Some(step) = list_checkpoints(&dir).into_iter().max() else { return Ok(None) };
         let path = dir.join(format!("step-{step}.safetensors"));
         let ck = load_checkpoint::<T>(&path, Some(&self.spec.model))?;
         if ck.metadata.get("spec_hash") != Some(&self.spec_hash) {
             return Err(TrainError::io(&path, "checkpoint of a different spec"));
         }
         let wall: f64 = ck.metadata.get("wall_time_s").and_then(|w| w.parse().ok()).unwrap_or(0.0);
-        self.theta = ck.params;
-        // The model carries the checkpoint's batch-norm running statistics.
-        self.model = ck.model;
-        let (tensors, meta) = load_tensors::<T>(&dir.join(format!("step-{step}.state.safetensors")))?;
+        let state_path = dir.join(format!("step-{step}.state.safetensors"));
+        let (tensors, meta) = load_tensors::<T>(&state_path)?;
+        if meta.get("spec_hash") != Some(&self.spec_hash) {
+            return Err(TrainError::io(&state_path, "optimiser state of a different spec"));
+        }
         let mut st = OptimizerState::default();
         for (name, _, data) in tensors {
+            if data.len() != self.model.num_params() {
+                return Err(TrainError::io(&state_path, format!("buffer '{name}' has {} values", data.len())));
+            }
             st.set_buffer(&name, data);
         }
         st.adam_steps = meta.get("adam_steps").and_then(|s| s.parse().ok()).unwrap_or(0);
+        self.theta = ck.params;
+        // The model carries the checkpoint's batch-norm running statistics.
+        self.model = ck.model;
         self.state = st;
         self.cached_epoch = None;
-        Ok(Some((step, wall)))
+        Ok((step, wall))
+    }
+
+    /// Restores the newest checkpoint that loads; a torn or corrupt one is renamed to
+    /// `*.corrupt` (kept for inspection, out of the rotation) and the previous one is tried,
+    /// with a warning. Returns (step, wall time so far), or `None` to start from step 0.
+    fn restore(&mut self) -> Result<Option<(u64, f64)>, TrainError> {
+        let dir = self.checkpoint_dir();
+        let mut steps = list_checkpoints(&dir);
+        steps.sort_unstable();
+        while let Some(step) = steps.pop() {
+            match self.load_checkpoint_at(step) {
+                Ok(r) => return Ok(Some(r)),
+                Err(e) => {
+                    for name in [format!("step-{step}.safetensors"), format!("step-{step}.state.safetensors")] {
+                        let _ = std::fs::rename(dir.join(&name), dir.join(format!("{name}.corrupt")));
+                    }
+                    let next =
+                        steps.last().map_or_else(|| "step 0".to_string(), |s| format!("the checkpoint of step {s}"));
+                    self.warnings.push(format!("{e}; resuming from {next} instead"));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Decides how to start: returns the record of a finished run (nothing to do), or whether
+    /// to start afresh. Writes `spec.toml`.
+    fn prepare(&mut self, dir: &Path) -> Result<Start, TrainError> {
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        let spec_text = self.spec.to_toml();
+        let spec_path = dir.join("spec.toml");
+        let mut fresh = self.opts.fresh;
+        if !fresh {
+            // Resume only a run of the same resolved spec.
+            if let Ok(old) = std::fs::read_to_string(&spec_path)
+                && old != spec_text
+            {
+                return Err(TrainError::io(
+                    dir,
+                    "holds a run of a different spec (choose another --out, or start fresh)",
+                ));
+            }
+            match inspect_run(dir) {
+                RunState::Finished(rec) => return Ok(Start::Finished(Box::new(rec))),
+                RunState::Inconsistent { problem, .. } => {
+                    self.warnings
+                        .push(format!("{problem}: the previous record cannot be trusted; run redone from step 0"));
+                    fresh = true;
+                }
+                RunState::Missing | RunState::Unfinished(_) => {}
+            }
+        }
+        if fresh {
+            let _ = std::fs::remove_dir_all(self.checkpoint_dir());
+            let _ = std::fs::remove_file(dir.join("final.safetensors"));
+        }
+        write_text_atomic(&spec_path, &spec_text)?;
+        Ok(Start::Run { fresh })
     }
 
     fn run(
@@ -708,33 +855,19 @@ impl<'a, T: Scalar> Run<'a, T> {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<RunRecord, TrainError> {
         let dir = self.opts.out_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
-        let spec_text = self.spec.to_toml();
-        let spec_path = dir.join("spec.toml");
-        // Resume only a run of the same resolved spec.
-        if !self.opts.fresh {
-            if let Ok(old) = std::fs::read_to_string(&spec_path)
-                && old != spec_text
-            {
-                return Err(TrainError::io(
-                    &dir,
-                    "holds a run of a different spec (choose another --out, or start fresh)",
-                ));
-            }
-            if let Some(rec) = read_record(&dir)?
-                && matches!(rec.status, RunStatus::Completed | RunStatus::Diverged)
-                && rec.spec_hash == self.spec_hash
-            {
-                return Ok(rec);
-            }
-        } else {
-            let _ = std::fs::remove_dir_all(self.checkpoint_dir());
-        }
-        write_text_atomic(&spec_path, &spec_text)?;
-        let resumed = if self.opts.fresh { None } else { self.restore()? };
+        let fresh = match self.prepare(&dir)? {
+            Start::Finished(rec) => return Ok(*rec),
+            Start::Run { fresh } => fresh,
+        };
+        // A run left unfinished (interrupted, crashed, killed) by an earlier process of the same
+        // spec is taken up again: one segment more.
+        let segments = match read_record(&dir).ok().flatten() {
+            Some(old) if !fresh && old.spec_hash == self.spec_hash => old.segments + 1,
+            _ => 1,
+        };
+        let resumed = if fresh { None } else { self.restore()? };
         let (start, prior_wall) = resumed.unwrap_or((0, 0.0));
         let mut metrics = MetricsWriter::open(&dir, resumed.map(|(s, _)| s))?;
-        let t0 = Instant::now();
         let mut record = RunRecord {
             status: RunStatus::Running,
             diverged_at_step: None,
@@ -748,13 +881,41 @@ impl<'a, T: Scalar> Run<'a, T> {
             git_revision: self.opts.context.git_revision.clone(),
             threads: sgdlab_linalg::threads(),
             wall_time_s: prior_wall,
+            segments,
             final_metrics: BTreeMap::new(),
+            metric_rows: None,
+            warnings: self.warnings.clone(),
         };
-        write_text_atomic(&dir.join("record.json"), &serde_json::to_string_pretty(&record).expect("serialises"))?;
+        write_record(&dir, &record)?;
+        let clock = Clock { t0: Instant::now(), prior_wall };
+        let outcome = self
+            .steps(start, &clock, &mut metrics, &mut record, hook, progress)
+            .and_then(|last_eval| self.finish(&dir, &clock, &mut metrics, &mut record, last_eval));
+        if let Err(e) = outcome {
+            // Say so on disk: a record left "running" would claim a live process.
+            record.status = RunStatus::Failed;
+            record.message = Some(e.to_string());
+            record.wall_time_s = clock.wall();
+            write_record_after_error(&dir, &record);
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// The training loop from `start`; returns the last evaluation (for `final_metrics`).
+    fn steps(
+        &mut self,
+        start: u64,
+        clock: &Clock,
+        metrics: &mut MetricsWriter,
+        record: &mut RunRecord,
+        hook: &mut dyn MeasurementHook,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<LastEval, TrainError> {
         let mut prog = Progress { total: self.total, step: start, epoch: self.epoch_of(start), ..Default::default() };
-        let mut last_eval: BTreeMap<String, f64> = BTreeMap::new();
+        let mut last = LastEval::default();
         if start == 0 {
-            self.measure(0, &mut metrics, hook, &mut last_eval, &mut prog)?;
+            self.measure(0, metrics, hook, &mut last, &mut prog)?;
         }
         let mut step = start;
         let lr0 = self.spec.optimizer.lr();
@@ -764,10 +925,12 @@ impl<'a, T: Scalar> Run<'a, T> {
         // 0.09 s in-loop without it, 0.22 s with it).
         let rows = self.plan.as_ref().map_or(self.train.x.nrows(), |p| p.batch_size());
         let pooled = self.model.num_params().saturating_mul(rows) >= sgdlab_linalg::PARALLEL_MIN_FLOPS;
+        let every_s = self.spec.checkpoint.every_seconds;
+        let mut last_checkpoint = Instant::now();
         while step < self.total {
             if self.opts.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
                 metrics.flush()?;
-                self.save_checkpoint(step, prior_wall + t0.elapsed().as_secs_f64())?;
+                self.save_checkpoint(step, clock.wall())?;
                 record.status = RunStatus::Interrupted;
                 record.message = Some(format!("interrupted at step {step}; run again to resume"));
                 break;
@@ -784,8 +947,11 @@ impl<'a, T: Scalar> Run<'a, T> {
                 metrics.write(step, self.epoch_of(step), "batch", "loss", loss)?;
                 record.status = RunStatus::Diverged;
                 record.diverged_at_step = Some(step);
-                record.message =
-                    Some(format!("non-finite {} at step {step}", if loss.is_finite() { "parameter" } else { "loss" }));
+                let what = if loss.is_finite() { "parameter" } else { "loss" };
+                let before = last.step.map_or_else(String::new, |s| {
+                    format!("; the last evaluation before it (step {s}) is in metrics.jsonl")
+                });
+                record.message = Some(format!("non-finite {what} at step {step}{before}"));
                 break;
             }
             let le = self.spec.eval.log_every;
@@ -798,33 +964,47 @@ impl<'a, T: Scalar> Run<'a, T> {
             prog.epoch = self.epoch_of(step);
             prog.batch_loss = loss;
             prog.lr = lr;
-            self.measure(step, &mut metrics, hook, &mut last_eval, &mut prog)?;
-            prog.elapsed_s = t0.elapsed().as_secs_f64();
+            self.measure(step, metrics, hook, &mut last, &mut prog)?;
+            prog.elapsed_s = clock.t0.elapsed().as_secs_f64();
             progress(&prog);
             let ce = self.spec.checkpoint.every;
-            if ce > 0 && step.is_multiple_of(ce) && step < self.total {
+            let by_steps = ce > 0 && step.is_multiple_of(ce);
+            let by_time = every_s > 0 && last_checkpoint.elapsed().as_secs() >= every_s;
+            if (by_steps || by_time) && step < self.total {
                 metrics.flush()?;
-                self.save_checkpoint(step, prior_wall + t0.elapsed().as_secs_f64())?;
+                self.save_checkpoint(step, clock.wall())?;
+                last_checkpoint = Instant::now();
             }
         }
+        Ok(last)
+    }
+
+    /// Ends the run: metrics made durable, then the final parameters, then the record (so a
+    /// record saying `completed` always has its files on disk).
+    fn finish(
+        &mut self,
+        dir: &Path,
+        clock: &Clock,
+        metrics: &mut MetricsWriter,
+        record: &mut RunRecord,
+        last: LastEval,
+    ) -> Result<(), TrainError> {
         metrics.flush()?;
+        let step = record.steps_completed;
         record.total_steps = self.total;
         if self.stopped_early && record.status == RunStatus::Running {
             record.message = Some(format!("reached the training target at step {step}"));
         }
         if record.status == RunStatus::Running {
             record.status = RunStatus::Completed;
-            save_checkpoint(
-                &dir.join("final.safetensors"),
-                &self.model,
-                &self.theta,
-                &[("step", step.to_string()), ("spec_hash", self.spec_hash.clone())],
-            )?;
+            save_checkpoint(&dir.join("final.safetensors"), &self.model, &self.theta, &self.checkpoint_metadata(step))?;
         }
-        record.final_metrics = last_eval;
-        record.wall_time_s = prior_wall + t0.elapsed().as_secs_f64();
-        write_text_atomic(&dir.join("record.json"), &serde_json::to_string_pretty(&record).expect("serialises"))?;
-        Ok(record)
+        // A diverged run has no final metrics: its last evaluation is from before the divergence.
+        record.final_metrics = if record.status == RunStatus::Diverged { BTreeMap::new() } else { last.values };
+        record.metric_rows = Some(metrics.rows());
+        record.warnings = self.warnings.clone();
+        record.wall_time_s = clock.wall();
+        write_record(dir, record)
     }
 
     fn measure(
@@ -832,16 +1012,18 @@ impl<'a, T: Scalar> Run<'a, T> {
         step: u64,
         metrics: &mut MetricsWriter,
         hook: &mut dyn MeasurementHook,
-        last: &mut BTreeMap<String, f64>,
+        last: &mut LastEval,
         prog: &mut Progress,
     ) -> Result<(), TrainError> {
         let ep = self.epoch_of(step);
         if self.eval_due(step) {
+            last.step = Some(step);
+            let last = &mut last.values;
             let (l, a) = self.evaluate(&self.train, &self.eval_train)?;
             metrics.write(step, ep, "train", "loss", l)?;
             metrics.write(step, ep, "train", "accuracy", a)?;
-            last.insert("train_loss".into(), l);
-            last.insert("train_accuracy".into(), a);
+            last.insert("train/loss".into(), l);
+            last.insert("train/accuracy".into(), a);
             prog.train_loss = Some(l);
             prog.train_accuracy = Some(a);
             // Training targets end the run here (checked at evaluations only).
@@ -858,8 +1040,8 @@ impl<'a, T: Scalar> Run<'a, T> {
                 let (l, a) = self.evaluate(td, idx)?;
                 metrics.write(step, ep, "test", "loss", l)?;
                 metrics.write(step, ep, "test", "accuracy", a)?;
-                last.insert("test_loss".into(), l);
-                last.insert("test_accuracy".into(), a);
+                last.insert("test/loss".into(), l);
+                last.insert("test/accuracy".into(), a);
                 prog.test_accuracy = Some(a);
             }
         }
@@ -869,11 +1051,38 @@ impl<'a, T: Scalar> Run<'a, T> {
                 .measure(step, self.total, &self.model, &p64, self.data)
                 .map_err(|message| TrainError::Hook { step, message })?;
             for m in ms {
-                metrics.write(step, ep, &m.probe, &m.name, m.value)?;
+                metrics.write_element(step, ep, &m.probe, &m.name, m.index, m.value)?;
             }
         }
         Ok(())
     }
+}
+
+/// The latest evaluation: its step and values (`train_loss`, ...).
+#[derive(Debug, Default)]
+struct LastEval {
+    step: Option<u64>,
+    values: BTreeMap<String, f64>,
+}
+
+/// Wall time of a run over its resumed segments.
+struct Clock {
+    t0: Instant,
+    prior_wall: f64,
+}
+
+impl Clock {
+    fn wall(&self) -> f64 {
+        self.prior_wall + self.t0.elapsed().as_secs_f64()
+    }
+}
+
+/// How [`Run::prepare`] found the run directory.
+enum Start {
+    /// A finished run whose files agree with its record: return it.
+    Finished(Box<RunRecord>),
+    /// Train, from the latest checkpoint unless `fresh`.
+    Run { fresh: bool },
 }
 
 fn list_checkpoints(dir: &Path) -> Vec<u64> {

@@ -107,6 +107,8 @@ fn resume_after_interrupt_is_bit_identical() {
         let resumed = run_in(&s, b.path(), None);
         assert_eq!(resumed.status, RunStatus::Completed, "{opt}");
         assert_eq!(resumed.steps_completed, 100);
+        // One segment per interruption; an uninterrupted run has one.
+        assert_eq!((full.segments, part.segments, resumed.segments), (1, 1, 2), "{opt}");
         let ma = std::fs::read_to_string(a.path().join("metrics.jsonl")).unwrap();
         let mb = std::fs::read_to_string(b.path().join("metrics.jsonl")).unwrap();
         assert_eq!(ma, mb, "{opt}: metrics differ after resume");
@@ -114,6 +116,7 @@ fn resume_after_interrupt_is_bit_identical() {
         // A completed run is not run again.
         let again = run_in(&s, b.path(), None);
         assert_eq!(again.wall_time_s, resumed.wall_time_s);
+        assert_eq!(again.segments, 2, "{opt}");
     }
 }
 
@@ -365,10 +368,175 @@ fn training_targets_stop_the_run_at_the_first_evaluation_reaching_them() {
     assert_eq!(r.status, RunStatus::Completed);
     assert!(r.total_steps < 400 && r.total_steps.is_multiple_of(10), "{}", r.total_steps);
     assert_eq!(r.steps_completed, r.total_steps);
-    assert!(r.final_metrics["train_accuracy"] >= 0.5);
+    assert!(r.final_metrics["train/accuracy"] >= 0.5);
     // The evaluation before the stop had not reached the target.
     let m = sgdlab_train::read_metrics(dir.path()).unwrap();
     let before = m.iter().find(|x| x.probe == "train" && x.name == "accuracy" && x.step == r.total_steps - 10).unwrap();
     assert!(before.value.unwrap() < 0.5);
     assert!(r.message.unwrap().contains("reached the training target"));
+}
+
+/// Interrupts `spec` right after step `at` into `dir`, leaving checkpoints at the schedule's
+/// steps and at `at`.
+fn interrupted_at(s: &RunSpec, dir: &Path, at: u64) {
+    let r = run_in(s, dir, Some(at));
+    assert_eq!((r.status, r.steps_completed), (RunStatus::Interrupted, at));
+}
+
+#[test]
+fn a_torn_or_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
+    let s = spec(&MNIST1D_SGD.replace("[checkpoint]\nevery = 50", "[checkpoint]\nevery = 20\nkeep = 3"));
+    let reference = tempfile::tempdir().unwrap();
+    run_in(&s, reference.path(), None);
+    // Torn (truncated) parameters, then a flipped bit in the optimiser state.
+    for (file, cut) in [("step-45.safetensors", true), ("step-45.state.safetensors", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        interrupted_at(&s, dir.path(), 45);
+        let path = dir.path().join("checkpoints").join(file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        if cut {
+            bytes.truncate(bytes.len() / 2);
+        } else {
+            let n = bytes.len();
+            bytes[n - 2] ^= 0x10;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let r = run_in(&s, dir.path(), None);
+        assert_eq!(r.status, RunStatus::Completed, "{file}");
+        assert_eq!(r.warnings.len(), 1, "{file}: {:?}", r.warnings);
+        let w = &r.warnings[0];
+        assert!(w.contains(file) && w.contains("resuming from the checkpoint of step 40 instead"), "{w}");
+        assert!(w.contains(if cut { "not a valid safetensors file" } else { "checksum mismatch" }), "{w}");
+        assert!(dir.path().join("checkpoints").join(format!("{file}.corrupt")).exists(), "kept for inspection");
+        assert_eq!(final_params(dir.path()), final_params(reference.path()), "{file}");
+        let ma = std::fs::read_to_string(reference.path().join("metrics.jsonl")).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap(), ma, "{file}");
+    }
+}
+
+#[test]
+fn checkpoints_carry_their_provenance() {
+    let s = spec(MNIST1D_SGD);
+    let dir = tempfile::tempdir().unwrap();
+    interrupted_at(&s, dir.path(), 30);
+    let canonical = sgdlab_data::DatasetSpec::parse("mnist1d:n=600").unwrap().to_string();
+    let m = load_checkpoint::<f32>(&dir.path().join("checkpoints/step-30.safetensors"), None).unwrap().metadata;
+    assert_eq!(m[sgdlab_nn::DATA_METADATA_KEY], canonical);
+    assert_eq!(m[sgdlab_nn::SEED_METADATA_KEY], "5");
+    assert_eq!(m[sgdlab_nn::SPLIT_METADATA_KEY], "train");
+    assert!(m[sgdlab_nn::CHECKSUM_METADATA_KEY].starts_with("crc32:"));
+    run_in(&s, dir.path(), None);
+    let m = load_checkpoint::<f32>(&dir.path().join("final.safetensors"), None).unwrap().metadata;
+    assert_eq!((m[sgdlab_nn::DATA_METADATA_KEY].as_str(), m["step"].as_str()), (canonical.as_str(), "100"));
+    // The canonical spec loads the same data the run trained on.
+    let d = sgdlab_data::load_dataset(&m[sgdlab_nn::DATA_METADATA_KEY]).unwrap();
+    assert_eq!(d.train().unwrap().len(), 480);
+}
+
+#[test]
+fn inspect_run_trusts_a_record_only_when_its_files_agree() {
+    use sgdlab_train::{RunState, inspect_run};
+    let s = spec(MNIST1D_SGD);
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(inspect_run(dir.path()), RunState::Missing);
+    interrupted_at(&s, dir.path(), 30);
+    assert!(matches!(inspect_run(dir.path()), RunState::Unfinished(r) if r.status == RunStatus::Interrupted));
+    let done = run_in(&s, dir.path(), None);
+    assert_eq!(
+        done.metric_rows,
+        Some(std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap().lines().count() as u64)
+    );
+    assert_eq!(inspect_run(dir.path()), RunState::Finished(done.clone()));
+    let problem = |f: &dyn Fn(&Path)| {
+        let d = tempfile::tempdir().unwrap();
+        for name in ["spec.toml", "metrics.jsonl", "final.safetensors", "record.json"] {
+            std::fs::copy(dir.path().join(name), d.path().join(name)).unwrap();
+        }
+        f(d.path());
+        match inspect_run(d.path()) {
+            RunState::Inconsistent { problem, .. } => problem,
+            other => panic!("not inconsistent: {other:?}"),
+        }
+    };
+    let p = problem(&|d| std::fs::remove_file(d.join("final.safetensors")).unwrap());
+    assert!(p.contains("final.safetensors"), "{p}");
+    let p = problem(&|d| {
+        let t = std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+        let keep: Vec<&str> = t.lines().take(10).collect();
+        std::fs::write(d.join("metrics.jsonl"), keep.join("\n") + "\n").unwrap();
+    });
+    assert!(p.contains("has 10 rows, the record says"), "{p}");
+    let p = problem(&|d| {
+        let t = std::fs::read_to_string(d.join("record.json")).unwrap();
+        std::fs::write(d.join("record.json"), &t[..t.len() / 2]).unwrap();
+    });
+    assert!(p.contains("malformed record"), "{p}");
+    let p = problem(&|d| {
+        let t = std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+        std::fs::write(
+            d.join("metrics.jsonl"),
+            t + "{\"step\":3,\"epoch\":0.1,\"probe\":\"train\",\"name\":\"loss\",\"value\":1.0}\n",
+        )
+        .unwrap();
+    });
+    assert!(p.contains("rows, the record says") || p.contains("after step"), "{p}");
+    let p = problem(&|d| std::fs::write(d.join("spec.toml"), "seed = 1\n").unwrap());
+    assert!(p.contains("spec_hash"), "{p}");
+}
+
+#[test]
+fn an_error_mid_run_leaves_a_failed_record() {
+    struct Failing;
+    impl sgdlab_train::MeasurementHook for Failing {
+        fn due(&self, step: u64, _: u64) -> bool {
+            step == 7
+        }
+        fn measure(
+            &mut self,
+            _: u64,
+            _: u64,
+            _: &Model,
+            _: &sgdlab_nn::Params<f64>,
+            _: &sgdlab_data::Dataset,
+        ) -> Result<Vec<sgdlab_train::Measurement>, String> {
+            Err("the probe broke".into())
+        }
+    }
+    let s = spec(MNIST1D_SGD);
+    let dir = tempfile::tempdir().unwrap();
+    let opts =
+        RunOptions { out_dir: dir.path().to_path_buf(), stop: None, context: ctx(), dataset: None, fresh: false };
+    let e = train(&s, &opts, &mut Failing, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("the probe broke"), "{e}");
+    let rec = sgdlab_train::read_record(dir.path()).unwrap().unwrap();
+    assert_eq!(rec.status, RunStatus::Failed);
+    assert_eq!(rec.steps_completed, 7);
+    assert!(rec.message.unwrap().contains("measurement failed at step 7: the probe broke"));
+}
+
+#[test]
+fn a_batch_larger_than_the_training_split_is_an_error() {
+    let s = spec(&MNIST1D_SGD.replace("batch_size = 32", "batch_size = 481"));
+    let dir = tempfile::tempdir().unwrap();
+    let opts =
+        RunOptions { out_dir: dir.path().to_path_buf(), stop: None, context: ctx(), dataset: None, fresh: false };
+    let e = train(&s, &opts, &mut NoHook, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("optimizer.batch_size = 481") && e.contains("480 examples of the train split"), "{e}");
+    assert!(!dir.path().join("record.json").exists());
+    let s = spec(&MNIST1D_SGD.replace("batch_size = 32", "batch_size = 480"));
+    assert_eq!(run_in(&s, dir.path(), None).status, RunStatus::Completed, "the whole split is allowed");
+}
+
+#[test]
+fn a_second_trainer_on_the_directory_is_refused() {
+    let s = spec(MNIST1D_SGD);
+    let dir = tempfile::tempdir().unwrap();
+    let held = sgdlab_train::DirLock::acquire(dir.path()).unwrap();
+    let opts =
+        RunOptions { out_dir: dir.path().to_path_buf(), stop: None, context: ctx(), dataset: None, fresh: false };
+    let e = train(&s, &opts, &mut NoHook, &mut |_| {}).unwrap_err();
+    assert!(matches!(e, sgdlab_train::TrainError::Busy { pid: Some(p), .. } if p == std::process::id()), "{e}");
+    assert!(!dir.path().join("record.json").exists(), "nothing written");
+    drop(held);
+    assert_eq!(run_in(&s, dir.path(), None).status, RunStatus::Completed);
 }

@@ -5,6 +5,7 @@ use crate::{DataError, Dataset, Split, Targets};
 use ndarray::{Array1, Array2, Axis};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
+use sgdlab_linalg::memory::Estimate;
 use sgdlab_linalg::{RngStream, standard_normal};
 
 /// A mixture of isotropic Gaussian classes: class `c` has mean `mu_c = separation * g_c /
@@ -65,6 +66,12 @@ impl GaussianMixtureSpec {
         if !(self.sd >= 0.0 && self.separation >= 0.0 && self.sd.is_finite() && self.separation.is_finite()) {
             return Err(DataError::invalid("gaussian-mixture", "sd and separation must be finite and non-negative"));
         }
+        let n = self.n_train.saturating_add(self.n_test);
+        Estimate::new(format!("gaussian-mixture with {n} examples of dimension {}", self.d))
+            .array(&[n, self.d], 4)
+            .array(&[n], 4)
+            .array(&[self.classes, self.d], 8)
+            .check()?;
         let mu = self.means();
         let root = RngStream::new(self.seed).child("gaussian-mixture");
         let mut splits = Vec::new();

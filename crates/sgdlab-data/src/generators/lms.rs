@@ -6,6 +6,7 @@ use ndarray::Array2;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use sgdlab_linalg::RngStream;
+use sgdlab_linalg::memory::Estimate;
 
 /// The simple coordinate (coordinate 0 before rotation) of [`LmsSpec`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +198,12 @@ impl LmsSpec {
     /// The dataset and its rotation.
     pub fn generate(&self) -> Result<LmsData, DataError> {
         self.validate()?;
+        let rows = self.n_test.checked_mul(3).and_then(|t| t.checked_add(self.n_train)).unwrap_or(usize::MAX);
+        Estimate::new(format!("lms data with {} + {} examples of dimension {}", self.n_train, self.n_test, self.d))
+            .array(&[rows, self.d], 8 + 4 + 4)
+            .array(&[rows], 4)
+            .array(&[self.d, self.d], 8 * 3)
+            .check()?;
         let root = RngStream::new(self.seed).child("lms");
         let rotation = self.rotate.then(|| super::haar_orthogonal(self.d, &mut root.child("rotation").rng()));
         let finish = |x: Array2<f64>| -> Array2<f32> {

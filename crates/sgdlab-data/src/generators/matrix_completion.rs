@@ -4,6 +4,7 @@ use crate::transform::choose;
 use crate::{DataError, Dataset, Split, Targets};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
+use sgdlab_linalg::memory::Estimate;
 use sgdlab_linalg::{RngStream, standard_normal};
 
 /// Low-rank matrix completion (Huh et al., "The Low-Rank Simplicity Bias in Deep Networks", TMLR
@@ -105,6 +106,16 @@ impl MatrixCompletion {
 impl MatrixCompletionSpec {
     /// The problem.
     pub fn generate(&self) -> Result<MatrixCompletion, DataError> {
+        let (r, c) = (self.rows, self.cols);
+        let features = match self.layout {
+            CompletionLayout::Entries => Estimate::new("").array(&[r, c, r.saturating_add(c).saturating_add(1)], 4),
+            CompletionLayout::Columns => Estimate::new("").array(&[c, c], 4 * 2).array(&[c, r], 4 * 2),
+        };
+        Estimate::new(format!("a {r} x {c} matrix-completion problem"))
+            .array(&[r, c], 8 + 4 + 1 + 8)
+            .array(&[r.saturating_add(c), self.rank], 8)
+            .plus(&features)
+            .check()?;
         let total = self.rows * self.cols;
         let k = (self.observed * total as f64).round() as usize;
         if self.rank == 0 || self.rank > self.rows.min(self.cols) {

@@ -5,6 +5,7 @@ use ndarray::Array2;
 use rand::RngExt;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
+use sgdlab_linalg::memory::Estimate;
 use sgdlab_linalg::{RngStream, standard_normal};
 
 /// The ten hand-made digit templates of MNIST-1D (rows 0..9, 12 points each), before
@@ -164,6 +165,17 @@ impl Mnist1dSpec {
         Ok(())
     }
 
+    /// Peak memory of [`Mnist1dSpec::generate`]: the raw f64 values, the standardised f32 copy and
+    /// its two splits, labels and shuffle order, and one example's working buffers.
+    pub fn memory_estimate(&self) -> Estimate {
+        let (n, len) = (self.num_samples, self.final_seq_length);
+        let work = MNIST1D_RAW_TEMPLATES[0].len().saturating_add(self.padding.1);
+        Estimate::new(format!("mnist1d with {n} examples of length {len}"))
+            .array(&[n, len], 8 + 4 + 4)
+            .array(&[n], 4 + 8 + 4 + 4)
+            .array(&[work], 8 * 6)
+    }
+
     /// One example of class `label` before the dataset-level shuffle and standardisation.
     pub fn example(&self, label: usize, rng: &mut impl rand::Rng) -> Vec<f64> {
         let templates = mnist1d_templates();
@@ -201,6 +213,7 @@ impl Mnist1dSpec {
     /// The dataset: splits `train` and `test`, 10 classes, `final_seq_length` features.
     pub fn generate(&self) -> Result<Dataset, DataError> {
         self.validate()?;
+        self.memory_estimate().check()?;
         let templates = mnist1d_templates();
         let root = RngStream::new(self.seed).child("mnist1d");
         let mut rng = root.child("examples").rng();

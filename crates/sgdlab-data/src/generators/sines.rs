@@ -5,6 +5,7 @@ use ndarray::Array2;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use sgdlab_linalg::RngStream;
+use sgdlab_linalg::memory::Estimate;
 use std::f64::consts::PI;
 
 /// Amplitude profile of [`SinesSpec`].
@@ -89,7 +90,13 @@ impl SinesSpec {
         if self.num_freqs == 0 || self.freq_step == 0 {
             return Err(DataError::invalid("sines", "need at least one frequency and a positive spacing"));
         }
-        let kmax = self.num_freqs * self.freq_step;
+        let Some(kmax) = self.num_freqs.checked_mul(self.freq_step).filter(|k| *k <= usize::MAX / 2) else {
+            return Err(DataError::invalid("sines", "the number of frequencies times their spacing overflows"));
+        };
+        Estimate::new(format!("sines on {} grid points with {} frequencies", self.n, self.num_freqs))
+            .array(&[self.n], 8 + 4 + 4 + 4)
+            .array(&[self.num_freqs], 8 * 3)
+            .check()?;
         if 2 * kmax >= self.n {
             return Err(DataError::invalid(
                 "sines",

@@ -3,6 +3,7 @@
 use crate::{DataError, Dataset, Split, Targets};
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
+use sgdlab_linalg::memory::Estimate;
 use sgdlab_linalg::{RngStream, standard_normal};
 
 /// Hidden activation of the teacher.
@@ -128,6 +129,26 @@ impl TeacherSpec {
         TeacherMlp { weights, biases, activation: self.activation }
     }
 
+    /// Peak memory of [`TeacherSpec::generate`]: the teacher's weights, and per split its inputs
+    /// in f64 and f32, the widest layer's activations and the targets.
+    pub fn memory_estimate(&self) -> Estimate {
+        let mut widths = vec![self.d];
+        widths.extend(&self.hidden);
+        widths.push(self.outputs);
+        let widest = widths.iter().copied().max().unwrap_or(0);
+        let n = self.n_train.max(self.n_test);
+        let mut e = Estimate::new(format!(
+            "teacher data with {} + {} examples of dimension {}",
+            self.n_train, self.n_test, self.d
+        ));
+        for w in widths.windows(2) {
+            e = e.array(&[w[0], w[1]], 8).array(&[w[1]], 8);
+        }
+        let split =
+            Estimate::new("").array(&[n, self.d], 8 + 4).array(&[n, widest], 8 * 2).array(&[n, self.outputs], 4);
+        e.plus(&split).plus(&split)
+    }
+
     /// Splits `train` and `test`.
     pub fn generate(&self) -> Result<Dataset, DataError> {
         if self.d == 0 || self.outputs == 0 || self.hidden.contains(&0) || self.n_train == 0 || self.n_test == 0 {
@@ -136,6 +157,7 @@ impl TeacherSpec {
         if !(self.noise >= 0.0 && self.bias_sd >= 0.0 && self.noise.is_finite() && self.bias_sd.is_finite()) {
             return Err(DataError::invalid("teacher", "noise and bias_sd must be finite and non-negative"));
         }
+        self.memory_estimate().check()?;
         let teacher = self.teacher();
         let root = RngStream::new(self.seed).child("teacher");
         let mut splits = Vec::new();

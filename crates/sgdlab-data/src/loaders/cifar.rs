@@ -6,6 +6,7 @@
 use super::{read_maybe_gzip, where_};
 use crate::{DataError, Dataset, ImageShape, Split, Targets};
 use ndarray::Array2;
+use sgdlab_linalg::memory::Estimate;
 use std::path::Path;
 
 /// Bytes per record: 1 label + 3 x 32 x 32 pixels.
@@ -33,6 +34,9 @@ pub fn read_cifar10_batch(path: impl AsRef<Path>) -> Result<(Array2<f32>, Vec<u3
             ),
         ));
     }
+    Estimate::new(format!("{}: {n} CIFAR-10 images as f32", path.display()))
+        .array(&[n, CIFAR10_RECORD_BYTES], 4)
+        .check()?;
     let mut labels = Vec::with_capacity(n);
     let mut data = Vec::with_capacity(n * (CIFAR10_RECORD_BYTES - 1));
     for (i, rec) in bytes.chunks_exact(CIFAR10_RECORD_BYTES).enumerate() {

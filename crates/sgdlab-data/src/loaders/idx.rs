@@ -7,6 +7,7 @@
 use super::{read_maybe_gzip, where_};
 use crate::{DataError, ImageShape, Split, Targets};
 use ndarray::Array2;
+use sgdlab_linalg::memory::Estimate;
 use std::path::Path;
 
 struct Idx {
@@ -83,6 +84,7 @@ pub fn read_idx_images(path: impl AsRef<Path>) -> Result<(Array2<f32>, ImageShap
     let path = path.as_ref();
     let idx = parse_idx(path, 3, "image")?;
     let (n, rows, cols) = (idx.dims[0], idx.dims[1], idx.dims[2]);
+    Estimate::new(format!("{}: {n} images of {rows}x{cols} as f32", path.display())).array(&idx.dims, 4).check()?;
     let data: Vec<f32> = idx.bytes[idx.header_len..].iter().map(|&b| f32::from(b) / 255.0).collect();
     let x = Array2::from_shape_vec((n, rows * cols), data).map_err(|e| DataError::file(path, e.to_string()))?;
     Ok((x, ImageShape { channels: 1, height: rows, width: cols }))

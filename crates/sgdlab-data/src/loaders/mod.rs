@@ -34,7 +34,24 @@ pub(crate) fn read_maybe_gzip(path: &Path) -> Result<(Vec<u8>, bool), DataError>
     }
     let mut counting = Counting { inner: &raw, consumed: 0 };
     let mut out = Vec::new();
-    let result = flate2::read::GzDecoder::new(&mut counting).read_to_end(&mut out);
+    // A small gzip file can expand to any size: stop at the memory limit instead of aborting.
+    let limit = sgdlab_linalg::memory::limit();
+    let cap = limit.map_or(u64::MAX, |l| l.bytes);
+    let result = flate2::read::GzDecoder::new(&mut counting).take(cap.saturating_add(1)).read_to_end(&mut out);
+    if out.len() as u64 > cap {
+        return Err(DataError::file(
+            path,
+            format!(
+                "decompresses to more than {}, the memory {}",
+                sgdlab_linalg::memory::format_bytes(u128::from(cap)),
+                if limit.is_some_and(|l| l.source == sgdlab_linalg::memory::LimitSource::Override) {
+                    "limit set by --max-memory"
+                } else {
+                    "available"
+                }
+            ),
+        ));
+    }
     match result {
         Ok(_) => Ok((out, true)),
         Err(e) => Err(DataError::format(

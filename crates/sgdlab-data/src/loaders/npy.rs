@@ -5,6 +5,7 @@ use crate::{DataError, ImageShape, Split, Targets};
 use ndarray::{Array2, ArrayD, Ix2};
 use ndarray_npy::ReadNpyExt;
 use ndarray_npy::npy::header::{Header, ParseHeaderError, ReadHeaderError};
+use sgdlab_linalg::memory::Estimate;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +99,14 @@ fn read(path: &Path) -> Result<Npy, DataError> {
             format!("{} unexpected bytes after the data of shape {shape:?}", bytes.len() - end),
         ));
     }
+    // The values as read, plus their f32 or i64 conversion.
+    let converted = match dtype {
+        Dtype::F32 | Dtype::F64 => 4,
+        Dtype::U8 | Dtype::I32 | Dtype::I64 => 8,
+    };
+    Estimate::new(format!("{}: an array of shape {shape:?}", path.display()))
+        .array(&shape, dtype.size() + converted)
+        .check()?;
     let err = |e: ndarray_npy::ReadNpyError| {
         DataError::format(path, data_offset as u64, format!("cannot read the data: {e}"))
     };

@@ -161,6 +161,25 @@ fn unconverged_runs_say_so_and_still_bound_the_error() {
         assert!(k.distance_to_spectrum(theta) <= est.residuals[i] * (1.0 + 1e-10), "pair {i}");
     }
     assert_eq!(est.history.len(), 15 - 2, "one snapshot per step from the third on");
+    // Each pair says whether it met the tolerance, and the flags agree with the count.
+    assert_eq!(est.pair_converged.len(), 3);
+    assert_eq!(est.pair_converged.iter().filter(|&&c| c).count(), est.converged_count);
+    for (i, &c) in est.pair_converged.iter().enumerate() {
+        assert_eq!(c, est.residuals[i] <= params.tol * est.norm_estimate, "pair {i}");
+    }
+}
+
+#[test]
+fn more_eigenvalues_than_the_step_budget_is_an_error() {
+    // The audit's case: --top-k 300 with --max-iters 200 printed 200 values, some unconverged.
+    let k = Known::new(flat(400), &seeded("budget/matrix"));
+    let params = LanczosParams { k: 300, tol: 1e-3, max_iters: 200, ..Default::default() };
+    let e = lanczos_eigenpairs(&k.op(), &params, &seeded("budget")).unwrap_err().to_string();
+    assert!(e.contains("k = 300") && e.contains("max_iters = 200") && e.contains("raise max_iters"), "{e}");
+    // A block of 2 vectors per step makes 150 steps enough to hold 300 Ritz values.
+    let params = LanczosParams { k: 300, tol: 1e-3, max_iters: 150, block_size: 2, ..Default::default() };
+    let est = lanczos_eigenpairs(&k.op(), &params, &seeded("budget")).unwrap();
+    assert_eq!((est.eigenvalues.len(), est.pair_converged.len()), (300, 300));
 }
 
 #[test]

@@ -48,7 +48,7 @@ proptest! {
     ) {
         let n = lambdas.len();
         let k = Known::new(lambdas, &RngStream::new(seed).child("matrix"));
-        let params = LanczosParams { k: 2.min(n), target, max_iters: iters, tol: 1e-12, ..Default::default() };
+        let params = LanczosParams { k: 2.min(n).min(iters), target, max_iters: iters, tol: 1e-12, ..Default::default() };
         let est = lanczos_eigenpairs(&k.op(), &params, &RngStream::new(seed).child("l")).unwrap();
         let tol = INTERLACE_RTOL * k.norm2().max(1.0);
         for (i, &t) in est.eigenvalues.iter().enumerate() {

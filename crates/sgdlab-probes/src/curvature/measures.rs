@@ -9,7 +9,8 @@ use serde::Serialize;
 use sgdlab_linalg::{RngStream, Scalar, standard_normal, symmetric_eigen};
 use sgdlab_nn::{Layer, Model};
 use sgdlab_operators::{
-    LinearOperator, MeanEstimate, ProbeDistribution, effective_dimensionality, materialize, near_zero_fraction,
+    LinearOperator, MeanEstimate, ProbeDistribution, SpectralDensityEstimate, effective_dimensionality, materialize,
+    near_zero_fraction,
 };
 
 /// Mean loss, accuracy and gradient norm over the evaluation set.
@@ -46,13 +47,22 @@ pub struct ExactSpectrum {
     pub matvecs: usize,
 }
 
-/// Materialises `op` column by column (refused above `max_dim`) and eigendecomposes it.
+/// Materialises `op` column by column (refused above `max_dim`, and when the dense copies would
+/// not fit in memory) and eigendecomposes it.
 pub fn exact_spectrum<T: Scalar>(
     op: &dyn LinearOperator<T>,
     max_dim: usize,
     tau: f64,
     z: f64,
 ) -> Result<ExactSpectrum, ProbeError> {
+    let n = op.dim();
+    if n <= max_dim {
+        // The operator in T, its f64 copy, the symmetrised copy, its transpose view's
+        // temporary and the eigenvectors.
+        sgdlab_linalg::memory::Estimate::new(format!("the exact spectrum of a {n} x {n} operator"))
+            .array(&[n, n], std::mem::size_of::<T>() + 8 * 4)
+            .check()?;
+    }
     let a = materialize(op, max_dim)?;
     let n = a.nrows();
     let a64: Array2<f64> = a.mapv(|v| v.to_f64());
@@ -165,7 +175,78 @@ pub struct SlicePoint {
     pub accuracy: f64,
 }
 
+/// Options of [`landscape`]: `points` values per direction, evenly over `[-range, range]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LandscapeParams {
+    /// 1 (a line along `d1`) or 2 (a plane spanned by `d1`, `d2`).
+    pub dims: usize,
+    /// Points per direction (1 = the centre only).
+    pub points: usize,
+    /// Half-width of the interval in units of the directions.
+    pub range: f64,
+}
+
+impl Default for LandscapeParams {
+    fn default() -> Self {
+        LandscapeParams { dims: 1, points: 21, range: 1.0 }
+    }
+}
+
+/// `n` evenly spaced values from `lo` to `hi` (the midpoint when `n == 1`), refused when an end
+/// is not finite or the values would not fit in memory.
+pub fn grid_points(lo: f64, hi: f64, n: usize) -> Result<Vec<f64>, ProbeError> {
+    if !(lo.is_finite() && hi.is_finite()) {
+        return Err(ProbeError::Invalid(format!("grid ends must be finite numbers, got {lo} and {hi}")));
+    }
+    if n == 0 {
+        return Err(ProbeError::Invalid("a grid needs at least 1 point".into()));
+    }
+    sgdlab_linalg::memory::Estimate::new(format!("a grid of {n} points")).array(&[n], 8).check()?;
+    if n == 1 {
+        return Ok(vec![0.5 * (lo + hi)]);
+    }
+    Ok((0..n).map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64).collect())
+}
+
+/// The loss landscape around `ctx.params` along filter-normalised directions `d1` (and `d2`
+/// when `dims = 2`): [`landscape_slice`] on the grid `params` describes, after checking the
+/// options (finite positive range, 1 or 2 dimensions) and that the grid fits in memory.
+pub fn landscape<T: Scalar>(
+    ctx: &CurvatureContext<'_, T>,
+    d1: &[T],
+    d2: &[T],
+    params: &LandscapeParams,
+) -> Result<Vec<SlicePoint>, ProbeError> {
+    if !(params.dims == 1 || params.dims == 2) {
+        return Err(ProbeError::Invalid(format!("dims must be 1 or 2, got {}", params.dims)));
+    }
+    if !(params.range.is_finite() && params.range > 0.0) {
+        return Err(ProbeError::Invalid(format!("range must be a positive number, got {}", params.range)));
+    }
+    let p = ctx.params.len();
+    if d1.len() != p || d2.len() != p {
+        return Err(ProbeError::Invalid(format!(
+            "directions have {} and {} entries, the parameters {p}",
+            d1.len(),
+            d2.len()
+        )));
+    }
+    let rows = if params.dims == 2 { params.points } else { 1 };
+    sgdlab_linalg::memory::Estimate::new(format!(
+        "a {}-D landscape of {} points per direction",
+        params.dims, params.points
+    ))
+    .array(&[params.points, rows], std::mem::size_of::<SlicePoint>())
+    .array(&[params.points], 8 * 2)
+    .array(&[p], std::mem::size_of::<T>())
+    .check()?;
+    let alphas = grid_points(-params.range, params.range, params.points)?;
+    let betas = if params.dims == 2 { alphas.clone() } else { vec![0.0] };
+    Ok(landscape_slice(ctx, d1, d2, &alphas, &betas))
+}
+
 /// `L(theta + alpha d1 + beta d2)` on a grid (2-D slice; pass `betas = [0]` and any `d2` for 1-D).
+/// [`landscape`] checks its options and builds the grid.
 pub fn landscape_slice<T: Scalar>(
     ctx: &CurvatureContext<'_, T>,
     d1: &[T],
@@ -443,4 +524,44 @@ pub fn gradient_noise_tail_index<T: Scalar>(
         batch_size,
         gradient_evaluations: total + 1,
     })
+}
+
+/// `n` equally spaced points from `lo` to `hi` inclusive (one point: the midpoint), the grid of
+/// landscape slices and interpolations.
+pub fn linspace(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    if n <= 1 {
+        return vec![0.5 * (lo + hi)];
+    }
+    (0..n).map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64).collect()
+}
+
+/// A Gaussian-smoothed spectral density on a grid.
+#[derive(Debug, Clone, Serialize)]
+pub struct DensityGrid {
+    /// Grid points `t` (eigenvalue units).
+    pub lambda: Vec<f64>,
+    /// Smoothed density at each grid point (integrates to about 1).
+    pub density: Vec<f64>,
+    /// Smoothing width sigma (eigenvalue units).
+    pub smoothing_sigma: f64,
+    /// Smallest and largest quadrature node.
+    pub support: [f64; 2],
+}
+
+/// The density of `est` on `points` grid points spanning its support widened by 5% on each
+/// side, smoothed with a Gaussian of width `relative_width` times the support's width.
+pub fn smoothed_density(
+    est: &SpectralDensityEstimate,
+    points: usize,
+    relative_width: f64,
+) -> Result<DensityGrid, ProbeError> {
+    if points < 2 {
+        return Err(ProbeError::Invalid(format!("a density grid needs at least 2 points, got {points}")));
+    }
+    let (lo, hi) = est.support();
+    let width = (hi - lo).max(f64::MIN_POSITIVE);
+    let sigma = relative_width * width;
+    let lambda = linspace(lo - 0.05 * width, hi + 0.05 * width, points);
+    let density = est.density(&lambda, sigma)?;
+    Ok(DensityGrid { lambda, density, smoothing_sigma: sigma, support: [lo, hi] })
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::f64::consts::PI;
 
 /// The activations with closed-form kernel expectations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum KernelActivation {
     /// ReLU: arc-cosine kernel of degree 1 (Cho & Saul 2009).
@@ -32,11 +32,13 @@ impl std::str::FromStr for KernelActivation {
 }
 
 /// Which infinite-width kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum KernelKind {
     /// The conjugate kernel (CK, NNGP kernel): the covariance of the output at initialisation;
     /// training only the last layer.
+    #[value(alias = "nngp")]
+    #[serde(alias = "nngp")]
     Ck,
     /// The neural tangent kernel (NTK; Jacot, Gabriel & Hongler 2018): training all layers.
     Ntk,

@@ -71,7 +71,7 @@ use sgdlab_linalg::Scalar;
 use sgdlab_nn::{Layer, Model};
 
 /// Which layer outputs count as representations (embeddings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum EmbeddingLayers {
     /// The input (depth 0), then the output of every *block*, then the logits. A block ends

@@ -180,7 +180,7 @@ pub fn weight_spectra<T: Scalar>(
 }
 
 /// Whether embeddings are centred before their spectrum is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Centring {
     /// Use `Phi` as it is.

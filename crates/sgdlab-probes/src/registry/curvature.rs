@@ -1,0 +1,511 @@
+//! Registry entries of the loss and curvature measures other than the spectrum (PROTOCOLS 7, 8):
+//! loss, epsilon-sharpness, landscape slices, interpolation, gradient noise, tail index.
+
+use super::{MetricInfo, Needs, ProbeImpl, ProbeInput, ProbeOutput, Table, details_of, scalar, vector};
+use crate::common::ProbeError;
+use crate::curvature::{
+    NoiseParams, SlicePoint, epsilon_sharpness, filter_normalized_direction, gradient_noise, gradient_noise_tail_index,
+    interpolation, landscape_slice, linspace, loss_summary,
+};
+use serde::{Deserialize, Serialize};
+use sgdlab_linalg::Scalar;
+use sgdlab_nn::load_checkpoint;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+// ---------------------------------------------------------------------------------------------
+// loss
+
+/// `loss`: mean loss, accuracy and gradient norm over the evaluation set.
+pub struct LossProbe;
+
+/// Options of [`LossProbe`] (none).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossOptions {}
+
+impl ProbeImpl for LossProbe {
+    const NAME: &'static str = "loss";
+    const ABOUT: &'static str = "Mean loss, accuracy and gradient norm over the evaluation set.";
+    const NEEDS: Needs = Needs::ALL;
+    const METRICS: &'static [MetricInfo] = &[
+        MetricInfo::scalar("loss", "loss", "mean loss over the evaluated examples"),
+        MetricInfo::scalar("accuracy", "accuracy", "fraction of evaluated examples classified correctly"),
+        MetricInfo::scalar("grad_norm", "gradient norm", "Euclidean norm of the gradient of the mean loss"),
+    ];
+    type Options = LossOptions;
+
+    fn measure<T: Scalar>(input: &ProbeInput<'_>, _: &LossOptions) -> Result<ProbeOutput, ProbeError> {
+        let e = input.evaluation::<T>()?;
+        let s = loss_summary(&e.context()?);
+        Ok(ProbeOutput::new(
+            vec![scalar("loss", s.loss), scalar("accuracy", s.accuracy), scalar("grad_norm", s.grad_norm)],
+            serde_json::json!({"loss": s.loss, "accuracy": s.accuracy, "grad_norm": s.grad_norm, "matvecs": 0}),
+            format!("loss      {:.6}\naccuracy  {:.4}\ngrad_norm {:.6}\n", s.loss, s.accuracy, s.grad_norm),
+        )
+        .evaluated(vec![e.evaluated]))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sharpness
+
+/// `sharpness`: Keskar et al.'s epsilon-sharpness.
+pub struct SharpnessProbe;
+
+/// Options of [`SharpnessProbe`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct SharpnessOptions {
+    /// Box sizes epsilon (repeatable or comma-separated); Keskar et al. used 1e-3 and 5e-4. The
+    /// metric `sharpness` is for the first.
+    #[serde(deserialize_with = "super::one_or_many")]
+    #[arg(long, value_delimiter = ',', value_name = "EPS", default_values_t = [1e-3])]
+    pub epsilon: Vec<f64>,
+    /// Projected sign-gradient ascent steps per epsilon (each one full-set gradient).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub steps: usize,
+}
+
+impl Default for SharpnessOptions {
+    fn default() -> Self {
+        SharpnessOptions { epsilon: vec![1e-3], steps: 20 }
+    }
+}
+
+impl ProbeImpl for SharpnessProbe {
+    const NAME: &'static str = "sharpness";
+    const ABOUT: &'static str = "Keskar's epsilon-sharpness: 100 (max_{|z_i| <= eps(|x_i|+1)} L(x+z) - L(x)) / \
+        (1 + L(x)), the max by projected sign-gradient ascent (Keskar et al. 2017; PROTOCOLS 7.1).";
+    const NEEDS: Needs = Needs::ALL;
+    const METRICS: &'static [MetricInfo] = &[
+        MetricInfo::scalar(
+            "sharpness",
+            "epsilon-sharpness",
+            "relative loss increase in the epsilon box (first epsilon), a lower bound found by ascent",
+        )
+        .with_unit("%"),
+        MetricInfo::vector(
+            "sharpness_by_epsilon",
+            "epsilon-sharpness",
+            "epsilon, in the order given",
+            "epsilon-sharpness for each epsilon (written when more than one is given)",
+        )
+        .with_unit("%"),
+        MetricInfo::scalar("loss", "loss", "mean loss at the parameters"),
+        MetricInfo::scalar("max_loss", "largest loss in the box", "largest loss the ascent found (first epsilon)"),
+        MetricInfo::scalar("gradient_evaluations", "gradient evaluations", "full-set gradients used in all"),
+    ];
+    type Options = SharpnessOptions;
+
+    fn written(o: &SharpnessOptions) -> Vec<&'static str> {
+        let mut w = vec!["sharpness"];
+        if o.epsilon.len() > 1 {
+            w.push("sharpness_by_epsilon");
+        }
+        w.extend(["loss", "max_loss", "gradient_evaluations"]);
+        w
+    }
+
+    fn check(o: &SharpnessOptions) -> Result<(), String> {
+        if o.epsilon.is_empty() {
+            return Err("epsilon: give at least one box size".into());
+        }
+        if let Some(e) = o.epsilon.iter().find(|e| !(e.is_finite() && **e > 0.0)) {
+            return Err(format!("epsilon must be positive and finite, got {e}"));
+        }
+        Ok(())
+    }
+
+    fn measure<T: Scalar>(input: &ProbeInput<'_>, o: &SharpnessOptions) -> Result<ProbeOutput, ProbeError> {
+        let e = input.evaluation::<T>()?;
+        let ctx = e.context()?;
+        let results =
+            o.epsilon.iter().map(|&eps| epsilon_sharpness(&ctx, eps, o.steps)).collect::<Result<Vec<_>, _>>()?;
+        let mut text = String::new();
+        for s in &results {
+            let _ = writeln!(
+                text,
+                "epsilon {:e}: sharpness {:.6} (loss {:.6} -> {:.6}, {} ascent steps)",
+                s.epsilon, s.sharpness, s.loss, s.max_loss, s.ascent_steps
+            );
+        }
+        let evaluations: usize = results.iter().map(|s| s.gradient_evaluations).sum();
+        let first = &results[0];
+        let mut values = vec![scalar("sharpness", first.sharpness)];
+        if results.len() > 1 {
+            values.push(vector("sharpness_by_epsilon", results.iter().map(|s| s.sharpness).collect()));
+        }
+        values.extend([
+            scalar("loss", first.loss),
+            scalar("max_loss", first.max_loss),
+            scalar("gradient_evaluations", evaluations as f64),
+        ]);
+        let details = serde_json::json!({"sharpness": results, "matvecs": 0, "gradient_evaluations": evaluations});
+        Ok(ProbeOutput::new(values, details, text).evaluated(vec![e.evaluated]))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// landscape and interpolate
+
+const SLICE_INDEX: &str = "grid point (alpha fastest)";
+
+fn slice_table(points: &[SlicePoint]) -> Table {
+    Table {
+        columns: vec!["alpha", "beta", "loss", "accuracy"],
+        rows: points.iter().map(|q| vec![q.alpha, q.beta, q.loss, q.accuracy]).collect(),
+    }
+}
+
+fn column(points: &[SlicePoint], f: impl Fn(&SlicePoint) -> f64) -> Vec<f64> {
+    points.iter().map(f).collect()
+}
+
+/// `landscape`: the loss along filter-normalised random directions.
+pub struct LandscapeProbe;
+
+/// Options of [`LandscapeProbe`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct LandscapeOptions {
+    /// Number of random directions: 1 (a line) or 2 (a plane).
+    #[arg(long, value_name = "1|2", default_value_t = 1)]
+    pub dims: usize,
+    /// Points per direction, spread evenly over [-range, range].
+    #[arg(long, value_name = "N", default_value_t = 21)]
+    pub points: usize,
+    /// Half-width of the slice, in units of the filter-normalised direction.
+    #[arg(long, value_name = "R", default_value_t = 1.0)]
+    pub range: f64,
+}
+
+impl Default for LandscapeOptions {
+    fn default() -> Self {
+        LandscapeOptions { dims: 1, points: 21, range: 1.0 }
+    }
+}
+
+impl ProbeImpl for LandscapeProbe {
+    const NAME: &'static str = "landscape";
+    const ABOUT: &'static str = "Loss along filter-normalised random directions (a 1-D or 2-D slice) through the \
+        parameters (Li et al. 2018).";
+    const NEEDS: Needs = Needs::ALL;
+    const METRICS: &'static [MetricInfo] = &[
+        MetricInfo::vector("alpha", "alpha", SLICE_INDEX, "coordinate along the first direction"),
+        MetricInfo::vector("beta", "beta", SLICE_INDEX, "coordinate along the second direction (dims = 2)"),
+        MetricInfo::vector("loss", "loss", SLICE_INDEX, "mean loss at the grid point"),
+        MetricInfo::vector("accuracy", "accuracy", SLICE_INDEX, "accuracy at the grid point"),
+    ];
+    const TABLE: Option<&'static str> = Some("the slice (alpha,beta,loss,accuracy)");
+    type Options = LandscapeOptions;
+
+    fn written(o: &LandscapeOptions) -> Vec<&'static str> {
+        if o.dims == 2 { vec!["alpha", "beta", "loss", "accuracy"] } else { vec!["alpha", "loss", "accuracy"] }
+    }
+
+    fn check(o: &LandscapeOptions) -> Result<(), String> {
+        if !(o.dims == 1 || o.dims == 2) {
+            return Err(format!("dims must be 1 or 2, got {}", o.dims));
+        }
+        if o.points == 0 {
+            return Err("points must be at least 1".into());
+        }
+        if !(o.range.is_finite() && o.range > 0.0) {
+            return Err(format!("range must be positive and finite, got {}", o.range));
+        }
+        Ok(())
+    }
+
+    fn measure<T: Scalar>(input: &ProbeInput<'_>, o: &LandscapeOptions) -> Result<ProbeOutput, ProbeError> {
+        let e = input.evaluation::<T>()?;
+        let ctx = e.context()?;
+        let d1 = filter_normalized_direction(e.model, &e.params, &input.stream.child("direction-1"));
+        let d2 = filter_normalized_direction(e.model, &e.params, &input.stream.child("direction-2"));
+        let alphas = linspace(-o.range, o.range, o.points);
+        let betas = if o.dims == 2 { alphas.clone() } else { vec![0.0] };
+        let pts = landscape_slice(&ctx, &d1, &d2, &alphas, &betas);
+        let mut values = vec![vector("alpha", column(&pts, |q| q.alpha))];
+        if o.dims == 2 {
+            values.push(vector("beta", column(&pts, |q| q.beta)));
+        }
+        values.extend([vector("loss", column(&pts, |q| q.loss)), vector("accuracy", column(&pts, |q| q.accuracy))]);
+        let mut text = String::from("   alpha    beta        loss  accuracy\n");
+        for q in &pts {
+            let _ = writeln!(text, "{:8.3} {:7.3} {:11.6} {:9.4}", q.alpha, q.beta, q.loss, q.accuracy);
+        }
+        let table = slice_table(&pts);
+        let details = serde_json::json!({
+            "dims": o.dims, "points": pts, "direction": "filter-normalised gaussian", "matvecs": 0
+        });
+        Ok(ProbeOutput::new(values, details, text).evaluated(vec![e.evaluated]).with_table(table))
+    }
+}
+
+/// `interpolate`: the loss along the line between two checkpoints.
+pub struct InterpolateProbe;
+
+/// Options of [`InterpolateProbe`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct InterpolateOptions {
+    /// The second checkpoint, at alpha = 1 (required); the probed model is alpha = 0.
+    #[arg(long, value_name = "CKPT")]
+    pub to: Option<PathBuf>,
+    /// First alpha of the line (1 - alpha) A + alpha B.
+    #[arg(long, value_name = "ALPHA", default_value_t = -1.0, allow_hyphen_values = true)]
+    pub from_alpha: f64,
+    /// Last alpha.
+    #[arg(long, value_name = "ALPHA", default_value_t = 2.0, allow_hyphen_values = true)]
+    pub to_alpha: f64,
+    /// Points along the line, from-alpha to to-alpha inclusive.
+    #[arg(long, value_name = "N", default_value_t = 25)]
+    pub points: usize,
+}
+
+impl Default for InterpolateOptions {
+    fn default() -> Self {
+        InterpolateOptions { to: None, from_alpha: -1.0, to_alpha: 2.0, points: 25 }
+    }
+}
+
+const LINE_INDEX: &str = "point along the line";
+
+impl ProbeImpl for InterpolateProbe {
+    const NAME: &'static str = "interpolate";
+    const ABOUT: &'static str = "Loss along the line (1 - alpha) A + alpha B between the model A and a second \
+        checkpoint B (Goodfellow et al. 2015; Keskar et al. 2017).";
+    const NEEDS: Needs = Needs::ALL;
+    const METRICS: &'static [MetricInfo] = &[
+        MetricInfo::vector("alpha", "alpha", LINE_INDEX, "position on the line (0 = the model, 1 = the other)"),
+        MetricInfo::vector("loss", "loss", LINE_INDEX, "mean loss at the point"),
+        MetricInfo::vector("accuracy", "accuracy", LINE_INDEX, "accuracy at the point"),
+    ];
+    const TABLE: Option<&'static str> = Some("the line (alpha,beta,loss,accuracy; beta = 0)");
+    type Options = InterpolateOptions;
+
+    fn check(o: &InterpolateOptions) -> Result<(), String> {
+        if o.to.is_none() {
+            return Err("needs the second checkpoint: --to CKPT (option `to`)".into());
+        }
+        if !(o.from_alpha.is_finite() && o.to_alpha.is_finite()) {
+            return Err(format!("from_alpha and to_alpha must be finite, got {} and {}", o.from_alpha, o.to_alpha));
+        }
+        if o.points == 0 {
+            return Err("points must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn measure<T: Scalar>(input: &ProbeInput<'_>, o: &InterpolateOptions) -> Result<ProbeOutput, ProbeError> {
+        let e = input.evaluation::<T>()?;
+        let to = o.to.as_ref().ok_or_else(|| ProbeError::Invalid("interpolate needs `to`".into()))?;
+        let other = load_checkpoint::<f64>(to, e.model.arch())?;
+        if other.model != *e.model {
+            return Err(ProbeError::Invalid(format!(
+                "{} is a {} but the model is a {}",
+                to.display(),
+                other.model.describe(),
+                e.model.describe()
+            )));
+        }
+        let pb: Vec<T> = other.params.cast::<T>().into_vec();
+        let ctx = e.context()?;
+        let pts = interpolation(&ctx, &e.params, &pb, &linspace(o.from_alpha, o.to_alpha, o.points));
+        let values = vec![
+            vector("alpha", column(&pts, |q| q.alpha)),
+            vector("loss", column(&pts, |q| q.loss)),
+            vector("accuracy", column(&pts, |q| q.accuracy)),
+        ];
+        let mut text = String::from("   alpha        loss  accuracy\n");
+        for q in &pts {
+            let _ = writeln!(text, "{:8.3} {:11.6} {:9.4}", q.alpha, q.loss, q.accuracy);
+        }
+        let table = slice_table(&pts);
+        let details = serde_json::json!({"to": to.display().to_string(), "points": pts, "matvecs": 0});
+        Ok(ProbeOutput::new(values, details, text).evaluated(vec![e.evaluated]).with_table(table))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// noise and tail-index
+
+/// `noise`: gradient-noise geometry.
+pub struct NoiseProbe;
+
+/// Options of [`NoiseProbe`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct NoiseOptions {
+    /// Hutchinson probes for Tr H and ||H||_F.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub probes: usize,
+    /// Examples whose (g_i - g)^T H (g_i - g) are evaluated (0 = all).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub hvp_examples: usize,
+    /// Minibatch size the batch-level values refer to (Sigma_B = Sigma / B).
+    #[arg(long, value_name = "B", default_value_t = 1)]
+    pub noise_batch_size: usize,
+}
+
+impl Default for NoiseOptions {
+    fn default() -> Self {
+        let d = NoiseParams::default();
+        NoiseOptions { probes: d.probes, hvp_examples: d.hvp_examples, noise_batch_size: d.batch_size }
+    }
+}
+
+impl ProbeImpl for NoiseProbe {
+    const NAME: &'static str = "noise";
+    const ABOUT: &'static str = "Gradient-noise geometry: Tr Sigma, Tr H, Tr(H Sigma) and the alignment of the \
+        noise with the Hessian (Zhu et al. 2019; PROTOCOLS 8.1).";
+    const NEEDS: Needs = Needs::ALL;
+    const METRICS: &'static [MetricInfo] = &[
+        MetricInfo::scalar("trace_sigma", "Tr Sigma", "trace of the per-example gradient covariance"),
+        MetricInfo::scalar("frobenius_sigma", "||Sigma||_F", "Frobenius norm of the per-example gradient covariance"),
+        MetricInfo::scalar("trace_hessian", "Tr H", "Hutchinson estimate of the Hessian trace"),
+        MetricInfo::scalar("trace_hessian_stderr", "standard error of Tr H", "standard error of the Tr H estimate"),
+        MetricInfo::scalar("frobenius_hessian", "||H||_F", "Frobenius norm of the Hessian, from the same probes"),
+        MetricInfo::scalar("trace_h_sigma", "Tr(H Sigma)", "mean of (g_i - g)^T H (g_i - g) over examples"),
+        MetricInfo::scalar("trace_h_sigma_stderr", "standard error of Tr(H Sigma)", "0 when every example is used"),
+        MetricInfo::scalar(
+            "alignment_ratio",
+            "noise alignment R",
+            "Tr(H Sigma) / (Tr H Tr Sigma / D): 1 for isotropic noise, above 1 when noise follows curvature",
+        ),
+        MetricInfo::scalar("alignment_cosine", "noise alignment cosine", "Tr(H Sigma) / (||H||_F ||Sigma||_F)"),
+        MetricInfo::scalar("trace_sigma_batch", "Tr Sigma_B", "noise trace of minibatches of noise_batch_size"),
+        MetricInfo::scalar("trace_h_sigma_batch", "Tr(H Sigma_B)", "Tr(H Sigma) for minibatches of noise_batch_size"),
+        MetricInfo::scalar("matvecs", "Hessian-vector products", "products used"),
+        MetricInfo::scalar("quadratic_forms", "quadratic forms", "quadratic forms v^T H v by forward passes"),
+    ];
+    type Options = NoiseOptions;
+
+    fn check(o: &NoiseOptions) -> Result<(), String> {
+        if o.noise_batch_size == 0 {
+            return Err("noise_batch_size must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn measure<T: Scalar>(input: &ProbeInput<'_>, o: &NoiseOptions) -> Result<ProbeOutput, ProbeError> {
+        let e = input.evaluation::<T>()?;
+        let params = NoiseParams { probes: o.probes, hvp_examples: o.hvp_examples, batch_size: o.noise_batch_size };
+        let n = gradient_noise(&e.context()?, &params, &input.stream.child("noise"))?;
+        let values = vec![
+            scalar("trace_sigma", n.trace_sigma),
+            scalar("frobenius_sigma", n.frobenius_sigma),
+            scalar("trace_hessian", n.trace_hessian),
+            scalar("trace_hessian_stderr", n.trace_hessian_stderr),
+            scalar("frobenius_hessian", n.frobenius_hessian),
+            scalar("trace_h_sigma", n.trace_h_sigma),
+            scalar("trace_h_sigma_stderr", n.trace_h_sigma_stderr),
+            scalar("alignment_ratio", n.alignment_ratio),
+            scalar("alignment_cosine", n.alignment_cosine),
+            scalar("trace_sigma_batch", n.trace_sigma_batch),
+            scalar("trace_h_sigma_batch", n.trace_h_sigma_batch),
+            scalar("matvecs", n.matvecs as f64),
+            scalar("quadratic_forms", n.quadratic_forms as f64),
+        ];
+        let text = format!(
+            "Tr Sigma          {:.6e}\nTr H              {:.6e} +- {:.2e}\nTr(H Sigma)       {:.6e} +- {:.2e} ({} examples)\n\
+             alignment R       {:.4}  (1 = isotropic)\nalignment cosine  {:.4}\n\
+             batch {}: Tr Sigma_B {:.6e}, Tr(H Sigma_B) {:.6e}\nmatvecs {}, quadratic forms {}\n",
+            n.trace_sigma,
+            n.trace_hessian,
+            n.trace_hessian_stderr,
+            n.trace_h_sigma,
+            n.trace_h_sigma_stderr,
+            n.hvp_examples,
+            n.alignment_ratio,
+            n.alignment_cosine,
+            n.batch_size,
+            n.trace_sigma_batch,
+            n.trace_h_sigma_batch,
+            n.matvecs,
+            n.quadratic_forms
+        );
+        Ok(ProbeOutput::new(values, details_of(&n), text).evaluated(vec![e.evaluated]))
+    }
+}
+
+/// `tail-index`: heavy-tailedness of minibatch gradient noise.
+pub struct TailIndexProbe;
+
+/// Options of [`TailIndexProbe`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct TailIndexOptions {
+    /// Minibatch size of the noise g_B - g.
+    #[arg(long, value_name = "B", default_value_t = 32)]
+    pub noise_batch_size: usize,
+    /// Blocks of the Mohammadi estimator (blocks * block-size minibatches in all).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub blocks: usize,
+    /// Minibatch noise vectors summed per block of the Mohammadi estimator.
+    #[arg(long, value_name = "M", default_value_t = 10)]
+    pub block_size: usize,
+    /// Fraction of the largest noise norms used by the Hill estimator.
+    #[arg(long, value_name = "F", default_value_t = 0.05)]
+    pub hill_fraction: f64,
+}
+
+impl Default for TailIndexOptions {
+    fn default() -> Self {
+        TailIndexOptions { noise_batch_size: 32, blocks: 50, block_size: 10, hill_fraction: 0.05 }
+    }
+}
+
+impl ProbeImpl for TailIndexProbe {
+    const NAME: &'static str = "tail-index";
+    const ABOUT: &'static str = "Tail index of minibatch gradient noise by the Mohammadi and Hill estimators \
+        (Simsekli et al. 2019; PROTOCOLS 8.2).";
+    const NEEDS: Needs = Needs::ALL;
+    const METRICS: &'static [MetricInfo] = &[
+        MetricInfo::scalar(
+            "mohammadi_alpha",
+            "tail index alpha (Mohammadi)",
+            "alpha-stable tail index of the noise: 2 = Gaussian, below 2 = heavy-tailed",
+        ),
+        MetricInfo::scalar("hill_alpha", "tail index alpha (Hill)", "Hill's estimate on the noise norms"),
+        MetricInfo::scalar("hill_k", "Hill order statistics", "number k of largest norms Hill's estimator used"),
+        MetricInfo::scalar("gradient_evaluations", "gradient evaluations", "minibatch and full gradients used"),
+    ];
+    type Options = TailIndexOptions;
+
+    fn check(o: &TailIndexOptions) -> Result<(), String> {
+        if !(o.hill_fraction > 0.0 && o.hill_fraction < 1.0) {
+            return Err(format!("hill_fraction must be in (0, 1), got {}", o.hill_fraction));
+        }
+        Ok(())
+    }
+
+    fn measure<T: Scalar>(input: &ProbeInput<'_>, o: &TailIndexOptions) -> Result<ProbeOutput, ProbeError> {
+        let e = input.evaluation::<T>()?;
+        let t = gradient_noise_tail_index(
+            &e.context()?,
+            o.noise_batch_size,
+            o.blocks,
+            o.block_size,
+            o.hill_fraction,
+            &input.stream.child("tail"),
+        )?;
+        let values = vec![
+            scalar("mohammadi_alpha", t.mohammadi_alpha),
+            scalar("hill_alpha", t.hill_alpha),
+            scalar("hill_k", t.hill_k as f64),
+            scalar("gradient_evaluations", t.gradient_evaluations as f64),
+        ];
+        let text = format!(
+            "Mohammadi alpha {:.4}  (2 = Gaussian)\nHill alpha      {:.4}  (k = {})\nminibatches     {} of {}\n",
+            t.mohammadi_alpha,
+            t.hill_alpha,
+            t.hill_k,
+            t.blocks * t.block_size,
+            t.batch_size
+        );
+        let mut details = details_of(&t);
+        details["matvecs"] = serde_json::json!(0);
+        Ok(ProbeOutput::new(values, details, text).evaluated(vec![e.evaluated]))
+    }
+}

@@ -1,0 +1,199 @@
+//! Plans: every check made before anything runs, with errors pointing into the user's file; the
+//! overrides of the command line (`--seeds`, `--set`) and quick mode changing the plan as stated;
+//! sweeps expanded into deduplicated runs.
+
+use sgdlab_studies::plan::plan;
+use sgdlab_studies::{LoadedStudy, load_study};
+
+/// A small study: line numbers below refer to this text.
+const STUDY: &str = r#"name = "tiny"
+title = "Tiny"
+section = "7.1"
+survey_claim = "test"
+seeds = [0, 1, 2]
+
+[base]
+model = "mlp:40-16-10:relu"
+data = "mnist1d:n=500"
+
+[base.optimizer]
+name = "sgd"
+lr = 0.1
+batch_size = 32
+
+[base.budget]
+steps = 20
+
+[[sweep]]
+name = "lr"
+[[sweep.axis]]
+name = "lr"
+key = "optimizer.lr"
+values = [0.05, 0.1, 0.2]
+
+[[sweep]]
+name = "batch"
+[[sweep.axis]]
+name = "batch_size"
+key = "optimizer.batch_size"
+values = [16, 32]
+
+[[measure]]
+probe = "loss"
+samples = 100
+
+[[claim]]
+id = "c"
+statement = "s"
+value = { last = "loss/loss" }
+statistic = { spearman = { axis = "lr" } }
+population = { sweep = "lr" }
+decision = { less = 0.0 }
+expected = "e"
+provenance = "paper"
+
+[quick]
+set = ["seeds=[0, 1]", "base.budget.steps=5"]
+"#;
+
+fn load(text: &str) -> Result<LoadedStudy, String> {
+    LoadedStudy::parse(text, "s.toml", false, &[]).map_err(|e| e.to_string())
+}
+
+fn plan_err(text: &str) -> String {
+    match load(text) {
+        Err(e) => e,
+        Ok(st) => plan(&st).map(|_| ()).unwrap_err().to_string(),
+    }
+}
+
+/// The line of the first occurrence of `needle` in `text`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text[..text.find(needle).expect("needle in text")].matches('\n').count() + 1
+}
+
+#[test]
+fn one_at_a_time_sweeps_share_the_base_point() {
+    let st = load(STUDY).unwrap();
+    let p = plan(&st).unwrap();
+    // lr: 3 values, batch: 2 values, 3 seeds; the base (lr 0.1, batch 32) is planned by both.
+    assert_eq!(p.runs.len(), (3 + 2 - 1) * 3);
+    let shared: Vec<_> = p.runs.iter().filter(|r| r.sweeps.len() == 2).collect();
+    assert_eq!(shared.len(), 3);
+    assert!(shared.iter().all(|r| r.axes["lr"] == 0.1 && r.axes["batch_size"] == 32));
+    assert_eq!(p.sweeps, vec!["lr", "batch"]);
+    assert_eq!(p.axes, vec!["lr", "batch_size"]);
+    assert_eq!(p.measure[0].metrics, vec!["loss/loss", "loss/accuracy", "loss/grad_norm"]);
+    // Plans are deterministic.
+    assert_eq!(p, plan(&load(STUDY).unwrap()).unwrap());
+}
+
+#[test]
+fn seeds_set_and_quick_change_the_plan_as_stated() {
+    let q = plan(&LoadedStudy::parse(STUDY, "s.toml", true, &[]).unwrap()).unwrap();
+    assert!(q.quick);
+    assert_eq!(q.runs.len(), 4 * 2);
+    assert!(q.runs.iter().all(|r| r.run_spec.contains("steps = 5")));
+    assert_eq!(q.overrides, vec!["seeds=[0, 1]", "base.budget.steps=5"]);
+    let seeds = sgdlab_studies::overrides::parse_seeds("3-7").unwrap();
+    let o = vec![sgdlab_studies::overrides::seeds_override(&seeds), "sweep.lr.axis.lr.values=[0.3, 0.6]".to_string()];
+    let p = plan(&LoadedStudy::parse(STUDY, "s.toml", false, &o).unwrap()).unwrap();
+    assert_eq!(p.runs.len(), (2 + 2) * 5);
+    assert!(p.runs.iter().all(|r| (3..=7).contains(&r.seed)));
+    assert!(p.runs.iter().any(|r| r.axes.get("lr") == Some(&serde_json::json!(0.6))));
+    // The same overrides from the command line, through a built-in study.
+    let b = load_study("batch-sharpness", false, &["seeds=[7]".into()]).unwrap();
+    assert_eq!(b.spec.seeds, vec![7]);
+    let e =
+        LoadedStudy::parse(STUDY, "s.toml", false, &["sweep.lrr.axis.lr.values=[1.0]".into()]).unwrap_err().to_string();
+    assert!(e.contains("s.toml") && e.contains("no element named 'lrr'") && e.contains("lr, batch"), "{e}");
+    let e = LoadedStudy::parse(STUDY, "s.toml", false, &["base.budget.steps=many".into()]).unwrap_err().to_string();
+    assert!(e.contains("expects an integer"), "{e}");
+}
+
+#[test]
+fn misspelt_probe_option_axis_and_metric_fail_at_plan_time_with_file_and_line() {
+    let t = STUDY.replace("probe = \"loss\"", "probe = \"los\"");
+    let e = plan_err(&t);
+    assert_eq!(e.lines().count(), 1);
+    assert!(
+        e.starts_with(&format!("s.toml:{}:", line_of(&t, "probe = \"los\""))) && e.contains("unknown probe 'los'"),
+        "{e}"
+    );
+
+    let t = STUDY.replace("samples = 100", "samples = 100\noptions = { tpo_k = 3 }");
+    let e = plan_err(&t);
+    assert!(e.starts_with(&format!("s.toml:{}:", line_of(&t, "options = "))) && e.contains("tpo_k"), "{e}");
+
+    let t = STUDY.replace("{ spearman = { axis = \"lr\" } }", "{ spearman = { axis = \"eta\" } }");
+    let e = plan_err(&t);
+    assert!(
+        e.starts_with(&format!("s.toml:{}:", line_of(&t, "statistic = { spearman")))
+            && e.contains("'eta' is not an axis"),
+        "{e}"
+    );
+
+    let t = STUDY.replace("{ last = \"loss/loss\" }", "{ last = \"loss/los\" }");
+    let e = plan_err(&t);
+    assert!(e.starts_with(&format!("s.toml:{}:", line_of(&t, "value = { last"))), "{e}");
+    assert!(e.contains("metric 'loss/los' is not written") && e.contains("did you mean 'loss/loss'"), "{e}");
+
+    let t = STUDY.replace("population = { sweep = \"lr\" }", "population = { sweep = \"lrs\" }");
+    assert!(plan_err(&t).contains("sweep 'lrs' does not exist"));
+
+    // A bad run-spec key in [base] points at its line in the user's file, not at a generated file.
+    let t = STUDY.replace("lr = 0.1\n", "lr = 0.1\nmomentun = 0.9\n");
+    let e = plan_err(&t);
+    assert!(
+        e.starts_with(&format!("s.toml:{}:", line_of(&t, "momentun"))) && e.contains("unknown field `momentun`"),
+        "{e}"
+    );
+    // ... and a bad axis key at the axis.
+    let t = STUDY.replace("key = \"optimizer.batch_size\"", "key = \"optimizer.batchsize\"");
+    let e = plan_err(&t);
+    assert!(e.starts_with(&format!("s.toml:{}:", line_of(&t, "optimizer.batchsize"))), "{e}");
+}
+
+#[test]
+fn non_finite_thresholds_and_malformed_claims_are_refused() {
+    for (from, to, want) in [
+        ("decision = { less = 0.0 }", "decision = { less = nan }", "not finite"),
+        ("decision = { less = 0.0 }", "decision = { within = [2.0, 1.0] }", "is empty"),
+        ("id = \"c\"", "id = \"c d\"", "letters, digits"),
+        ("seeds = [0, 1, 2]", "seeds = []", "seeds must not be empty"),
+        ("seeds = [0, 1, 2]", "seeds = [0, 0]", "given twice"),
+        ("values = [16, 32]", "values = []", "has no values"),
+        ("value = { last = \"loss/loss\" }", "value = { ratio = [{ last = \"loss/loss\" }] }", "two values"),
+        ("value = { last = \"loss/loss\" }", "value = { axis = \"depth\" }", "does not sweep"),
+        ("expected = \"e\"", "expected = \"e\"\nlevel = 1.5", "(0, 1)"),
+        ("statistic = { spearman", "statistic = { speerman", "unknown variant"),
+    ] {
+        let t = STUDY.replace(from, to);
+        assert_ne!(t, STUDY, "{from}");
+        let e = plan_err(&t);
+        assert!(e.contains(want) && e.starts_with("s.toml"), "{to}: {e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+}
+
+#[test]
+fn a_template_that_a_sweep_does_not_fill_is_an_error() {
+    let t = STUDY.replace("model = \"mlp:40-16-10:relu\"", "model = \"mlp:40-16-10:{act}\"").replace(
+        "[[sweep]]\nname = \"batch\"",
+        "[[sweep]]\nname = \"acts\"\n[[sweep.axis]]\nname = \"act\"\nvalues = [\"relu\"]\n\n[[sweep]]\nname = \"batch\"",
+    );
+    let e = plan_err(&t);
+    assert!(e.contains("uses {act}, which sweep 'lr' does not set"), "{e}");
+}
+
+#[test]
+fn every_builtin_study_plans_in_both_modes() {
+    for b in sgdlab_studies::BUILTIN {
+        for quick in [false, true] {
+            let st = load_study(b.name, quick, &[]).unwrap_or_else(|e| panic!("{}: {e}", b.name));
+            let p = plan(&st).unwrap_or_else(|e| panic!("{} (quick {quick}): {e}", b.name));
+            assert!(!p.runs.is_empty());
+            assert_eq!(p.quick, quick);
+        }
+    }
+}
