@@ -2,12 +2,16 @@
 # Runs built-in studies in full and in quick mode and compares their verdicts, claim by claim:
 # quick mode must decide every claim the way full mode does (docs/studies.md, "Quick mode").
 # Prints one line per study and mode (verdict, claims, wall time) and a final line per study
-# saying whether quick agrees with full; exits 1 if any disagrees.
+# saying whether quick agrees with full; exits 1 if any disagrees. With RESULTS=FILE.json it
+# also writes, per study and mode, the verdict, each claim's verdict, effect and interval and the
+# wall time: bench/results/studies_full_vs_quick.json is that file, and tests/builtin_quick.rs
+# checks in CI that quick mode still decides every claim as full mode did there.
 #
 # Usage: bench/studies_full_vs_quick.sh [STUDY ...]       (default: every built-in study)
 # Environment: OUT   where the study directories go        [a temporary directory]
 #              JOBS  runs in parallel                       [number of cores]
 #              SGDLAB_BIN  use this binary instead of building the work tree
+#              RESULTS     write the JSON summary here                [none]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z "${SGDLAB_BIN:-}" ]]; then
@@ -33,7 +37,24 @@ for s in "${STUDIES[@]}"; do
     t0=$(date +%s.%N)
     "$SGDLAB_BIN" study run "$s" $flag --jobs "$JOBS" --out "$OUT" --quiet
     t1=$(date +%s.%N)
-    printf '%-28s %-5s %7.1f s  %s\n' "$s" "$mode" "$(echo "$t1 - $t0" | bc)" "$(claims_of "$dir/verdict.json")"
+    wall=$(echo "$t1 - $t0" | bc)
+    printf '%-28s %-5s %7.1f s  %s\n' "$s" "$mode" "$wall" "$(claims_of "$dir/verdict.json")"
+    if [[ -n "${RESULTS:-}" ]]; then
+      python3 - "$RESULTS" "$s" "$mode" "$wall" "$dir/verdict.json" "$("$SGDLAB_BIN" --version)" "$(nproc)" "$JOBS" <<'PY'
+import json, os, sys
+out, study, mode, wall, verdict, version, cpus, jobs = sys.argv[1:]
+v = json.load(open(verdict))
+r = json.load(open(out)) if os.path.exists(out) else {"about": "bench/studies_full_vs_quick.sh", "studies": {}}
+r["version"], r["cpus"], r["jobs"] = version, int(cpus), int(jobs)
+r["studies"].setdefault(study, {})[mode] = {
+    "verdict": v["verdict"],
+    "wall_time_s": round(float(wall), 1),
+    "runs": v["runs"],
+    "claims": {c["id"]: {"verdict": c["verdict"], "effect": (c["effect"] or {}).get("value"), "interval": [(c["effect"] or {}).get("ci_low"), (c["effect"] or {}).get("ci_high")]} for c in v["claims"]},
+}
+json.dump(r, open(out, "w"), indent=1, sort_keys=True)
+PY
+    fi
   done
   if [[ "$(claims_of "$OUT/$s/verdict.json")" == "$(claims_of "$OUT/$s-quick/verdict.json")" ]]; then
     echo "$s: quick agrees with full"

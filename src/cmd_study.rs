@@ -215,9 +215,12 @@ fn print_plan(study: &LoadedStudy, plan: &sgdlab_studies::PlanRecord) {
         let axes: Vec<String> =
             sw.axis.iter().map(|a| format!("{} in {}", a.name, toml::Value::Array(a.values.clone()))).collect();
         println!(
-            "  sweep {} ({:?}): {}",
+            "  sweep {} ({}): {}",
             sw.name,
-            sw.mode,
+            match sw.mode {
+                sgdlab_studies::spec::SweepMode::Grid => "grid",
+                sgdlab_studies::spec::SweepMode::Zip => "zipped",
+            },
             if axes.is_empty() { "the base alone".into() } else { axes.join(", ") }
         );
     }

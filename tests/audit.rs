@@ -344,7 +344,7 @@ fn probes_refuse_what_cannot_be_computed() {
         "--max-iters",
         "200",
     ]);
-    assert_one_line_error(&o, &["k = 300", "max_iters = 200"]);
+    assert_one_line_error(&o, &["top_k = 300", "needs max_iters >= 300", "got 200"]);
 }
 
 /// Audit 4: non-finite values are refused where they enter.

@@ -175,10 +175,27 @@ fn resolve_run(
         p.extend(key);
         return Err(st.error_at(&p, msg));
     }
-    RunSpec::from_toml(&text, "[base]").map_err(|e| {
+    let mut rs = RunSpec::from_toml(&text, "[base]").map_err(|e| {
         let m = e.to_string();
         st.error_at(&[Seg::Key("base".into())], format!("{} ({where_})", m.trim()))
-    })
+    })?;
+    // A study's runs checkpoint on wall time unless the study says otherwise, so that a run
+    // killed mid-way (kill -9, a node lost) resumes near where it stopped rather than at step 0.
+    // Checkpoints do not change a run's numbers (resumes are byte-identical).
+    if rs.checkpoint.every == 0 && rs.checkpoint.every_seconds == 0 && !mentions_checkpoint(table) {
+        rs.checkpoint.every_seconds = STUDY_CHECKPOINT_SECONDS;
+    }
+    Ok(rs)
+}
+
+/// Wall time between checkpoints of a study run whose `[base]` sets no `[checkpoint]` table.
+pub const STUDY_CHECKPOINT_SECONDS: u64 = 30;
+
+fn mentions_checkpoint(table: &toml::Table) -> bool {
+    table
+        .get("checkpoint")
+        .and_then(toml::Value::as_table)
+        .is_some_and(|t| t.contains_key("every") || t.contains_key("every_seconds"))
 }
 
 /// Expands and checks a loaded study into its plan.
