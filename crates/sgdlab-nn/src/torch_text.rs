@@ -315,7 +315,7 @@ fn conv_spec(name: &str, a: &Args<'_>, shape: Shape) -> Result<LayerSpec, String
         Some("same") => {
             let half = |k: usize, d: usize| {
                 let total = d * (k - 1);
-                if total % 2 == 0 {
+                if total.is_multiple_of(2) {
                     Ok(total / 2)
                 } else {
                     Err("padding='same' with an even kernel span pads unevenly; not supported".to_string())

@@ -223,6 +223,9 @@ struct TorchModel {
     arch: ArchSpec,
 }
 
+/// Logits, loss, the loss gradient as (parameter name, values), and the model after the pass.
+type TorchOutputs = (Vec<f64>, f64, Vec<(String, Vec<f64>)>, Model);
+
 fn torch_model(name: &'static str) -> TorchModel {
     let json = read_json(&format!("{name}.json"));
     let text = std::fs::read_to_string(golden_dir().join(format!("{name}.txt"))).unwrap();
@@ -233,7 +236,7 @@ fn torch_model(name: &'static str) -> TorchModel {
 
 /// The model's outputs in precision `T`: logits, loss and gradient (by name), in the mode of the
 /// reference (training mode: batch statistics; then the running statistics after that pass).
-fn torch_outputs<T: sgdlab_linalg::Scalar>(t: &TorchModel) -> (Vec<f64>, f64, Vec<(String, Vec<f64>)>, Model) {
+fn torch_outputs<T: sgdlab_linalg::Scalar>(t: &TorchModel) -> TorchOutputs {
     let path = golden_dir().join(format!("{}.safetensors", t.name));
     let ck = load_checkpoint::<T>(&path, Some(&t.arch)).unwrap();
     // The inputs are float32 data (shortest decimals in the file): widened exactly for float64.

@@ -116,7 +116,7 @@ impl LayerSpec {
                 let name = if dims == 1 { "conv1d" } else { "conv2d" };
                 spatial(dims, name)?;
                 let c = input.channels();
-                if groups == 0 || c % groups != 0 || out % groups != 0 {
+                if groups == 0 || !c.is_multiple_of(groups) || out % groups != 0 {
                     return Err(format!(
                         "{name}: groups={groups} must divide the input channels ({c}) and the output channels ({out})"
                     ));

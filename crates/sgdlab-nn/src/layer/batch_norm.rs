@@ -202,12 +202,12 @@ impl BatchNorm {
     fn add_channel_dots<T: Scalar>(&self, dst: &mut [T], a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) {
         let s = self.positions;
         for (ai, bi) in a.rows().into_iter().zip(b.rows()) {
-            for c in 0..self.features {
+            for (c, d) in dst.iter_mut().enumerate().take(self.features) {
                 let mut acc = T::zero();
                 for k in c * s..(c + 1) * s {
                     acc += ai[k] * bi[k];
                 }
-                dst[c] += acc;
+                *d += acc;
             }
         }
     }
@@ -216,12 +216,12 @@ impl BatchNorm {
     fn add_channel_sums<T: Scalar>(&self, dst: &mut [T], a: &ArrayView2<'_, T>) {
         let s = self.positions;
         for ai in a.rows() {
-            for c in 0..self.features {
+            for (c, d) in dst.iter_mut().enumerate().take(self.features) {
                 let mut acc = T::zero();
                 for k in c * s..(c + 1) * s {
                     acc += ai[k];
                 }
-                dst[c] += acc;
+                *d += acc;
             }
         }
     }
@@ -230,7 +230,7 @@ impl BatchNorm {
         (0..self.features).map(|c| self.affine_of(p, c).0).collect()
     }
 
-    fn batch_stats<'a, T>(trace: &'a Trace<T>) -> Option<&'a RowStats<T>> {
+    fn batch_stats<T>(trace: &Trace<T>) -> Option<&RowStats<T>> {
         match &trace.saved {
             Saved::BatchStats(st) => Some(st),
             Saved::Nothing => None,
@@ -503,6 +503,8 @@ impl LayerRules for BatchNorm {
             }
             let mut g = gyr.clone();
             let mut dg = dgyr;
+            // `dp` holds the gamma tangents only for an affine layer: index it, do not iterate it.
+            #[allow(clippy::needless_range_loop)]
             for ch in 0..c {
                 let gamma = self.affine_of(p, ch).0;
                 let dgamma = if self.affine { dp[ch] } else { T::zero() };
@@ -565,6 +567,7 @@ impl LayerRules for BatchNorm {
             };
             let d2y = d2xhat.map(|mut t| {
                 let dxh = dxhat.as_ref().expect("set together");
+                #[allow(clippy::needless_range_loop)]
                 for ch in 0..c {
                     let g = self.affine_of(p, ch).0;
                     let dg = if self.affine { dp[ch] } else { T::zero() };

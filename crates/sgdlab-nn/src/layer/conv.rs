@@ -141,7 +141,7 @@ impl Conv {
         cols.slice(ndarray::s![i * k..(i + 1) * k, ..])
     }
 
-    fn columns<'a, T>(trace: &'a Trace<T>) -> &'a Array2<T> {
+    fn columns<T>(trace: &Trace<T>) -> &Array2<T> {
         match &trace.saved {
             Saved::Columns(c) => c,
             Saved::Nothing | Saved::ArgMax(_) | Saved::Mask(_) | Saved::BatchStats(_) => {

@@ -135,7 +135,7 @@ impl LayerRules for Flatten {
         match (self.start_dim, input.dims()) {
             (1, _) => Ok(Shape::flat(input.len())),
             (2, [c, ..]) => Ok(if input.rank() == 1 { input } else { Shape::seq(*c, input.len() / c) }),
-            (d, _) if d >= 1 + input.rank() => Ok(input),
+            (d, _) if d > input.rank() => Ok(input),
             (d, _) => Err(format!("flatten from dimension {d} is not supported (only 1 and 2)")),
         }
     }
