@@ -134,7 +134,7 @@ fn shares_of_a_plan_merge_into_the_verdict_of_a_local_run() {
     assert!(!dir.join("slurm/submissions.jsonl").exists());
     // A directory holding another plan is refused, as `study run` refuses it.
     let other = t.path().join("other.toml");
-    std::fs::write(&other, CI_STUDY.replace("seeds = [0, 1, 2, 3, 4]", "seeds = [5, 6, 7]")).unwrap();
+    std::fs::write(&other, CI_STUDY.replace("base.budget.epochs=3", "base.budget.epochs=4")).unwrap();
     let o =
         sgdlab().args(["study", "submit", "--quick", "--dry-run"]).arg(&other).arg("--out").arg(&out).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("different plan"));
@@ -169,7 +169,7 @@ fn shares_of_a_plan_merge_into_the_verdict_of_a_local_run() {
         .map(|r| r["id"].as_str().unwrap())
         .collect();
     assert_eq!(missing, vec![ids[0].as_str(), ids[2].as_str(), ids[4].as_str()]);
-    assert!(std::fs::read_to_string(dir.join("report.html")).unwrap().contains("Incomplete:"));
+    assert!(std::fs::read_to_string(dir.join("report.html")).unwrap().contains("Incomplete study."));
     // Task 1 again: nothing to do, no record touched.
     let before = std::fs::read(dir.join("runs").join(&ids[1]).join("record.json")).unwrap();
     ok(run_task(&dir, 1, 2).output().unwrap(), "run-task 1 again");
@@ -178,7 +178,7 @@ fn shares_of_a_plan_merge_into_the_verdict_of_a_local_run() {
     ok(run_task(&dir, 0, 2).output().unwrap(), "run-task 0");
     ok(sgdlab().arg("report").arg(&dir).output().unwrap(), "report");
     assert_eq!(std::fs::read(local.join("verdict.json")).unwrap(), std::fs::read(dir.join("verdict.json")).unwrap());
-    assert!(!std::fs::read_to_string(dir.join("report.html")).unwrap().contains("Incomplete:"));
+    assert!(!std::fs::read_to_string(dir.join("report.html")).unwrap().contains("Incomplete study."));
     let s = status(&dir);
     assert_eq!(s, "batch-sharpness-ci: 6 planned, 6 completed, 0 diverged, 0 failed, 0 not finished\n");
     let sj: Value = serde_json::from_str(&ok(
