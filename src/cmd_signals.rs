@@ -16,6 +16,8 @@ const STOP_SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGUSR1];
 pub struct StopSignals {
     pub stop: Arc<AtomicBool>,
     signal: Arc<AtomicUsize>,
+    /// The handlers that end the process on a second signal.
+    shutdown: Vec<signal_hook::SigId>,
 }
 
 impl StopSignals {
@@ -23,14 +25,26 @@ impl StopSignals {
     pub fn install() -> Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let signal = Arc::new(AtomicUsize::new(0));
+        let mut shutdown = Vec::with_capacity(STOP_SIGNALS.len());
         for sig in STOP_SIGNALS {
             // Registered first, so that it sees the flag as it was before this signal.
-            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, stop.clone())
-                .and_then(|_| signal_hook::flag::register_usize(sig, signal.clone(), sig as usize))
+            let id = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, stop.clone())
+                .context("installing signal handlers")?;
+            shutdown.push(id);
+            signal_hook::flag::register_usize(sig, signal.clone(), sig as usize)
                 .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
                 .context("installing signal handlers")?;
         }
-        Ok(StopSignals { stop, signal })
+        Ok(StopSignals { stop, signal, shutdown })
+    }
+
+    /// Once the work is saved, a further signal need not end the process at once: after this a
+    /// second signal only sets the flag again (e.g. the SIGTERM Slurm sends to a task that asked
+    /// to be requeued, while it still reports the outcome).
+    pub fn disarm_second_signal(&self) {
+        for &id in &self.shutdown {
+            signal_hook::low_level::unregister(id);
+        }
     }
 
     /// The signal that asked to stop, if any.

@@ -178,6 +178,9 @@ pub fn run_task(a: RunTaskArgs) -> Result<i32> {
         "{label}: stopped by signal {sig} after {} of {} runs; running runs checkpointed",
         outcome.finished, outcome.planned
     );
+    // Everything is checkpointed: the SIGTERM that `scontrol requeue` brings must not cut the
+    // report of the requeue short.
+    signals.disarm_second_signal();
     if signals.was_usr1() && !job.is_empty() {
         // Slurm's warning before the time limit: requeue this task; the requeued task resumes.
         let st = Command::new("scontrol").args(["requeue", &job]).status();
