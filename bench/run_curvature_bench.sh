@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Curvature benchmark, side by side: top Hessian eigenvalue and Hutchinson trace of MLP
-# 784-512-512-10 at initialisation on 1,000 MNIST test images, PyHessian vs sgdlab.
-# Usage: bench/run_curvature_bench.sh [PYTHON] [THREADS]   (PYTHON: a venv with torch + pyhessian)
+# 784-512-512-10 (or LeNet-5) at initialisation on 1,000 MNIST test images, PyHessian vs sgdlab.
+# NET=lenet5 runs the same comparison on LeNet-5 (loaded from PyTorch's print(model) text).
+# Usage: bench/run_curvature_bench.sh [PYTHON] [THREADS] [NET]   (PYTHON: a venv with torch + pyhessian;
+#        NET: mlp (default) or lenet5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-python3}
 THREADS=${2:-1}
+NET=${3:-mlp}
 OUT=$(mktemp -d)
 cargo build --release -q
 S=./target/release/sgdlab
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-$PY bench/anchors/pyhessian_bench.py --out "$OUT" --threads "$THREADS" > "$OUT/pyhessian.json"
-COMMON=(--threads "$THREADS" probe hessian --model "$OUT/mlp.safetensors" --arch mlp:784-512-512-10:relu
+$PY bench/anchors/pyhessian_bench.py --out "$OUT" --net "$NET" --threads "$THREADS" > "$OUT/pyhessian.json"
+if [[ $NET == mlp ]]; then ARCH=(--arch mlp:784-512-512-10:relu); else ARCH=(--arch-file "$OUT/$NET.txt" --input-shape 1,28,28); fi
+COMMON=(--threads "$THREADS" probe hessian --model "$OUT/$NET.safetensors" "${ARCH[@]}"
         --data "npy:$OUT/x.npy,$OUT/y.npy" --samples 0 --batch-size 1000 --json)
 # Reference: Lanczos to a residual of 1e-10 relative, f64.
 "$S" "${COMMON[@]}" --top-k 1 --tol 1e-10 > "$OUT/ref.json"

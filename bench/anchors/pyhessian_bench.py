@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """PyHessian side of the curvature benchmark (bench/run_curvature_bench.sh drives both sides).
 
-MLP 784-512-512-10 (PyTorch default init, seed 0, float32) at initialisation, cross-entropy
-(mean) on the first 1,000 MNIST test images (../shared/data, pixels / 255). Writes the weights
-(safetensors, PyTorch names) and the data (.npy) for sgdlab, then times PyHessian's top
+MLP 784-512-512-10, or LeNet-5 with --net lenet5 (PyTorch default init, seed 0, float32) at
+initialisation, cross-entropy (mean) on the first 1,000 MNIST test images (../shared/data,
+pixels / 255). Writes the weights (NET.safetensors, PyTorch names), the text of print(model)
+(NET.txt, for sgdlab's --arch-file) and the data (.npy, one flattened image per row) for sgdlab, then times PyHessian's top
 eigenvalue (power iteration, its defaults maxIter=100, tol=1e-3) and its trace (Hutchinson,
 defaults maxIter=100, tol=1e-3; and again with exactly 100 probes), counting Hessian-vector products by wrapping
 pyhessian.hessian.hessian_vector_product. Prints one JSON object.
 
-Usage: python bench/anchors/pyhessian_bench.py --out DIR [--threads N] [--repeats R]
+Usage: python bench/anchors/pyhessian_bench.py --out DIR [--net mlp|lenet5] [--threads N] [--repeats R]
 Reference only: needs torch, pyhessian, safetensors, numpy (a virtual environment outside the repo).
 """
 import argparse
@@ -44,6 +45,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--net", choices=["mlp", "lenet5"], default="mlp")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
@@ -52,10 +54,21 @@ def main():
     np.save(os.path.join(a.out, "x.npy"), x)
     np.save(os.path.join(a.out, "y.npy"), y)
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(a.out, "mlp.safetensors"))
+    nn = torch.nn
+    if a.net == "mlp":
+        model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+        inputs = torch.from_numpy(x)
+    else:
+        model = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+        )
+        inputs = torch.from_numpy(x).reshape(a.samples, 1, 28, 28)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(a.out, a.net + ".safetensors"))
+    with open(os.path.join(a.out, a.net + ".txt"), "w") as f:
+        f.write(str(model))
     criterion = torch.nn.CrossEntropyLoss()
-    data = (torch.from_numpy(x), torch.from_numpy(y))
+    data = (inputs, torch.from_numpy(y))
 
     ph = sys.modules["pyhessian.hessian"]
     counter = {"hvp": 0}
@@ -86,6 +99,7 @@ def main():
     # previous running mean is negative, even for tol = 0; only tol = -inf never stops early.
     tr100 = timed(lambda c: float(np.mean(c.trace(maxIter=100, tol=-float("inf")))))
     print(json.dumps({
+        "net": a.net,
         "threads": a.threads,
         "samples": a.samples,
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "pyhessian": getattr(pyhessian, "__version__", "0.1"), "numpy": np.__version__},
