@@ -34,7 +34,8 @@ Sources
                        classes [10]                               -> all or train/test
   cifar10:DIR          CIFAR-10 binary batches, pixels/255: batches [1+2+3+4+5] -> train/test
   sines                sum of sines on a periodic grid: n [200], freqs [10], step [5],
-                       amplitudes [equal] (equal|increasing), seed [0] -> train (z -> lambda(z))
+                       amplitudes [equal] (equal|increasing), input [unit] (unit: x = z in [0,1);
+                       centred: x = 2z - 1 in [-1,1)), seed [0] -> train (x -> lambda(z))
   lms                  LMS-k: k [5] (3|5|7), d [50], complex [d-1], n [20000], n_test [5000], margin [0.1],
                        noise [0] (linear-margin noise fraction; noisy LMS-7 = lms:k=7,noise=0.1),
                        rotate [true], seed [0] -> train/test/test-s-randomised/test-sc-randomised
@@ -514,7 +515,7 @@ fn parse_source(spec: &str, name: &str, raw: Option<&str>) -> Result<SourceSpec,
             }
         }
         "sines" => {
-            let a = Args::new(spec, name, raw, &["n", "freqs", "step", "amplitudes", "seed"], &[0])?;
+            let a = Args::new(spec, name, raw, &["n", "freqs", "step", "amplitudes", "input", "seed"], &[0])?;
             let d = SinesSpec::default();
             SourceSpec::Sines(SinesSpec {
                 n: a.uint("n", d.n)?,
@@ -526,6 +527,7 @@ fn parse_source(spec: &str, name: &str, raw: Option<&str>) -> Result<SourceSpec,
                     d.amplitudes,
                 )?,
                 seed: a.seed(d.seed)?,
+                centred: a.choice("input", &[("unit", false), ("centred", true)], d.centred)?,
             })
         }
         "lms" | "ms" => {
@@ -957,7 +959,7 @@ impl fmt::Display for SourceSpec {
             }
             SourceSpec::Sines(s) => write!(
                 f,
-                "sines:n={},freqs={},step={},amplitudes={},seed={}",
+                "sines:n={},freqs={},step={},amplitudes={},{}seed={}",
                 s.n,
                 s.num_freqs,
                 s.freq_step,
@@ -965,6 +967,7 @@ impl fmt::Display for SourceSpec {
                     Amplitudes::Equal => "equal",
                     Amplitudes::Increasing => "increasing",
                 },
+                if s.centred { "input=centred," } else { "" },
                 s.seed
             ),
             SourceSpec::Lms(s) => {

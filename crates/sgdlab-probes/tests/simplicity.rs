@@ -184,7 +184,7 @@ fn spectral_bias_residuals_of_known_functions() {
     let target = spec.target();
     let m = model("mlp:1-8-1:relu");
     let zero = vec![0.0; m.num_params()];
-    let e = spectral_bias(&m, &zero, &target, spec.n).unwrap();
+    let e = spectral_bias(&m, &zero, &target, spec.n, &|z| z).unwrap();
     assert_eq!(e.frequencies, (1..=10).map(|i| 5 * i).collect::<Vec<_>>());
     for i in 0..10 {
         assert!((e.residual[i] - 1.0).abs() < DECOMP && e.learned[i].abs() < DECOMP, "{i}: {:?}", e.residual);
@@ -192,12 +192,12 @@ fn spectral_bias_residuals_of_known_functions() {
     assert!((e.relative_error - 1.0).abs() < EXACT);
     // A linear model f(z) = c (bias only): residual at every k_i stays 1, bin 0 holds |c|.
     let m1 = model("mlp:1-1:relu");
-    let e = spectral_bias(&m1, &[0.0, 0.3], &target, spec.n).unwrap();
+    let e = spectral_bias(&m1, &[0.0, 0.3], &target, spec.n, &|z| z).unwrap();
     assert!((e.network_spectrum[0] - 0.3).abs() < DECOMP && e.residual.iter().all(|r| (r - 1.0).abs() < DECOMP));
     // Inputs are validated: a frequency at or above Nyquist, a network that is not 1 -> 1.
     let one = SumOfSines { frequencies: vec![100], amplitudes: vec![1.0], phases: vec![0.0] };
-    assert!(spectral_bias(&m, &zero, &one, 200).is_err());
-    assert!(spectral_bias(&model("mlp:2-1:relu"), &[0.0; 3], &target, 200).is_err());
+    assert!(spectral_bias(&m, &zero, &one, 200, &|z| z).is_err());
+    assert!(spectral_bias(&model("mlp:2-1:relu"), &[0.0; 3], &target, 200, &|z| z).is_err());
 }
 
 #[test]

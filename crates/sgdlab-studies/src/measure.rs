@@ -7,6 +7,7 @@
 
 use crate::records::PlannedMeasure;
 use crate::spec::At;
+use std::collections::BTreeMap;
 use sgdlab_data::Dataset;
 use sgdlab_linalg::RngStream;
 use sgdlab_nn::{Loss, Model, Params};
@@ -37,6 +38,61 @@ pub fn due(at: At, every: u64, points: usize, step: u64, total: u64) -> bool {
     }
 }
 
+/// The axis names that `{name}` templates in a measurement's options use, among `axes`.
+pub fn option_templates<'a>(options: &toml::Table, axes: &[&'a str]) -> Vec<&'a str> {
+    fn walk<'a>(v: &toml::Value, axes: &[&'a str], out: &mut Vec<&'a str>) {
+        match v {
+            toml::Value::String(s) => {
+                for a in axes {
+                    if s.contains(&format!("{{{a}}}")) && !out.contains(a) {
+                        out.push(a);
+                    }
+                }
+            }
+            toml::Value::Array(x) => x.iter().for_each(|y| walk(y, axes, out)),
+            toml::Value::Table(t) => t.values().for_each(|y| walk(y, axes, out)),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) | toml::Value::Datetime(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    options.values().for_each(|v| walk(v, axes, &mut out));
+    out
+}
+
+/// A measurement's options for a run with these axis values: a string that is exactly `{name}`
+/// becomes the axis value with its type (`sigma_w2 = "{sw2}"` with `sw2 = 4.0` gives the number
+/// 4.0); `{name}` inside a longer string is replaced by the value's text.
+pub fn options_for_run(options: &toml::Table, axes: &BTreeMap<String, serde_json::Value>) -> serde_json::Value {
+    fn text(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+    fn walk(v: serde_json::Value, axes: &BTreeMap<String, serde_json::Value>) -> serde_json::Value {
+        match v {
+            serde_json::Value::String(s) => {
+                if let Some(name) = s.strip_prefix('{').and_then(|r| r.strip_suffix('}'))
+                    && let Some(val) = axes.get(name)
+                {
+                    return val.clone();
+                }
+                let mut s = s;
+                for (k, val) in axes {
+                    s = s.replace(&format!("{{{k}}}"), &text(val));
+                }
+                serde_json::Value::String(s)
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(|x| walk(x, axes)).collect()),
+            serde_json::Value::Object(o) => {
+                serde_json::Value::Object(o.into_iter().map(|(k, x)| (k, walk(x, axes))).collect())
+            }
+            other => other,
+        }
+    }
+    walk(serde_json::to_value(options).expect("TOML tables are JSON objects"), axes)
+}
+
 /// The hook of one run.
 pub struct StudyHook<'a> {
     measures: Vec<(&'a PlannedMeasure, &'static dyn Probe, CheckedOptions)>,
@@ -46,15 +102,28 @@ pub struct StudyHook<'a> {
 }
 
 impl<'a> StudyHook<'a> {
-    /// The hook for a run with this loss, seed and data spec. The plan's measurements were
-    /// checked when it was made; an error here means plan.json was edited by hand.
-    pub fn new(measures: &'a [PlannedMeasure], loss: Loss, seed: u64, data_spec: &str) -> Result<Self, String> {
+    /// The hook for a run with this loss, seed, data spec and axis values (which fill `{axis}`
+    /// templates in measurement options). The plan's measurements were checked when it was
+    /// made; an error here means plan.json was edited by hand.
+    pub fn new(
+        measures: &'a [PlannedMeasure],
+        loss: Loss,
+        seed: u64,
+        data_spec: &str,
+        axes: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Self, String> {
         let mut out = Vec::with_capacity(measures.len());
         for m in measures {
             let probe =
                 registry::find(&m.spec.probe).ok_or_else(|| format!("plan.json: unknown probe '{}'", m.spec.probe))?;
+            let names: Vec<&str> = axes.keys().map(String::as_str).collect();
+            let json = if option_templates(&m.spec.options, &names).is_empty() {
+                m.resolved_options.clone()
+            } else {
+                options_for_run(&m.spec.options, axes)
+            };
             let opts = probe
-                .options_from_json(m.resolved_options.clone())
+                .options_from_json(json)
                 .map_err(|e| format!("plan.json: probe '{}': {e}", m.spec.probe))?;
             out.push((m, probe, opts));
         }

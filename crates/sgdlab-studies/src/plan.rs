@@ -82,6 +82,23 @@ fn combos(sw: &SweepSpec) -> Vec<Vec<usize>> {
     }
 }
 
+/// Every point of every sweep (the base alone without sweeps): its sweep's name and axis values.
+fn axis_points(st: &LoadedStudy) -> Vec<(String, BTreeMap<String, serde_json::Value>)> {
+    if st.spec.sweep.is_empty() {
+        return vec![("base".into(), BTreeMap::new())];
+    }
+    let mut out = Vec::new();
+    for sw in &st.spec.sweep {
+        for combo in combos(sw) {
+            out.push((
+                sw.name.clone(),
+                sw.axis.iter().zip(&combo).map(|(a, &i)| (a.name.clone(), to_json(&a.values[i]))).collect(),
+            ));
+        }
+    }
+    out
+}
+
 /// Checks each measurement against the registry and resolves its options.
 fn plan_measures(st: &LoadedStudy) -> Result<Vec<PlannedMeasure>, StudyError> {
     let mut out = Vec::new();
@@ -90,12 +107,40 @@ fn plan_measures(st: &LoadedStudy) -> Result<Vec<PlannedMeasure>, StudyError> {
         let probe = registry::find(&m.probe).ok_or_else(|| {
             st.error_at(&at("probe"), format!("unknown probe '{}' (known: {})", m.probe, registry::names()))
         })?;
-        let json = serde_json::to_value(&m.options).expect("TOML tables are JSON objects");
-        let opts = probe
-            .options_from_json(json)
-            .map_err(|e| st.error_at(&at("options"), format!("probe '{}': {e}", m.probe)))?;
-        let metrics = probe.written(&opts).iter().map(|n| format!("{}/{n}", m.label())).collect();
-        out.push(PlannedMeasure { spec: m.clone(), resolved_options: probe.options_to_json(&opts), metrics });
+        let axes = st.axis_names();
+        if crate::measure::option_templates(&m.options, &axes).is_empty() {
+            let json = serde_json::to_value(&m.options).expect("TOML tables are JSON objects");
+            let opts = probe
+                .options_from_json(json)
+                .map_err(|e| st.error_at(&at("options"), format!("probe '{}': {e}", m.probe)))?;
+            let metrics = probe.written(&opts).iter().map(|n| format!("{}/{n}", m.label())).collect();
+            out.push(PlannedMeasure { spec: m.clone(), resolved_options: probe.options_to_json(&opts), metrics });
+            continue;
+        }
+        // Options with `{axis}` templates are resolved per run: check them for every point of
+        // every sweep, and take the metrics from the first.
+        let mut first = None;
+        for (sw, vars) in axis_points(st) {
+            let names: Vec<&str> = vars.keys().map(String::as_str).collect();
+            let json = crate::measure::options_for_run(&m.options, &vars);
+            let json_toml: toml::Table = serde_json::from_value(json.clone()).unwrap_or_default();
+            if let Some(n) = crate::measure::option_templates(&json_toml, &axes).first()
+                && !names.contains(n)
+            {
+                return Err(st.error_at(
+                    &at("options"),
+                    format!("the options use {{{n}}}, which sweep '{sw}' does not set"),
+                ));
+            }
+            let opts = probe.options_from_json(json).map_err(|e| {
+                let point: String = vars.iter().map(|(k, v)| format!(", {k} = {v}")).collect();
+                st.error_at(&at("options"), format!("probe '{}' (sweep '{sw}'{point}): {e}", m.probe))
+            })?;
+            first.get_or_insert_with(|| (probe.options_to_json(&opts), probe.written(&opts)));
+        }
+        let (resolved_options, written) = first.expect("a study has at least one sweep point");
+        let metrics = written.iter().map(|n| format!("{}/{n}", m.label())).collect();
+        out.push(PlannedMeasure { spec: m.clone(), resolved_options, metrics });
     }
     Ok(out)
 }
@@ -233,7 +278,10 @@ pub fn plan(st: &LoadedStudy) -> Result<PlanRecord, StudyError> {
             let axes: BTreeMap<String, serde_json::Value> =
                 sw.axis.iter().zip(&combo).map(|(a, &i)| (a.name.clone(), to_json(&a.values[i]))).collect();
             for &seed in &spec.seeds {
-                let mut t = t.clone();
+                // `{seed}` in a string of [base] is the run's seed (e.g. a data seed).
+                let mut tv = toml::Value::Table(t.clone());
+                substitute(&mut tv, &[("seed".to_string(), seed.to_string())]);
+                let mut t = tv.as_table().cloned().expect("a table");
                 t.insert(
                     "seed".into(),
                     toml::Value::Integer(

@@ -185,7 +185,7 @@ pub fn run_plan(
                         dataset: Some(&datasets[&rs.data]),
                         fresh: false,
                     };
-                    let outcome = StudyHook::new(&plan.measure, rs.loss, rs.seed, &rs.data)
+                    let outcome = StudyHook::new(&plan.measure, rs.loss, rs.seed, &rs.data, &r.axes)
                         .map_err(TrainError::Spec)
                         .and_then(|mut hook| train(rs, &ro, &mut hook, &mut |_| {}));
                     match outcome {

@@ -452,7 +452,7 @@ pub struct StudySpec {
     #[serde(default)]
     pub notes: Vec<String>,
     /// The run spec every run starts from (`sgdlab train` format); `{axis}` in its strings is
-    /// replaced by the run's axis value.
+    /// replaced by the run's axis value, and `{seed}` by the run's seed.
     pub base: toml::Table,
     /// Blocks of runs around the base (none: the base alone, once per seed).
     #[serde(default)]
@@ -464,6 +464,18 @@ pub struct StudySpec {
     pub figure: Vec<FigureSpec>,
     #[serde(default)]
     pub quick: QuickSpec,
+    /// CI size: overrides (applied instead of the quick ones) that run the whole study, every
+    /// claim computed and the report written, in seconds. Its verdicts mean nothing; the CI test
+    /// `tests/builtin_ci.rs` runs every built-in study at this size.
+    #[serde(default, skip_serializing_if = "QuickSpec::is_empty")]
+    pub ci: QuickSpec,
+}
+
+impl QuickSpec {
+    /// No overrides and no reason.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.reason.is_empty()
+    }
 }
 
 /// A study as read from its file: the spec, the file's name and an index of where each key is
@@ -554,6 +566,12 @@ impl LoadedStudy {
                     return Err(
                         self.error_at(&here(&format!("axis.{j}.values")), format!("axis '{}' has no values", a.name))
                     );
+                }
+                if a.name == "seed" {
+                    return Err(self.error_at(
+                        &here(&format!("axis.{j}.name")),
+                        "'seed' is not an axis name: runs already vary by seed (`seeds`), and {seed} in [base] is the run's seed",
+                    ));
                 }
                 if sw.axis.iter().filter(|o| o.name == a.name).count() > 1 {
                     return Err(self.error_at(

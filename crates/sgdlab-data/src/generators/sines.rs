@@ -46,7 +46,8 @@ impl SumOfSines {
 /// equal (`A_i = 1`) or increasing (`A_i = i / m`) amplitudes, sampled on the periodic grid
 /// `z_j = j / n`, `j = 0..n` (endpoint excluded, so that every `k_i` is an exact DFT bin).
 ///
-/// The dataset has one split, `train`: features `[n, 1]` holding `z_j`, regression targets
+/// The dataset has one split, `train`: features `[n, 1]` holding the network input `x_j`
+/// ([`SinesSpec::input`]: `z_j` itself, or `2 z_j - 1` with `centred`), regression targets
 /// `[n, 1]` holding `lambda(z_j)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SinesSpec {
@@ -60,11 +61,15 @@ pub struct SinesSpec {
     pub amplitudes: Amplitudes,
     /// Seed of the phases.
     pub seed: u64,
+    /// The network sees `x = 2 z - 1` in [-1, 1) instead of `z` in [0, 1) (key `input=centred`;
+    /// the target is the same function of `z`).
+    #[serde(default)]
+    pub centred: bool,
 }
 
 impl Default for SinesSpec {
     fn default() -> Self {
-        SinesSpec { n: 200, num_freqs: 10, freq_step: 5, amplitudes: Amplitudes::Equal, seed: 0 }
+        SinesSpec { n: 200, num_freqs: 10, freq_step: 5, amplitudes: Amplitudes::Equal, seed: 0, centred: false }
     }
 }
 
@@ -83,6 +88,11 @@ impl SinesSpec {
                 .collect(),
             phases: (0..m).map(|_| 2.0 * PI * rng.random::<f64>()).collect(),
         }
+    }
+
+    /// The network's input at grid point `z` in [0, 1).
+    pub fn input(&self, z: f64) -> f64 {
+        if self.centred { 2.0 * z - 1.0 } else { z }
     }
 
     /// The grid and the target on it (split `train`).
@@ -110,7 +120,7 @@ impl SinesSpec {
         let target = self.target();
         let z = Array2::from_shape_fn((self.n, 1), |(j, _)| j as f64 / self.n as f64);
         let y = z.mapv(|v| target.eval(v) as f32);
-        let train = Split::new("train", z.mapv(|v| v as f32), Targets::Regression(y))?;
+        let train = Split::new("train", z.mapv(|v| self.input(v) as f32), Targets::Regression(y))?;
         Dataset::new("sines", None, vec![train])
     }
 }
@@ -139,5 +149,19 @@ mod tests {
             }
         }
         assert!(SinesSpec { n: 100, ..SinesSpec::default() }.generate().is_err());
+    }
+
+    #[test]
+    fn centred_inputs_keep_the_target() {
+        let unit = SinesSpec::default().generate().unwrap();
+        let centred = SinesSpec { centred: true, ..SinesSpec::default() }.generate().unwrap();
+        let (u, c) = (unit.train().unwrap(), centred.train().unwrap());
+        assert_eq!(u.targets().values().unwrap(), c.targets().values().unwrap());
+        for (a, b) in u.features().iter().zip(c.features().iter()) {
+            assert!((2.0 * a - 1.0 - b).abs() < 1e-6, "{a} -> {b}");
+        }
+        let parsed = crate::DatasetSpec::parse("sines:input=centred,seed=3").unwrap();
+        assert_eq!(parsed.to_string(), "sines:n=200,freqs=10,step=5,amplitudes=equal,input=centred,seed=3");
+        assert!(crate::DatasetSpec::parse("sines:input=wide").is_err());
     }
 }

@@ -93,7 +93,7 @@ impl ProbeImpl for SpectralBiasProbe {
         let sines = sines_of(input.data_spec()?)?;
         let target = sines.target();
         let params = input.params_as::<T>()?;
-        let est = spectral_bias(input.model()?, &params, &target, sines.n)?;
+        let est = spectral_bias(input.model()?, &params, &target, sines.n, &|z| sines.input(z))?;
         let learned = est.residual.iter().filter(|&&r| r < o.threshold).count();
         let values = vec![
             vector("residual", est.residual.clone()),

@@ -66,7 +66,8 @@ pub struct SpectralBiasEstimate {
 /// sin(2 pi k_i z + phi_i)` (Rahaman et al. 2019, "On the spectral bias of neural networks", ICML,
 /// arXiv:1806.08734; PROTOCOLS 2.1). The network is evaluated on the periodic grid
 /// `z_j = j / N`, `j = 0..N` (the grid of [`sgdlab_data::SinesSpec`]), so that every integer
-/// frequency is an exact DFT bin; with [`dft_amplitudes`]' normalisation (a pure
+/// frequency is an exact DFT bin, at the inputs `input(z_j)` (the features
+/// [`sgdlab_data::SinesSpec::input`] gives the network: `z_j`, or `2 z_j - 1` when centred); with [`dft_amplitudes`]' normalisation (a pure
 /// `A sin(2 pi k z)` has amplitude `A`) the per-frequency normalised residual is
 /// `Delta_i = |DFT(f - lambda)(k_i)| / A_i`.
 pub fn spectral_bias<T: Scalar>(
@@ -74,6 +75,7 @@ pub fn spectral_bias<T: Scalar>(
     params: &[T],
     target: &SumOfSines,
     grid_points: usize,
+    input: &dyn Fn(f64) -> f64,
 ) -> Result<SpectralBiasEstimate, ProbeError> {
     check_params(model, params)?;
     if model.in_dim() != 1 || model.out_dim() != 1 {
@@ -90,7 +92,7 @@ pub fn spectral_bias<T: Scalar>(
     if let Some(a) = target.amplitudes.iter().find(|a| **a == 0.0 || !a.is_finite()) {
         return Err(ProbeError::Invalid(format!("target amplitude {a} cannot normalise a residual")));
     }
-    let z = Array2::from_shape_fn((n, 1), |(j, _)| T::from_f64(j as f64 / n as f64));
+    let z = Array2::from_shape_fn((n, 1), |(j, _)| T::from_f64(input(j as f64 / n as f64)));
     let f: Vec<f64> = model.forward(params, z.view())?.iter().map(|&v| v.to_f64()).collect();
     let lambda: Vec<f64> = (0..n).map(|j| target.eval(j as f64 / n as f64)).collect();
     let r: Vec<f64> = f.iter().zip(&lambda).map(|(a, b)| a - b).collect();
