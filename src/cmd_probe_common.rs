@@ -13,39 +13,6 @@ use sgdlab_probes::registry::{
 };
 use std::path::{Path, PathBuf};
 
-/// The loss a probe's curvature and gradients refer to (`--loss`).
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LossName {
-    /// Softmax cross-entropy with class targets.
-    #[value(name = "cross_entropy", alias = "ce")]
-    CrossEntropy,
-    /// Squared error (class targets one-hot encoded).
-    Mse,
-    /// Binary logistic loss on a single logit.
-    #[value(alias = "bce")]
-    Logistic,
-}
-
-impl From<LossName> for Loss {
-    fn from(l: LossName) -> Loss {
-        match l {
-            LossName::CrossEntropy => Loss::CrossEntropy,
-            LossName::Mse => Loss::Mse,
-            LossName::Logistic => Loss::Logistic,
-        }
-    }
-}
-
-impl From<Loss> for LossName {
-    fn from(l: Loss) -> LossName {
-        match l {
-            Loss::CrossEntropy => LossName::CrossEntropy,
-            Loss::Mse => LossName::Mse,
-            Loss::Logistic => LossName::Logistic,
-        }
-    }
-}
-
 /// The name clap shows for a value of a `ValueEnum`.
 fn value_name<E: ValueEnum>(v: E) -> &'static str {
     static_str(v.to_possible_value().expect("no skipped values").get_name().to_string())
@@ -159,9 +126,12 @@ pub fn add_shared_args(cmd: Command, needs: &Needs, series: Option<&str>, table:
             Arg::new(ids::LOSS)
                 .long("loss")
                 .value_name("LOSS")
-                .value_parser(value_parser!(LossName))
-                .default_value(value_name(LossName::from(EvalOptions::default().loss)))
-                .help("Loss the curvature and gradients refer to"),
+                .value_parser(|v: &str| v.parse::<Loss>())
+                .default_value(static_str(EvalOptions::default().loss.to_string()))
+                .help(
+                    "Loss the curvature and gradients refer to: cross_entropy (ce), mse, logistic (bce), \
+                     or sobolev:s=S (1 output on a periodic grid: the whole split in order, one batch)",
+                ),
         );
     }
     if needs.model {
@@ -248,7 +218,7 @@ impl SharedArgs {
             } else {
                 d.batch_size
             },
-            loss: if has(ids::LOSS) { (*m.get_one::<LossName>(ids::LOSS).expect("defaulted")).into() } else { d.loss },
+            loss: if has(ids::LOSS) { *m.get_one::<Loss>(ids::LOSS).expect("defaulted") } else { d.loss },
             dtype: if has(ids::DTYPE) { *m.get_one(ids::DTYPE).expect("defaulted") } else { Precision::default() },
             seed: if has(ids::SEED) { *m.get_one(ids::SEED).expect("defaulted") } else { d.seed },
             json: m.get_flag(ids::JSON),

@@ -445,3 +445,75 @@ fn series_tables_and_output_files() {
     let o = sgdlab(&["probe", "loss", "--model", a, "--loss", "hinge"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cross_entropy"));
 }
+
+/// A Sobolev-loss run (PROTOCOLS 2.4) from the example spec, shrunk (N = 64, 200 steps): full-batch
+/// GD trains and writes metrics, and `probe hessian` measures its checkpoint under the same loss.
+#[test]
+fn sobolev_example_trains_and_its_checkpoint_is_probed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let spec = root().join("examples/sines-sobolev.toml");
+    let data = "sines:n=64,freqs=2,step=1";
+    let o = sgdlab(&[
+        "--threads",
+        "1",
+        "train",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        &format!("data={data}"),
+        "--set",
+        "model=mlp:1-64-1:relu",
+        "--set",
+        "optimizer.lr=0.01",
+        "--set",
+        "budget.steps=200",
+        "--set",
+        "eval.every=50",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rec = stdout_json(&o);
+    assert_eq!(rec["status"], "completed");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let train: Vec<f64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["probe"] == "train" && v["name"] == "loss")
+        .map(|v| v["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(train.len(), 5, "{metrics}");
+    assert!(train[4] < train[0], "{train:?}");
+    assert!(std::fs::read_to_string(out.join("spec.toml")).unwrap().contains("loss = \"sobolev:s=1\""));
+    let c = out.join("final.safetensors");
+    let c = c.to_str().unwrap();
+    let o = sgdlab(&[
+        "probe",
+        "hessian",
+        "--model",
+        c,
+        "--data",
+        data,
+        "--loss",
+        "sobolev:s=1",
+        "--top-k",
+        "2",
+        "--trace",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = stdout_json(&o);
+    let top: Vec<f64> = v["top_eigenvalues"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert!(top.len() == 2 && top[0] >= top[1] && top[0] > 0.0, "{top:?}");
+    assert_eq!(v["input"]["loss"], "sobolev:s=1");
+    // The probe's loss is the trained one: the mean Sobolev loss over the whole grid.
+    let o = sgdlab(&["probe", "loss", "--model", c, "--data", data, "--loss", "sobolev:s=1", "--json"]);
+    let l = stdout_json(&o)["loss"].as_f64().unwrap();
+    assert!((l - train[4]).abs() <= 1e-5 * train[4], "probe loss {l}, trained {}", train[4]);
+    // A subset of the grid is refused, naming the flag.
+    let o = sgdlab(&["probe", "hessian", "--model", c, "--data", data, "--loss", "sobolev:s=1", "--samples", "10"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--samples 0"));
+}

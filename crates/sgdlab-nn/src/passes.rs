@@ -26,7 +26,7 @@ pub struct Batch<'a, T> {
 }
 
 /// The loss a pass differentiates: which loss, and how per-example losses combine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Objective {
     pub loss: Loss,
     pub reduction: Reduction,
@@ -552,7 +552,8 @@ impl Model {
     /// Per-example gradients `[batch, num_params]`: row `i` is example `i`'s contribution to the
     /// batch gradient, so the rows sum to the gradient for either reduction (BackPACK's
     /// convention: with `Reduction::Mean` each row is the per-example loss gradient divided by the
-    /// normaliser). An error when the model couples its examples (batch norm on batch statistics).
+    /// normaliser). An error when the model couples its examples (batch norm on batch statistics)
+    /// or the loss does (Sobolev).
     pub fn per_example_gradients<T: Scalar>(
         &self,
         p: &[T],
@@ -596,6 +597,7 @@ impl Model {
             )));
         }
         self.check_per_example(mode, "per-example gradients")?;
+        obj.loss.check_per_example("per-example gradients")?;
         let f = self.forward_traced(p, batch.x, mode);
         let (_, gz) = obj.loss.value_and_grad(f.logits.view(), &batch.targets, obj.reduction);
         let mut g = gz;

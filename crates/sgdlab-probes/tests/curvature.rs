@@ -54,7 +54,7 @@ fn tiny(arch: &str, loss: Loss, seed: u64) -> Tiny {
     let x = Array2::from_shape_fn((7, model.in_dim()), |_| standard_normal::<f64, _>(&mut rng));
     let k = model.out_dim();
     let set = match loss {
-        Loss::Mse => {
+        Loss::Mse | Loss::Sobolev { .. } => {
             EvalSet::new(x, None, Some(Array2::from_shape_fn((7, k), |_| standard_normal::<f64, _>(&mut rng))))
         }
         Loss::Logistic => EvalSet::new(x, Some((0..7).map(|i| (i % 2) as u32).collect()), None),
@@ -96,7 +96,7 @@ fn fd_per_example(t: &Tiny) -> Array2<f64> {
         let xi = t.set.x.slice(ndarray::s![i..i + 1, ..]).to_owned();
         let f = |p: &[f64]| {
             let z = t.model.forward(p, xi.view()).unwrap();
-            vec![cn * t.loss.per_example(z.view(), &t.set.targets(i..i + 1))[0]]
+            vec![cn * t.loss.per_example(z.view(), &t.set.targets(i..i + 1)).unwrap()[0]]
         };
         for j in 0..np {
             g[(i, j)] = fd_column(&f, &t.params, j)[0];
@@ -553,4 +553,59 @@ fn landscape_options_are_checked_before_any_evaluation() {
     assert_eq!(centre.loss, ctx.loss_accuracy_at(&t.params).0);
     assert_eq!(grid_points(-1.0, 1.0, 5).unwrap(), vec![-1.0, -0.5, 0.0, 0.5, 1.0]);
     assert!(grid_points(0.0, f64::NAN, 5).is_err());
+}
+
+/// A loss that couples the examples (Sobolev, PROTOCOLS 2.4) is evaluated in one batch of the
+/// whole grid in order whatever the batch size asked for: the operators equal the model's
+/// full-batch products of the mean loss `L_s / N` (Hessian, GGN with the full output Hessian
+/// `2 A / N`, exact Fisher = GGN), loss and gradient likewise; the per-example quantities are
+/// errors naming the loss, not panics.
+#[test]
+fn a_coupling_loss_is_one_batch_and_refuses_per_example_operators() {
+    let model = Model::new(&"mlp:1-6-1:tanh".parse::<ArchSpec>().unwrap());
+    let params = InitSpec::default().init::<f64>(&model, &RngStream::new(31)).into_vec();
+    let n = 12;
+    let x = Array2::from_shape_fn((n, 1), |(j, _)| j as f64 / n as f64);
+    let y = x.mapv(|t| (2.0 * std::f64::consts::PI * t).sin() + 0.3 * (6.0 * std::f64::consts::PI * t).cos());
+    let set = EvalSet::new(x.clone(), None, Some(y.clone()));
+    let loss = Loss::Sobolev { s: 1.0 };
+    let ctx = CurvatureContext::new(&model, &params, &set, 3, loss).unwrap();
+    assert_eq!(ctx.batches, vec![0..n]);
+    let batch = sgdlab_nn::Batch { x: x.view(), targets: sgdlab_nn::Targets::Values(y.view()) };
+    let obj = sgdlab_nn::Objective::mean(loss);
+    let np = model.num_params();
+    let eye = Array2::<f64>::eye(np);
+    let h = materialize(&HessianOperator { ctx: &ctx }, 1000).unwrap();
+    assert_close(
+        "Sobolev Hessian operator",
+        &h,
+        &model.hvp_block(&params, &batch, &obj, eye.view()).unwrap().hvps,
+        TOL_EXACT,
+    );
+    let g = materialize(&GgnOperator { ctx: &ctx }, 1000).unwrap();
+    assert_close(
+        "Sobolev GGN operator",
+        &g,
+        &model.ggn_vp_block(&params, &batch, &obj, eye.view()).unwrap(),
+        TOL_EXACT,
+    );
+    let f = FisherOperator::new(&ctx, FisherKind::Exact, &RngStream::new(1)).unwrap();
+    assert_close("Sobolev exact Fisher", &materialize(&f, 1000).unwrap(), &g, TOL_EXACT);
+    let lg = model.loss_and_gradient(&params, &batch, &obj).unwrap();
+    let (l, grad) = ctx.loss_gradient_at(&params);
+    assert!((l - lg.loss).abs() <= 1e-12 * lg.loss, "{l} vs {}", lg.loss);
+    assert_close(
+        "Sobolev gradient",
+        &Array2::from_shape_vec((1, np), grad).unwrap(),
+        &Array2::from_shape_vec((1, np), lg.gradient).unwrap(),
+        TOL_EXACT,
+    );
+    for (what, e) in [
+        ("empirical Fisher", FisherOperator::new(&ctx, FisherKind::Empirical, &RngStream::new(1)).err()),
+        ("MC Fisher", FisherOperator::new(&ctx, FisherKind::MonteCarlo { samples: 2 }, &RngStream::new(1)).err()),
+        ("gradient noise", GradientNoiseOperator::new(&ctx).err()),
+    ] {
+        let e = e.unwrap_or_else(|| panic!("{what} accepted a coupling loss")).to_string();
+        assert!(e.contains("sobolev:s=1") && e.contains("couples"), "{what}: {e}");
+    }
 }

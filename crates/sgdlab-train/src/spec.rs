@@ -10,7 +10,9 @@
 //! dtype = "f32"                       # f32 (default) or f64
 //! model = "mlp:40-100-100-10:relu"    # or a [model] table
 //! data = "mnist1d"                    # a dataset spec (sgdlab data info --help)
-//! loss = "cross_entropy"              # cross_entropy | mse | logistic
+//! loss = "cross_entropy"              # cross_entropy | mse | logistic | sobolev:s=S (S any finite
+//!                                     # real; 1 output, value targets on a periodic grid in order,
+//!                                     # full batches only: gd, or optimizer.batch_size = n)
 //! reduction = "mean"                  # mean | sum
 //!
 //! [init]
@@ -705,6 +707,21 @@ epochs = 2
         let back = RunSpec::from_toml(&s.to_toml(), "resolved.toml").unwrap();
         assert_eq!(back, s);
         assert!(s.to_toml().contains("momentum = 0.0"));
+    }
+
+    #[test]
+    fn sobolev_loss_round_trips_through_the_resolved_spec() {
+        for (text, s) in [("sobolev:s=1", 1.0), ("sobolev:s=-1", -1.0), ("sobolev:s=0.5", 0.5), ("sobolev:s=0", 0.0)] {
+            let spec = RunSpec::from_toml(&format!("loss = \"{text}\"\n{BASIC}"), "s.toml").unwrap();
+            assert_eq!(spec.loss, Loss::Sobolev { s });
+            let resolved = spec.to_toml();
+            assert!(resolved.contains(&format!("loss = \"{text}\"")), "{resolved}");
+            assert_eq!(RunSpec::from_toml(&resolved, "resolved.toml").unwrap(), spec);
+        }
+        let e = RunSpec::from_toml(&format!("loss = \"sobolev:s=two\"\n{BASIC}"), "s.toml").unwrap_err().to_string();
+        assert!(e.starts_with("s.toml:") && e.contains("sobolev:s=two") && e.contains("not a number"), "{e}");
+        let e = RunSpec::from_toml(&format!("loss = \"hinge\"\n{BASIC}"), "s.toml").unwrap_err().to_string();
+        assert!(e.contains("sobolev:s=S"), "{e}");
     }
 
     #[test]

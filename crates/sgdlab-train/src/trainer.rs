@@ -332,11 +332,42 @@ impl<'a, T: Scalar> Run<'a, T> {
                     spec.model
                 )));
             }
+            (Loss::Sobolev { .. }, Some(c), _) => {
+                return Err(TrainError::Data(format!(
+                    "loss {} needs real-valued targets on a periodic grid; data {} has {c} classes",
+                    spec.loss, spec.data
+                )));
+            }
+            (Loss::Sobolev { .. }, None, Some(v)) if v.ncols() != 1 || k != 1 => {
+                return Err(TrainError::Data(format!(
+                    "loss {} needs 1 output and 1 target column; data {} has {} target columns, model {} has {k} outputs",
+                    spec.loss,
+                    spec.data,
+                    v.ncols(),
+                    spec.model
+                )));
+            }
             _ => {}
         }
         let root = RngStream::new(spec.seed);
         let n = train.len();
-        let (plan, per_epoch) = match spec.optimizer.batch_size() {
+        // A loss that couples the examples (Sobolev: the DFT of the residual over the grid) is
+        // only defined on the whole split in grid order. A full batch of a minibatch optimiser
+        // would be a shuffled permutation of it: train on the split in order instead (the same
+        // single step per epoch); smaller batches are refused.
+        let batch_size = match spec.optimizer.batch_size() {
+            Some(b) if spec.loss.couples_examples() && b == n => None,
+            Some(b) if spec.loss.couples_examples() => {
+                return Err(TrainError::Spec(format!(
+                    "optimizer.batch_size = {b}: loss {} couples the examples (a DFT over the whole grid) and needs full batches; \
+                     give optimizer.batch_size = {n} (the whole {} split) or optimizer gd",
+                    spec.loss,
+                    train_split.name()
+                )));
+            }
+            b => b,
+        };
+        let (plan, per_epoch) = match batch_size {
             Some(b) => {
                 let p = sgdlab_data::BatchPlan::new(n, b, false, root.child("batches"))
                     .map_err(|e| TrainError::Data(e.to_string()))?;
@@ -354,11 +385,26 @@ impl<'a, T: Scalar> Run<'a, T> {
             (None, Some(e)) => (e * per_epoch).div_ceil(grads_per_step),
             (None, None) => unreachable!("validated"),
         };
-        let eval_train = eval_indices(n, spec.eval.train_subset, root.child("eval").child("train-subset"));
+        // A coupling loss is evaluated on whole splits: a subset of a grid is not a grid.
+        let mut warnings = Vec::new();
+        let subset = |requested: usize, len: usize, key: &str, warnings: &mut Vec<String>| {
+            if spec.loss.couples_examples() && requested != 0 && requested < len {
+                warnings.push(format!(
+                    "eval.{key} = {requested} ignored: loss {} is evaluated on the whole split ({len} examples, grid order)",
+                    spec.loss
+                ));
+                0
+            } else {
+                requested
+            }
+        };
+        let train_subset = subset(spec.eval.train_subset, n, "train_subset", &mut warnings);
+        let eval_train = eval_indices(n, train_subset, root.child("eval").child("train-subset"));
         let eval_test = match data.test() {
             Ok(t) if !t.is_empty() => {
                 let td = TrainData::<T>::from_split(t);
-                let idx = eval_indices(td.len(), spec.eval.test_subset, root.child("eval").child("test-subset"));
+                let test_subset = subset(spec.eval.test_subset, td.len(), "test_subset", &mut warnings);
+                let idx = eval_indices(td.len(), test_subset, root.child("eval").child("test-subset"));
                 Some((td, idx))
             }
             _ => None,
@@ -423,7 +469,7 @@ impl<'a, T: Scalar> Run<'a, T> {
             stopped_early: false,
             data_spec,
             train_split: train_split.name().to_string(),
-            warnings: Vec::new(),
+            warnings,
         })
     }
 
@@ -454,7 +500,7 @@ impl<'a, T: Scalar> Run<'a, T> {
         if let Some(sigma) = label_noise {
             let mut rng = self.root.child("label-noise").child(&step.to_string()).rng();
             match (self.spec.loss, &mut labels, &mut values) {
-                (Loss::Mse, labels, values) => {
+                (Loss::Mse | Loss::Sobolev { .. }, labels, values) => {
                     // Real-valued targets (one-hot for classes) plus N(0, sigma^2).
                     let k = self.model.out_dim();
                     let mut v = match (labels.take(), values.take()) {
@@ -671,11 +717,14 @@ impl<'a, T: Scalar> Run<'a, T> {
         result
     }
 
-    /// Mean loss (per-example mean, whatever the training reduction) and accuracy on a subset.
+    /// Mean loss (per-example mean, whatever the training reduction) and accuracy on a subset, in
+    /// chunks; a loss that couples the examples (Sobolev) in one piece, over the whole split in
+    /// grid order (`idx` is then `0..n`), its mean `L_s / N`.
     fn evaluate(&self, d: &TrainData<T>, idx: &[usize]) -> Result<(f64, f64), TrainError> {
         let k = self.model.out_dim();
         let (mut total, mut correct) = (0.0f64, 0.0f64);
-        for chunk in idx.chunks(EVAL_CHUNK) {
+        let chunk_len = if self.obj.loss.couples_examples() { idx.len().max(1) } else { EVAL_CHUNK };
+        for chunk in idx.chunks(chunk_len) {
             let x = gather_rows(&d.x, chunk);
             let labels: Option<Vec<u32>> = d.labels.as_ref().map(|l| chunk.iter().map(|&i| l[i]).collect());
             let values: Option<Array2<T>> = d.values.as_ref().map(|v| gather_rows(v, chunk));
@@ -686,7 +735,7 @@ impl<'a, T: Scalar> Run<'a, T> {
             };
             let z = self.model.forward(self.theta.as_slice(), x.view())?;
             self.obj.loss.check(chunk.len(), k, &targets)?;
-            total += self.obj.loss.per_example(z.view(), &targets).iter().map(|&v| v.to_f64()).sum::<f64>();
+            total += self.obj.loss.value(z.view(), &targets, Reduction::Sum).to_f64();
             correct += self.obj.loss.accuracy(z.view(), &targets) * chunk.len() as f64;
         }
         let n = idx.len();

@@ -476,6 +476,7 @@ pub fn gradient_noise_tail_index<T: Scalar>(
     hill_fraction: f64,
     stream: &RngStream,
 ) -> Result<TailIndexEstimate, ProbeError> {
+    ctx.loss.check_per_example("minibatch gradients (random subsets of the examples)")?;
     let n = ctx.len();
     if batch_size == 0 || batch_size > n {
         return Err(ProbeError::Invalid(format!("batch size {batch_size} must be in 1..={n}")));

@@ -13,6 +13,12 @@
 //! | [`GradientNoiseOperator`] | `Sigma = (1/N) sum_i (g_i - g)(g_i - g)^T`, per-example gradients `g_i = grad(c N l_i)` (their mean is `g = grad L`) |
 //!
 //! (With `g_i = grad(c N l_i)`, the MC and empirical Fisher read `(1/N) sum_i g_i g_i^T`.)
+//!
+//! A loss that couples the examples (Sobolev, `c = 1/N`) is evaluated in one batch of the whole
+//! set in order, whatever the batch size asked for; its GGN is `c J^T (2 A) J` with the full
+//! (not block-diagonal) output Hessian `2 A`, the exact Fisher of the Gaussian whose negative log
+//! is `c N L_s` is that GGN too, and the quantities built from per-example gradients (MC and
+//! empirical Fisher, gradient noise, its tail index) are errors naming the loss.
 
 use crate::common::{EvalSet, ProbeError};
 use ndarray::{Array2, ArrayView2, Axis};
@@ -46,7 +52,8 @@ impl<'a, T: Scalar> CurvatureContext<'a, T> {
         if set.is_empty() {
             return Err(ProbeError::Invalid("the evaluation set is empty".into()));
         }
-        let batches = set.batches(batch_size);
+        // Batches only bound memory; a coupling loss is defined on the whole grid only.
+        let batches = set.batches(if loss.couples_examples() { 0 } else { batch_size });
         let ctx = CurvatureContext { model, params, set, batches, loss, hvp_caches: std::sync::OnceLock::new() };
         for r in &ctx.batches {
             let b = ctx.batch(r.clone());
@@ -308,6 +315,13 @@ impl<'a, T: Scalar> FisherOperator<'a, T> {
     /// Builds the operator; the sampled variants compute and keep the per-example gradients
     /// (labels for the Monte-Carlo Fisher come from the stream `fisher-labels`).
     pub fn new(ctx: &'a CurvatureContext<'a, T>, kind: FisherKind, stream: &RngStream) -> Result<Self, ProbeError> {
+        match kind {
+            FisherKind::Exact => {}
+            FisherKind::Empirical => ctx.loss.check_per_example("the per-example gradients of the empirical Fisher")?,
+            FisherKind::MonteCarlo { .. } => {
+                ctx.loss.check_per_example("the per-example gradients of the Monte-Carlo Fisher")?;
+            }
+        }
         let rows = match kind {
             FisherKind::Exact => None,
             FisherKind::Empirical => {
@@ -394,6 +408,7 @@ fn sample_targets<T: Scalar>(
                 .collect();
             (Some(labels), None)
         }
+        Loss::Sobolev { .. } => unreachable!("refused in FisherOperator::new"),
         Loss::Mse => {
             let sd = mse_variance.sqrt();
             (None, Some(z.mapv(|v| v + T::from_f64(sd * standard_normal::<f64, _>(rng)))))
@@ -433,6 +448,7 @@ pub struct GradientNoiseOperator<T> {
 impl<T: Scalar> GradientNoiseOperator<T> {
     /// Computes and keeps the centred per-example gradients.
     pub fn new(ctx: &CurvatureContext<'_, T>) -> Result<Self, ProbeError> {
+        ctx.loss.check_per_example("the per-example gradients of the gradient-noise covariance")?;
         check_storage::<T>(ctx.len(), ctx.dim(), "the gradient-noise covariance")?;
         let parts: Vec<Array2<T>> = ctx.batches.iter().map(|r| ctx.per_example_rows(r.clone(), None, None)).collect();
         let mut g =

@@ -163,8 +163,15 @@ pub struct Evaluation<'a, T> {
 }
 
 impl<T: Scalar> Evaluation<'_, T> {
-    /// The curvature context of the mean loss over the set (batches of `batch_size`).
+    /// The curvature context of the mean loss over the set (batches of `batch_size`). A loss that
+    /// couples the examples (Sobolev) needs the whole split, in order: a seeded subset is refused.
     pub fn context(&self) -> Result<CurvatureContext<'_, T>, ProbeError> {
+        if self.loss.couples_examples() && self.evaluated.subset {
+            return Err(ProbeError::Invalid(format!(
+                "loss {} couples the examples (a DFT over the whole grid) and needs the whole {} split in order, not a seeded subset of {} of {} examples: give --samples 0",
+                self.loss, self.evaluated.split, self.evaluated.examples, self.evaluated.of
+            )));
+        }
         CurvatureContext::new(self.model, &self.params, &self.set, self.batch_size, self.loss)
     }
 }
