@@ -46,6 +46,10 @@ pub struct Builtin {
 pub const BUILTIN: &[Builtin] = &[
     Builtin { name: "rank-depth", toml: include_str!("../studies/rank-depth.toml") },
     Builtin { name: "rank-depth-completion", toml: include_str!("../studies/rank-depth-completion.toml") },
+    Builtin { name: "spectral-bias", toml: include_str!("../studies/spectral-bias.toml") },
+    Builtin { name: "kernel-spectra", toml: include_str!("../studies/kernel-spectra.toml") },
+    Builtin { name: "sobolev-bias", toml: include_str!("../studies/sobolev-bias.toml") },
+    Builtin { name: "simplicity-pitfalls", toml: include_str!("../studies/simplicity-pitfalls.toml") },
     Builtin { name: "batch-sharpness", toml: include_str!("../studies/batch-sharpness.toml") },
 ];
 

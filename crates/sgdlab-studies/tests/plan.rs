@@ -197,3 +197,94 @@ fn every_builtin_study_plans_in_both_modes() {
         }
     }
 }
+
+#[test]
+fn every_builtin_study_has_a_ci_size_that_plans() {
+    for b in sgdlab_studies::BUILTIN {
+        let st = load_study(b.name, false, &[]).unwrap();
+        assert!(!st.spec.ci.set.is_empty(), "{}: no [ci] overrides (tests/builtin_ci.rs runs every study at CI size)", b.name);
+        let ci = load_study(b.name, false, &st.spec.ci.set).unwrap_or_else(|e| panic!("{} [ci]: {e}", b.name));
+        let p = plan(&ci).unwrap_or_else(|e| panic!("{} [ci]: {e}", b.name));
+        assert!(!p.runs.is_empty());
+    }
+}
+
+#[test]
+fn seed_templates_fill_base_strings_with_each_run_seed() {
+    let t = STUDY.replace("data = \"mnist1d:n=500\"", "data = \"mnist1d:n=500,seed={seed}\"");
+    let p = plan(&load(&t).unwrap()).unwrap();
+    for r in &p.runs {
+        assert!(r.run_spec.contains(&format!("seed={}", r.seed)), "{}", r.run_spec);
+    }
+    // `seed` cannot be an axis: runs already vary by seed.
+    let t = STUDY.replace("name = \"batch_size\"\nkey", "name = \"seed\"\nkey");
+    assert!(plan_err(&t).contains("'seed' is not an axis name"), "{}", plan_err(&t));
+}
+
+/// A measurement whose options come from axes: `{name}` as the whole string is typed.
+const TEMPLATED: &str = r#"name = "tpl"
+title = "T"
+section = "2.2"
+survey_claim = "test"
+seeds = [0, 1]
+
+[base]
+model = "mlp:7-8-1:{act}"
+data = "boolean:d=7"
+loss = "logistic"
+
+[base.optimizer]
+name = "gd"
+lr = 0.1
+
+[base.budget]
+steps = 0
+
+[[sweep]]
+name = "prior"
+mode = "zip"
+[[sweep.axis]]
+name = "act"
+values = ["relu", "erf"]
+[[sweep.axis]]
+name = "sw2"
+values = [2.0, 4.0]
+
+[[measure]]
+probe = "prior-functions"
+at = "init"
+options = { sigma_w2 = "{sw2}", networks = 50 }
+
+[[claim]]
+id = "c"
+statement = "s"
+value = { last = "prior-functions/most_frequent_probability" }
+statistic = { ratio = { numerator = { act = "relu" }, denominator = { act = "erf" } } }
+decision = { greater = 1.0 }
+expected = "e"
+provenance = "paper"
+"#;
+
+#[test]
+fn axis_templates_in_measurement_options_are_resolved_per_run_and_checked() {
+    use sgdlab_studies::measure::options_for_run;
+    let st = load(TEMPLATED).unwrap();
+    let p = plan(&st).unwrap();
+    assert_eq!(p.runs.len(), 4);
+    for r in &p.runs {
+        let o = options_for_run(&p.measure[0].spec.options, &r.axes);
+        assert_eq!(o["sigma_w2"], r.axes["sw2"], "typed, not text");
+        assert_eq!(o["networks"], 50);
+    }
+    // A value the probe refuses names the sweep point; an option naming an axis that a sweep
+    // does not set is an error.
+    let bad = TEMPLATED.replace("values = [2.0, 4.0]", "values = [2.0, \"wide\"]");
+    let e = plan_err(&bad);
+    assert!(e.contains("s.toml:") && e.contains("sw2 = \"wide\""), "{e}");
+    let unset = TEMPLATED.replace("networks = 50", "networks = \"{width}\"").replace(
+        "[[measure]]",
+        "[[sweep]]\nname = \"w\"\n[[sweep.axis]]\nname = \"width\"\nvalues = [10]\n\n[[measure]]",
+    );
+    let e = plan_err(&unset);
+    assert!(e.contains("{width}, which sweep 'prior' does not set"), "{e}");
+}
