@@ -32,6 +32,9 @@ Sources
                        (CxHxW for flat features, e.g. 1x8x8)     -> all (2 files) or train/test (4 files)
   idx:IMAGES,LABELS[,TEST_IMAGES,TEST_LABELS]  MNIST/Fashion-MNIST/KMNIST IDX, gzipped or not, pixels/255:
                        classes [10]                               -> all or train/test
+  mnist[:DIR]          the MNIST test set (t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, 10,000
+                       images, pixels/255) in DIR, else $SGDLAB_DATA/mnist, data/mnist or
+                       ../shared/data/mnist (the first that has both files) -> all
   cifar10:DIR          CIFAR-10 binary batches, pixels/255: batches [1+2+3+4+5] -> train/test
   sines                sum of sines on a periodic grid: n [200], freqs [10], step [5],
                        amplitudes [equal] (equal|increasing), input [unit] (unit: x = z in [0,1);
@@ -93,6 +96,13 @@ pub enum SourceSpec {
         files: Vec<(PathBuf, PathBuf)>,
         /// Class count.
         classes: usize,
+    },
+    /// `mnist[:DIR]`: the MNIST test set (10,000 images) from a data directory, found as
+    /// [`mnist_test_dir`] says.
+    Mnist {
+        /// The directory of `t10k-images-idx3-ubyte.gz` and `t10k-labels-idx1-ubyte.gz`
+        /// (`None`: looked up when loaded).
+        dir: Option<PathBuf>,
     },
     /// `cifar10:DIR`.
     Cifar10 {
@@ -452,7 +462,7 @@ fn parse_image(args: &Args<'_>) -> Result<Option<ImageShape>, DataError> {
     }
 }
 
-const KNOWN_SOURCES: &str = "mnist1d, mnist1d-frozen, npy, idx, cifar10, sines, lms, ms, gaussian-mixture, gaussian-clone, teacher, boolean, matrix-completion, dominoes";
+const KNOWN_SOURCES: &str = "mnist1d, mnist1d-frozen, npy, idx, mnist, cifar10, sines, lms, ms, gaussian-mixture, gaussian-clone, teacher, boolean, matrix-completion, dominoes";
 const KNOWN_TRANSFORMS: &str = "split, subset, binarise, label-noise, random-labels, pool2, standardise, unit-norm";
 
 fn parse_source(spec: &str, name: &str, raw: Option<&str>) -> Result<SourceSpec, DataError> {
@@ -506,6 +516,10 @@ fn parse_source(spec: &str, name: &str, raw: Option<&str>) -> Result<SourceSpec,
         "idx" => {
             let a = Args::new(spec, name, raw, &["classes"], &[2, 4])?;
             SourceSpec::Idx { files: a.path_pairs(), classes: a.uint("classes", 10)? }
+        }
+        "mnist" => {
+            let a = Args::new(spec, name, raw, &[], &[0, 1])?;
+            SourceSpec::Mnist { dir: a.positional.first().map(PathBuf::from) }
         }
         "cifar10" => {
             let a = Args::new(spec, name, raw, &["batches"], &[1])?;
@@ -850,6 +864,15 @@ impl DatasetSpec {
                 }
                 Dataset::new(name, shape, splits)
             }
+            SourceSpec::Mnist { dir } => {
+                let dir = match dir {
+                    Some(d) => d.clone(),
+                    None => mnist_test_dir()?,
+                };
+                let (x, y) = (dir.join(MNIST_TEST_FILES[0]), dir.join(MNIST_TEST_FILES[1]));
+                let (s, img) = load_idx_pair("all", &x, &y, 10)?;
+                Dataset::new(name, Some(img), vec![s])
+            }
             SourceSpec::Cifar10 { dir, batches } => load_cifar10_dir(&name, dir, batches),
             SourceSpec::Sines(s) => s.generate(),
             SourceSpec::Lms(s) => Ok(s.generate()?.dataset),
@@ -911,6 +934,33 @@ pub fn load_dataset(spec: &str) -> Result<Dataset, DataError> {
 // ---------------------------------------------------------------------------------------------
 // Canonical form: every key written out, so that a record names exactly what was used.
 
+/// The MNIST test set's files, as distributed.
+pub const MNIST_TEST_FILES: [&str; 2] = ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"];
+
+/// Where `mnist` (without a directory) finds the MNIST test set: `$SGDLAB_DATA/mnist`, then
+/// `data/mnist` and `../shared/data/mnist` (relative to the working directory), the first holding
+/// both [`MNIST_TEST_FILES`]. The error lists the places looked at and how to point at the files.
+pub fn mnist_test_dir() -> Result<PathBuf, DataError> {
+    let mut candidates = Vec::new();
+    if let Some(root) = std::env::var_os("SGDLAB_DATA") {
+        candidates.push(PathBuf::from(root).join("mnist"));
+    }
+    candidates.push(PathBuf::from("data/mnist"));
+    candidates.push(PathBuf::from("../shared/data/mnist"));
+    if let Some(d) = candidates.iter().find(|d| MNIST_TEST_FILES.iter().all(|f| d.join(f).is_file())) {
+        return Ok(d.clone());
+    }
+    let looked: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
+    Err(DataError::invalid(
+        "mnist",
+        format!(
+            "the MNIST test set ({}) is not in {}; set SGDLAB_DATA to a directory holding mnist/, or write mnist:DIR",
+            MNIST_TEST_FILES.join(", "),
+            looked.join(", ")
+        ),
+    ))
+}
+
 fn path_arg(p: &std::path::Path) -> String {
     let s = p.display().to_string();
     if s.contains([',', '|', '=', '(', ')', ':']) { format!("({s})") } else { s }
@@ -954,6 +1004,8 @@ impl fmt::Display for SourceSpec {
                 let paths: Vec<String> = files.iter().flat_map(|(x, y)| [path_arg(x), path_arg(y)]).collect();
                 write!(f, "idx:{},classes={classes}", paths.join(","))
             }
+            SourceSpec::Mnist { dir: None } => write!(f, "mnist"),
+            SourceSpec::Mnist { dir: Some(d) } => write!(f, "mnist:{}", path_arg(d)),
             SourceSpec::Cifar10 { dir, batches } => {
                 write!(f, "cifar10:{},batches={}", path_arg(dir), join_list(batches))
             }

@@ -108,3 +108,19 @@ fn image_loader_shapes() {
     let (x, shape) = read_idx_images(shared_data().join("mnist/t10k-images-idx3-ubyte.gz")).unwrap();
     assert_eq!((x.nrows(), x.ncols(), shape.len()), (10_000, 784, 784));
 }
+
+#[test]
+fn mnist_source_finds_the_test_set_in_a_data_directory() {
+    // `mnist:DIR` reads the two files of DIR; it is the same data as the explicit idx spec.
+    let dir = shared_data().join("mnist");
+    let a = load_dataset(&format!("mnist:{}", dir.display())).unwrap();
+    let b = load_dataset(&mnist_spec("")).unwrap();
+    assert_eq!(a.split("all").unwrap().features(), b.split("all").unwrap().features());
+    assert_eq!(a.image_shape(), Some(ImageShape { channels: 1, height: 28, width: 28 }));
+    // A directory without the files is a one-line error naming the files and how to fix it.
+    let empty = tempfile::tempdir().unwrap();
+    let e = load_dataset(&format!("mnist:{}", empty.path().display())).unwrap_err().to_string();
+    assert!(e.contains("t10k-images-idx3-ubyte.gz") && !e.contains('\n'), "{e}");
+    assert!(sgdlab_data::DatasetSpec::parse("mnist:a,b").is_err());
+    assert_eq!(sgdlab_data::DatasetSpec::parse("mnist|pool2").unwrap().to_string(), "mnist|pool2");
+}

@@ -14,8 +14,16 @@ pub(crate) struct Entry {
     pub link: String,
 }
 
+/// A built-in study that was not run, with the reason (e.g. data that is not on this machine).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotRun {
+    pub name: String,
+    pub section: String,
+    pub reason: String,
+}
+
 /// The index page.
-pub(crate) fn page(entries: &[Entry]) -> String {
+pub(crate) fn page(entries: &[Entry], not_run: &[NotRun]) -> String {
     let mut b = String::new();
     let sections_with = CLAIMS.iter().filter(|c| entries.iter().any(|e| e.verdict.section == c.section)).count();
     let count = |v: Verdict| entries.iter().filter(|e| e.verdict.verdict == v).count();
@@ -43,7 +51,8 @@ pub(crate) fn page(entries: &[Entry]) -> String {
     );
     for c in CLAIMS {
         let mine: Vec<&Entry> = entries.iter().filter(|e| e.verdict.section == c.section).collect();
-        section_rows(c, &mine, &mut b);
+        let skipped: Vec<&NotRun> = not_run.iter().filter(|n| n.section == c.section).collect();
+        section_rows(c, &mine, &skipped, &mut b);
     }
     b.push_str("</tbody>\n</table></div>\n</section>\n");
     let other: Vec<&Entry> =
@@ -67,8 +76,8 @@ pub(crate) fn page(entries: &[Entry]) -> String {
 }
 
 /// The rows of one section: one per study (the section's cells spanning them), or "no study yet".
-fn section_rows(c: &SurveyClaim, mine: &[&Entry], b: &mut String) {
-    let span = mine.len().max(1);
+fn section_rows(c: &SurveyClaim, mine: &[&Entry], skipped: &[&NotRun], b: &mut String) {
+    let span = (mine.len() + skipped.len()).max(1);
     let head = format!(
         "<td rowspan=\"{span}\"><b>{}</b></td><td rowspan=\"{span}\">{}</td><td rowspan=\"{span}\">{}</td><td rowspan=\"{span}\" class=\"claim\">{}</td>",
         esc(c.section),
@@ -76,12 +85,21 @@ fn section_rows(c: &SurveyClaim, mine: &[&Entry], b: &mut String) {
         esc(c.paper),
         esc(c.claim)
     );
-    if mine.is_empty() {
+    if mine.is_empty() && skipped.is_empty() {
         let _ = writeln!(b, "<tr class=\"none\">{head}<td colspan=\"3\" class=\"muted\">no study yet</td></tr>");
         return;
     }
     for (i, e) in mine.iter().enumerate() {
         let _ = writeln!(b, "<tr>{}{}</tr>", if i == 0 { head.as_str() } else { "" }, study_cells(e));
+    }
+    for (i, n) in skipped.iter().enumerate() {
+        let _ = writeln!(
+            b,
+            "<tr class=\"none\">{}<td><code>{}</code></td><td><span class=\"muted\">not run</span></td><td class=\"muted\">{}</td></tr>",
+            if i == 0 && mine.is_empty() { head.as_str() } else { "" },
+            esc(&n.name),
+            esc(&n.reason)
+        );
     }
 }
 

@@ -95,6 +95,7 @@ mod study;
 use std::path::{Path, PathBuf};
 
 pub use format::fmt_num;
+pub use index::NotRun;
 
 /// What can go wrong while building a report: one line naming the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -141,9 +142,10 @@ pub fn build_study_report(study_dir: &Path) -> Result<PathBuf, ReportError> {
 /// Writes `out_dir/index.html`, the survey's table: every PROTOCOLS section in order with the
 /// studies of `study_dirs` that belong to it (their verdicts, claims, effects and intervals, and
 /// a relative link to each `report.html`; build those first with [`build_study_report`]), and
-/// "no study yet" for sections without one. Reads only each study's `verdict.json`; creates
+/// the built-in studies of `not_run` ("not run", with the reason) and "no study yet" for
+/// sections without either. Reads only each study's `verdict.json`; creates
 /// `out_dir` if needed. Returns the path of the index.
-pub fn build_index(out_dir: &Path, study_dirs: &[PathBuf]) -> Result<PathBuf, ReportError> {
+pub fn build_index(out_dir: &Path, study_dirs: &[PathBuf], not_run: &[NotRun]) -> Result<PathBuf, ReportError> {
     std::fs::create_dir_all(out_dir).map_err(|e| ReportError::Write { path: out_dir.to_path_buf(), source: e })?;
     let out_abs = canonical(out_dir)?;
     let mut entries = Vec::new();
@@ -156,7 +158,7 @@ pub fn build_index(out_dir: &Path, study_dirs: &[PathBuf]) -> Result<PathBuf, Re
         entries.push(index::Entry { verdict, link });
     }
     let path = out_dir.join("index.html");
-    write_file(&path, &index::page(&entries))?;
+    write_file(&path, &index::page(&entries, not_run))?;
     Ok(path)
 }
 

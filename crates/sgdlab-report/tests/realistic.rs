@@ -272,7 +272,7 @@ fn colours(svg: &str) -> Vec<String> {
 fn built_in_studies_over_realistic_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let dirs = write_all(tmp.path());
-    let index = build_index(tmp.path(), &dirs).unwrap();
+    let index = build_index(tmp.path(), &dirs, &[]).unwrap();
     let html = std::fs::read_to_string(&index).unwrap();
     assert_self_contained(&html, "index.html");
     assert_eq!(html.matches("no study yet").count(), 28 - 3, "sections 1.3, 7.1 and 7.2 have studies");

@@ -340,10 +340,10 @@ fn rebuilding_gives_identical_bytes() {
     let dir = tmp.path().join("toy");
     write_study(&dir, "Toy sharpness", "7.1", false);
     build_study_report(&dir).unwrap();
-    build_index(tmp.path(), std::slice::from_ref(&dir)).unwrap();
+    build_index(tmp.path(), std::slice::from_ref(&dir), &[]).unwrap();
     let first = snapshot(tmp.path());
     build_study_report(&dir).unwrap();
-    build_index(tmp.path(), std::slice::from_ref(&dir)).unwrap();
+    build_index(tmp.path(), std::slice::from_ref(&dir), &[]).unwrap();
     assert_eq!(first, snapshot(tmp.path()));
     // A second directory from the same records gives the same report and figures.
     let other = tmp.path().join("again");
@@ -368,7 +368,7 @@ fn record_text_is_escaped() {
     let svg = std::fs::read_to_string(dir.join("figures/loss_over_training.svg")).unwrap();
     assert!(!svg.contains("<script") && svg.contains("&lt;script&gt;"), "SVG text is escaped");
     assert_self_contained(&html, "report.html");
-    let index = std::fs::read_to_string(build_index(tmp.path(), &[dir]).unwrap()).unwrap();
+    let index = std::fs::read_to_string(build_index(tmp.path(), &[dir], &[]).unwrap()).unwrap();
     assert!(index.contains("Sharp &lt;minima&gt;") && !index.contains("<minima>"));
 }
 
@@ -385,7 +385,12 @@ fn index_lists_every_survey_section() {
         build_study_report(d).unwrap();
     }
     let out = tmp.path().join("out");
-    let index = build_index(&out, &[a, b, c]).unwrap();
+    let skipped = sgdlab_report::NotRun {
+        name: "mnist-study".into(),
+        section: "3.2".into(),
+        reason: "needs the MNIST test set".into(),
+    };
+    let index = build_index(&out, &[a, b, c], std::slice::from_ref(&skipped)).unwrap();
     let html = std::fs::read_to_string(index).unwrap();
     assert_self_contained(&html, "index.html");
     let sections = sgdlab_studies::survey::CLAIMS;
@@ -397,7 +402,8 @@ fn index_lists_every_survey_section() {
         let found = html[at..].find(&cell).unwrap_or_else(|| panic!("section {} missing or out of order", s.section));
         at += found + cell.len();
     }
-    assert_eq!(html.matches("no study yet").count(), 26, "two sections have a study");
+    assert_eq!(html.matches("no study yet").count(), 25, "two sections have a study, one a study not run");
+    assert!(html.contains("<code>mnist-study</code>") && html.contains("not run") && html.contains("needs the MNIST test set"));
     assert!(html.contains("href=\"../studies/a/report.html\"") && html.contains("href=\"../c/report.html\""));
     assert!(html.contains("Studies of no survey section") && html.contains("A study of its own"));
     // Each claim with its verdict and effect.

@@ -49,6 +49,7 @@ pub const BUILTIN: &[Builtin] = &[
     Builtin { name: "spectral-bias", toml: include_str!("../studies/spectral-bias.toml") },
     Builtin { name: "kernel-spectra", toml: include_str!("../studies/kernel-spectra.toml") },
     Builtin { name: "sobolev-bias", toml: include_str!("../studies/sobolev-bias.toml") },
+    Builtin { name: "residual-ensembles", toml: include_str!("../studies/residual-ensembles.toml") },
     Builtin { name: "simplicity-pitfalls", toml: include_str!("../studies/simplicity-pitfalls.toml") },
     Builtin { name: "batch-sharpness", toml: include_str!("../studies/batch-sharpness.toml") },
 ];
@@ -68,4 +69,22 @@ pub fn load_study(name_or_path: &str, quick: bool, overrides: &[String]) -> Resu
     }
     let text = std::fs::read_to_string(p).map_err(|e| StudyError::io(p, e))?;
     LoadedStudy::parse(&text, &p.display().to_string(), quick, overrides)
+}
+
+/// Why a study cannot run on this machine, if it cannot: its data reads the MNIST test set
+/// (`mnist` without a directory) and [`sgdlab_data::mnist_test_dir`] does not find it. `None`
+/// when every run's data is available (or is generated).
+pub fn missing_data(study: &LoadedStudy) -> Result<Option<String>, StudyError> {
+    let p = plan::plan(study)?;
+    for r in &p.runs {
+        let rs = sgdlab_train::RunSpec::from_toml(&r.run_spec, "plan.json")
+            .map_err(|e| StudyError::Spec(format!("run {}: {e}", r.id)))?;
+        let Ok(d) = sgdlab_data::DatasetSpec::parse(&rs.data) else { continue };
+        if matches!(d.source, sgdlab_data::SourceSpec::Mnist { dir: None })
+            && let Err(e) = sgdlab_data::mnist_test_dir()
+        {
+            return Ok(Some(e.to_string()));
+        }
+    }
+    Ok(None)
 }

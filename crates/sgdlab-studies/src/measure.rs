@@ -113,7 +113,7 @@ impl<'a> StudyHook<'a> {
         axes: &BTreeMap<String, serde_json::Value>,
     ) -> Result<Self, String> {
         let mut out = Vec::with_capacity(measures.len());
-        for m in measures {
+        for m in measures.iter().filter(|m| crate::statistic::in_arm(&m.spec.filter, axes)) {
             let probe =
                 registry::find(&m.spec.probe).ok_or_else(|| format!("plan.json: unknown probe '{}'", m.spec.probe))?;
             let names: Vec<&str> = axes.keys().map(String::as_str).collect();

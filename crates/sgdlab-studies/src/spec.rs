@@ -91,6 +91,9 @@ pub struct MeasureSpec {
     /// The probe's options (its `sgdlab probe NAME --help` flags, in snake_case).
     #[serde(default)]
     pub options: toml::Table,
+    /// Only on runs with these axis values (e.g. a probe of residual blocks on the residual arm).
+    #[serde(default, rename = "where", skip_serializing_if = "BTreeMap::is_empty")]
+    pub filter: Arm,
 }
 
 fn default_split() -> String {
@@ -632,6 +635,9 @@ impl LoadedStudy {
             }
             check_arm(&p.filter, &format!("{path}.where"))
         };
+        for (i, m) in s.measure.iter().enumerate() {
+            check_arm(&m.filter, &format!("measure.{i}.where"))?;
+        }
         if s.claim.is_empty() {
             return Err(self.error_at(&[], "a study needs at least one [[claim]]"));
         }

@@ -323,6 +323,8 @@ pub enum ValueSpec {
     Fraction(FractionSpec),
     Abs(Box<ValueSpec>),
     Log10(Box<ValueSpec>),
+    /// The falls between consecutive elements of a vector, `v[i] - v[i + 1]` (one fewer element).
+    Drops(Box<ValueSpec>),
 }
 
 fn elementwise(a: &Val, b: &Val, f: impl Fn(f64, f64) -> f64) -> Result<Val, String> {
@@ -491,6 +493,14 @@ impl ValueSpec {
             }
             ValueSpec::Axis(a) => run.axis(a).map(Val::Scalar),
             ValueSpec::Constant(c) => Ok(Val::Scalar(*c)),
+            ValueSpec::Drops(v) => {
+                let v = v.eval(run)?;
+                let xs = v.elements();
+                if xs.len() < 2 {
+                    return Err(format!("drops need a vector of at least 2 elements, not {}", xs.len()));
+                }
+                Ok(Val::Vector(xs.windows(2).map(|w| w[0] - w[1]).collect()))
+            }
             ValueSpec::Element(e) => {
                 let v = e.of.eval(run)?;
                 let xs = v.elements();
@@ -542,7 +552,7 @@ impl ValueSpec {
             ValueSpec::Element(e) => vec![e.of.as_ref()],
             ValueSpec::Reduce(r) => vec![r.of.as_ref()],
             ValueSpec::Fraction(f) => vec![f.of.as_ref()],
-            ValueSpec::Abs(v) | ValueSpec::Log10(v) => vec![v.as_ref()],
+            ValueSpec::Abs(v) | ValueSpec::Log10(v) | ValueSpec::Drops(v) => vec![v.as_ref()],
             ValueSpec::Last(_)
             | ValueSpec::Min(_)
             | ValueSpec::Max(_)
@@ -575,7 +585,8 @@ impl ValueSpec {
             | ValueSpec::Reduce(_)
             | ValueSpec::Fraction(_)
             | ValueSpec::Abs(_)
-            | ValueSpec::Log10(_) => None,
+            | ValueSpec::Log10(_)
+            | ValueSpec::Drops(_) => None,
         }
     }
 
@@ -691,6 +702,12 @@ impl ValueSpec {
                 false
             }
             ValueSpec::Abs(v) | ValueSpec::Log10(v) => v.is_vector(metric_is_vector)?,
+            ValueSpec::Drops(v) => {
+                if !v.is_vector(metric_is_vector)? {
+                    return Err("drops need a vector".into());
+                }
+                true
+            }
         })
     }
 
@@ -773,6 +790,7 @@ impl ValueSpec {
             ),
             ValueSpec::Abs(v) => format!("|{}|", d(v)),
             ValueSpec::Log10(v) => format!("log10({})", d(v)),
+            ValueSpec::Drops(v) => format!("falls between consecutive elements of ({})", d(v)),
         }
     }
 }
