@@ -51,6 +51,7 @@ pub const BUILTIN: &[Builtin] = &[
     Builtin { name: "sobolev-bias", toml: include_str!("../studies/sobolev-bias.toml") },
     Builtin { name: "neural-collapse", toml: include_str!("../studies/neural-collapse.toml") },
     Builtin { name: "residual-ensembles", toml: include_str!("../studies/residual-ensembles.toml") },
+    Builtin { name: "geometric-complexity", toml: include_str!("../studies/geometric-complexity.toml") },
     Builtin { name: "simplicity-pitfalls", toml: include_str!("../studies/simplicity-pitfalls.toml") },
     Builtin { name: "batch-sharpness", toml: include_str!("../studies/batch-sharpness.toml") },
 ];
