@@ -49,6 +49,7 @@ pub const BUILTIN: &[Builtin] = &[
     Builtin { name: "spectral-bias", toml: include_str!("../studies/spectral-bias.toml") },
     Builtin { name: "kernel-spectra", toml: include_str!("../studies/kernel-spectra.toml") },
     Builtin { name: "sobolev-bias", toml: include_str!("../studies/sobolev-bias.toml") },
+    Builtin { name: "effective-depth", toml: include_str!("../studies/effective-depth.toml") },
     Builtin { name: "neural-collapse", toml: include_str!("../studies/neural-collapse.toml") },
     Builtin { name: "residual-ensembles", toml: include_str!("../studies/residual-ensembles.toml") },
     Builtin { name: "geometric-complexity", toml: include_str!("../studies/geometric-complexity.toml") },
