@@ -32,7 +32,11 @@ pub fn run(a: ReproduceArgs) -> Result<i32> {
         let study = sgdlab_studies::load_study(b.name, a.quick, &[])?;
         if let Some(reason) = sgdlab_studies::missing_data(&study)? {
             eprintln!("{}: not run: {reason}", b.name);
-            not_run.push(sgdlab_report::NotRun { name: b.name.to_string(), section: study.spec.section.clone(), reason });
+            not_run.push(sgdlab_report::NotRun {
+                name: b.name.to_string(),
+                section: study.spec.section.clone(),
+                reason,
+            });
             continue;
         }
         let (dir, done) = run_one(&study, jobs, &a.out, true, a.quiet, signals.stop.clone())?;

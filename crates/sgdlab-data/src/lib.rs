@@ -37,6 +37,7 @@ pub use error::DataError;
 pub use generators::*;
 pub use info::{DatasetInfo, PerFeatureRange, SplitInfo, ValueStats, dataset_info, examples_per_class};
 pub use spec::{
-    BinariseSpec, DatasetSpec, MNIST_TEST_FILES, SPEC_GRAMMAR, SourceSpec, TestSize, TransformSpec, load_dataset, mnist_test_dir,
+    BinariseSpec, DatasetSpec, MNIST_TEST_FILES, SPEC_GRAMMAR, SourceSpec, TestSize, TransformSpec, load_dataset,
+    mnist_test_dir,
 };
 pub use transform::{MIN_SD, Standardisation, StandardiseBy, randomise_columns};

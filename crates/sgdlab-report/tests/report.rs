@@ -403,7 +403,11 @@ fn index_lists_every_survey_section() {
         at += found + cell.len();
     }
     assert_eq!(html.matches("no study yet").count(), 25, "two sections have a study, one a study not run");
-    assert!(html.contains("<code>mnist-study</code>") && html.contains("not run") && html.contains("needs the MNIST test set"));
+    assert!(
+        html.contains("<code>mnist-study</code>")
+            && html.contains("not run")
+            && html.contains("needs the MNIST test set")
+    );
     assert!(html.contains("href=\"../studies/a/report.html\"") && html.contains("href=\"../c/report.html\""));
     assert!(html.contains("Studies of no survey section") && html.contains("A study of its own"));
     // Each claim with its verdict and effect.
