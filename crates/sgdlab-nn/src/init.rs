@@ -61,7 +61,8 @@ pub enum FirstLayerInit {
     /// and the supports cover `[a, b]`: every point of `(a, b)` lies in 1 to 4 of them), 0 for ReLU and
     /// leaky ReLU (the kink at `c_j`), 0 for smooth activations. The draws come from the stream
     /// `init/tile` and do not depend on the activation, so a Hat and a ReLU network of one seed
-    /// get the same layout. `scale` does not apply to this layer.
+    /// get the same layout. `scale` does not apply to this layer; `tile_scale` multiplies its
+    /// weights (the centres kept).
     Tile,
 }
 
@@ -84,6 +85,14 @@ pub struct InitSpec {
     /// The input interval `[a, b]` a `tile` first layer covers (default `[-1, 1]`).
     #[serde(default = "default_domain", skip_serializing_if = "is_default_domain")]
     pub domain: [f64; 2],
+    /// Multiplies the weights of a `tile` first layer, the centres kept (default 1). A ReLU
+    /// unit's kink does not depend on it, a Hat unit's support half-width is `1 / |w_j|`.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub tile_scale: f64,
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
 }
 
 fn one() -> f64 {
@@ -110,6 +119,7 @@ impl Default for InitSpec {
             bias: BiasInit::Zero,
             first_layer: FirstLayerInit::Scheme,
             domain: default_domain(),
+            tile_scale: 1.0,
         }
     }
 }
@@ -193,6 +203,9 @@ impl InitSpec {
         if !(a.is_finite() && b.is_finite() && a < b) {
             return Err(format!("init.domain must be a finite interval [a, b] with a < b, got [{a}, {b}]"));
         }
+        if !(self.tile_scale.is_finite() && self.tile_scale > 0.0) {
+            return Err(format!("init.tile_scale must be a finite positive number, got {}", self.tile_scale));
+        }
         let name = model.layer_name(0);
         let layout = model.layout();
         let weight = layout.get(&format!("{name}.weight"));
@@ -251,7 +264,7 @@ impl InitSpec {
             let c = lo + (j as f64 + 0.5) * h;
             let u = 0.5 + 1.5 * rng.random::<f64>();
             let sign = if rng.random::<bool>() { 1.0 } else { -1.0 };
-            let wj = sign * u / h;
+            let wj = self.tile_scale * sign * u / h;
             data[w.offset + j] = T::from_f64(wj);
             data[b.offset + j] = T::from_f64(centre - wj * c);
         }
@@ -347,6 +360,17 @@ mod tests {
             max_cover = max_cover.max(n);
         }
         assert!(max_cover >= 2, "supports overlap");
+        // tile_scale multiplies the weights and keeps the centres (ReLU kinks).
+        let scaled = InitSpec { tile_scale: h, ..tile };
+        let rs: Params<f64> = scaled.init(&model("mlp:1-64-1:relu"), &RngStream::new(7));
+        let ws = rs.tensor("0.weight").unwrap();
+        for j in 0..m {
+            let c = lo + (j as f64 + 0.5) * h;
+            assert!(
+                (ws[[j, 0]] - h * wr[[j, 0]]).abs() < 1e-12
+                    && (ws[[j, 0]] * c + rs.tensor("0.bias").unwrap()[j]).abs() < 1e-12
+            );
+        }
         // The other layers are drawn as without tiling; another seed gives other draws.
         let plain: Params<f64> = InitSpec::default().init(&model("mlp:1-64-1:hat"), &RngStream::new(7));
         assert_eq!(hat.tensor("2.weight"), plain.tensor("2.weight"));
@@ -363,6 +387,8 @@ mod tests {
         assert!(tile.check(&model("mlp:1-8-1:relu:nobias")).is_err());
         let bad = InitSpec { domain: [1.0, 1.0], ..tile };
         assert!(bad.check(&model("mlp:1-8-1:relu")).unwrap_err().contains("init.domain"));
+        let bad = InitSpec { tile_scale: 0.0, ..tile };
+        assert!(bad.check(&model("mlp:1-8-1:relu")).unwrap_err().contains("init.tile_scale"));
         // The default first layer never fails the check.
         assert!(InitSpec::default().check(&model("mlp:2-8-1:relu")).is_ok());
     }

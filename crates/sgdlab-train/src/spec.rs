@@ -24,6 +24,7 @@
 //!                                     # with h = (b - a) / m, Hat peaks / ReLU kinks at the centres;
 //!                                     # sgdlab_nn::FirstLayerInit)
 //! domain = [-1.0, 1.0]                # the interval [a, b] a tile first layer covers
+//! tile_scale = 1.0                    # multiplies the tile weights, centres kept
 //!
 //! [optimizer]
 //! name = "sgd"                        # sgd | gd | normalized_gd | adam | adamw | label_noise_sgd | noisy_sgd | noisy_gd | sam | entropy_sgd
