@@ -353,7 +353,7 @@ fn normalized_gd_matches_a_hand_computation_and_resumes_bit_identically() {
     let since = since.expect("the loss falls below the threshold");
     assert!(since > 0, "switch at step {since}");
     assert!(rose_after_switch, "the test must see the loss above the threshold after the switch");
-    assert!(lrs.iter().any(|&l| l == max_lr) && lrs.iter().any(|&l| l > lr && l < max_lr), "{lrs:?}");
+    assert!(lrs.contains(&max_lr) && lrs.iter().any(|&l| l > lr && l < max_lr), "{lrs:?}");
     let opt = format!("name = \"normalized_gd\"\nlr = {lr}\nmax_lr = {max_lr}\nswitch_loss = {switch_loss:?}");
     let s = q.spec(&opt, steps as u64, "[eval]\nlog_every = 1\n");
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
