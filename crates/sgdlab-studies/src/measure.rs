@@ -7,12 +7,12 @@
 
 use crate::records::PlannedMeasure;
 use crate::spec::At;
-use std::collections::BTreeMap;
 use sgdlab_data::Dataset;
 use sgdlab_linalg::RngStream;
 use sgdlab_nn::{Loss, Model, Params};
 use sgdlab_probes::registry::{self, CheckedOptions, EvalOptions, MetricValue, Precision, Probe, ProbeInput};
 use sgdlab_train::{Measurement, MeasurementHook};
+use std::collections::BTreeMap;
 
 /// The steps of a log-spaced schedule of `points` points up to `total` (with 0 and `total`).
 pub fn log_steps(total: u64, points: usize) -> Vec<u64> {
@@ -122,9 +122,8 @@ impl<'a> StudyHook<'a> {
             } else {
                 options_for_run(&m.spec.options, axes)
             };
-            let opts = probe
-                .options_from_json(json)
-                .map_err(|e| format!("plan.json: probe '{}': {e}", m.spec.probe))?;
+            let opts =
+                probe.options_from_json(json).map_err(|e| format!("plan.json: probe '{}': {e}", m.spec.probe))?;
             out.push((m, probe, opts));
         }
         Ok(StudyHook { measures: out, loss, seed, data_spec: data_spec.to_string() })

@@ -127,10 +127,9 @@ fn plan_measures(st: &LoadedStudy) -> Result<Vec<PlannedMeasure>, StudyError> {
             if let Some(n) = crate::measure::option_templates(&json_toml, &axes).first()
                 && !names.contains(n)
             {
-                return Err(st.error_at(
-                    &at("options"),
-                    format!("the options use {{{n}}}, which sweep '{sw}' does not set"),
-                ));
+                return Err(
+                    st.error_at(&at("options"), format!("the options use {{{n}}}, which sweep '{sw}' does not set"))
+                );
             }
             let opts = probe.options_from_json(json).map_err(|e| {
                 let point: String = vars.iter().map(|(k, v)| format!(", {k} = {v}")).collect();

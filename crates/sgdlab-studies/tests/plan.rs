@@ -202,7 +202,11 @@ fn every_builtin_study_plans_in_both_modes() {
 fn every_builtin_study_has_a_ci_size_that_plans() {
     for b in sgdlab_studies::BUILTIN {
         let st = load_study(b.name, false, &[]).unwrap();
-        assert!(!st.spec.ci.set.is_empty(), "{}: no [ci] overrides (tests/builtin_ci.rs runs every study at CI size)", b.name);
+        assert!(
+            !st.spec.ci.set.is_empty(),
+            "{}: no [ci] overrides (tests/builtin_ci.rs runs every study at CI size)",
+            b.name
+        );
         let ci = load_study(b.name, false, &st.spec.ci.set).unwrap_or_else(|e| panic!("{} [ci]: {e}", b.name));
         let p = plan(&ci).unwrap_or_else(|e| panic!("{} [ci]: {e}", b.name));
         assert!(!p.runs.is_empty());
