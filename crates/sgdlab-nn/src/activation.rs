@@ -219,6 +219,7 @@ impl Activation {
         match *self {
             Activation::Relu => x.mapv(|v| Activation::Relu.f(v)),
             Activation::LeakyRelu { slope } => x.mapv(|v| Activation::LeakyRelu { slope }.f(v)),
+            Activation::Hat => x.mapv(|v| Activation::Hat.f(v)),
             a => x.mapv(|v| a.f(v)),
         }
     }
@@ -231,6 +232,7 @@ impl Activation {
         match *self {
             Activation::Relu => scale(g, x, |v| Activation::Relu.df(v)),
             Activation::LeakyRelu { slope } => scale(g, x, |v| Activation::LeakyRelu { slope }.df(v)),
+            Activation::Hat => scale(g, x, |v| Activation::Hat.df(v)),
             a => scale(g, x, |v| a.df(v)),
         }
     }

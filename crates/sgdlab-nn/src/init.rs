@@ -2,6 +2,9 @@
 //!
 //! Each tensor draws from its own stream `init/<name>` of the run's seed, so changing one layer
 //! never changes the draws of another.
+//!
+//! `first_layer = "tile"` replaces the draws of a 1-D-input first layer by a layout that tiles an
+//! input interval (Hong et al. 2022, PROTOCOLS 2.3): see [`FirstLayerInit::Tile`].
 
 use crate::activation::Activation;
 use crate::model::Model;
@@ -41,8 +44,30 @@ pub enum BiasInit {
     Torch,
 }
 
-/// An initialiser: scheme, a multiplier on every weight, and the bias rule. Layer-norm weights
-/// start at 1 and biases at 0, as in PyTorch.
+/// How the first linear layer starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FirstLayerInit {
+    /// Like every other layer: `scheme`, `scale` and `bias`.
+    #[default]
+    Scheme,
+    /// The units tile the input interval `domain = [a, b]` (Hong et al. 2022, PROTOCOLS 2.3; the
+    /// first layer must be `Linear(1, m)` with a bias). With `h = (b - a) / m`, unit `j` gets
+    /// the centre `c_j = a + (j + 1/2) h` (evenly spaced, one per cell of width `h`), a weight
+    /// `w_j = s_j u_j / h` with `u_j ~ U(0.5, 2)` and a random sign `s_j`, and the bias
+    /// `b_j = z* - w_j c_j`, so its pre-activation `w_j (x - c_j) + z*` takes the activation's
+    /// centre `z*` at `x = c_j`. `z*` is the middle of the activation's kinks: 1 for Hat (its
+    /// peak, so the support `(0, 2)` is `c_j -+ 1 / |w_j|`, half-width between h / 2 and 2 h,
+    /// and the supports cover `[a, b]`: every point of `(a, b)` lies in 1 to 4 of them), 0 for ReLU and
+    /// leaky ReLU (the kink at `c_j`), 0 for smooth activations. The draws come from the stream
+    /// `init/tile` and do not depend on the activation, so a Hat and a ReLU network of one seed
+    /// get the same layout. `scale` does not apply to this layer; `tile_scale` multiplies its
+    /// weights (the centres kept).
+    Tile,
+}
+
+/// An initialiser: scheme, a multiplier on every weight, the bias rule, and optionally a tiling
+/// first layer. Layer-norm weights start at 1 and biases at 0, as in PyTorch.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InitSpec {
@@ -53,15 +78,49 @@ pub struct InitSpec {
     pub scale: f64,
     #[serde(default)]
     pub bias: BiasInit,
+    /// `scheme` (default) or `tile` ([`FirstLayerInit::Tile`]); not written to a resolved spec
+    /// when it is the default, so specs without it keep their hashes.
+    #[serde(default, skip_serializing_if = "is_default_first_layer")]
+    pub first_layer: FirstLayerInit,
+    /// The input interval `[a, b]` a `tile` first layer covers (default `[-1, 1]`).
+    #[serde(default = "default_domain", skip_serializing_if = "is_default_domain")]
+    pub domain: [f64; 2],
+    /// Multiplies the weights of a `tile` first layer, the centres kept (default 1). A ReLU
+    /// unit's kink does not depend on it, a Hat unit's support half-width is `1 / |w_j|`.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub tile_scale: f64,
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
 }
 
 fn one() -> f64 {
     1.0
 }
 
+fn default_domain() -> [f64; 2] {
+    [-1.0, 1.0]
+}
+
+fn is_default_domain(d: &[f64; 2]) -> bool {
+    *d == default_domain()
+}
+
+fn is_default_first_layer(f: &FirstLayerInit) -> bool {
+    *f == FirstLayerInit::Scheme
+}
+
 impl Default for InitSpec {
     fn default() -> Self {
-        InitSpec { scheme: InitScheme::Auto, scale: 1.0, bias: BiasInit::Zero }
+        InitSpec {
+            scheme: InitScheme::Auto,
+            scale: 1.0,
+            bias: BiasInit::Zero,
+            first_layer: FirstLayerInit::Scheme,
+            domain: default_domain(),
+            tile_scale: 1.0,
+        }
     }
 }
 
@@ -123,8 +182,46 @@ impl LayerInit<'_> {
     }
 }
 
+/// Centre `z*` of an activation for a tiling first layer: the middle of its kinks (Hat 1,
+/// ReLU 0), 0 without kinks.
+fn activation_centre(a: Option<Activation>) -> f64 {
+    let kinks = a.map_or(&[][..], |a| a.kinks());
+    match (kinks.first(), kinks.last()) {
+        (Some(lo), Some(hi)) => 0.5 * (lo + hi),
+        _ => 0.0,
+    }
+}
+
 impl InitSpec {
+    /// Checks that the spec applies to `model`: a `tile` first layer needs a finite `domain` with
+    /// a < b and a first layer `Linear(1, m)` with a bias.
+    pub fn check(&self, model: &Model) -> Result<(), String> {
+        if self.first_layer == FirstLayerInit::Scheme {
+            return Ok(());
+        }
+        let [a, b] = self.domain;
+        if !(a.is_finite() && b.is_finite() && a < b) {
+            return Err(format!("init.domain must be a finite interval [a, b] with a < b, got [{a}, {b}]"));
+        }
+        if !(self.tile_scale.is_finite() && self.tile_scale > 0.0) {
+            return Err(format!("init.tile_scale must be a finite positive number, got {}", self.tile_scale));
+        }
+        let name = model.layer_name(0);
+        let layout = model.layout();
+        let weight = layout.get(&format!("{name}.weight"));
+        match (model.layers().first(), weight, layout.get(&format!("{name}.bias"))) {
+            (Some(crate::layer::Layer::Linear(_)), Some(w), Some(_)) if w.shape.len() == 2 && w.shape[1] == 1 => Ok(()),
+            _ => Err(format!(
+                "init.first_layer = \"tile\" needs a first layer Linear(1, m) with a bias (a 1-D input), not {}",
+                model.arch().map_or_else(|| "this model".to_string(), |a| a.to_string())
+            )),
+        }
+    }
+
     /// Draws a model's parameters from `stream` (its child `init/<tensor name>` per tensor).
+    ///
+    /// # Panics
+    /// If [`InitSpec::check`] fails for `model` (the trainer checks first).
     pub fn init<T: Scalar>(&self, model: &Model, stream: &RngStream) -> Params<T> {
         let mut params = Params::<T>::zeros(model.layout().clone());
         let scheme = match self.scheme {
@@ -138,7 +235,39 @@ impl InitSpec {
             let off = model.offset(i);
             layer.init(&model.layer_name(i), &init, &mut data[off..off + layer.num_params()]);
         }
+        if self.first_layer == FirstLayerInit::Tile {
+            if let Err(e) = self.check(model) {
+                panic!("{e}");
+            }
+            self.tile_first_layer(model, stream, &mut params);
+        }
         params
+    }
+
+    /// Overwrites the first layer with the tiling layout of [`FirstLayerInit::Tile`].
+    fn tile_first_layer<T: Scalar>(&self, model: &Model, stream: &RngStream, params: &mut Params<T>) {
+        let name = model.layer_name(0);
+        let layout = params.layout().clone();
+        let w = layout.get(&format!("{name}.weight")).expect("checked");
+        let b = layout.get(&format!("{name}.bias")).expect("checked");
+        let m = w.shape[0];
+        let act = match model.layers().get(1) {
+            Some(crate::layer::Layer::Activation(a)) => Some(*a),
+            _ => model.activation(),
+        };
+        let centre = activation_centre(act);
+        let [lo, hi] = self.domain;
+        let h = (hi - lo) / m as f64;
+        let mut rng = stream.child("init").child("tile").rng();
+        let data = params.as_mut_slice();
+        for j in 0..m {
+            let c = lo + (j as f64 + 0.5) * h;
+            let u = 0.5 + 1.5 * rng.random::<f64>();
+            let sign = if rng.random::<bool>() { 1.0 } else { -1.0 };
+            let wj = self.tile_scale * sign * u / h;
+            data[w.offset + j] = T::from_f64(wj);
+            data[b.offset + j] = T::from_f64(centre - wj * c);
+        }
     }
 }
 
@@ -178,7 +307,7 @@ mod tests {
     #[test]
     fn orthogonal_and_uniform_schemes() {
         let m = model("mlp:6-4-6:identity:nobias");
-        let spec = InitSpec { scheme: InitScheme::Orthogonal, scale: 2.0, bias: BiasInit::Zero };
+        let spec = InitSpec { scheme: InitScheme::Orthogonal, scale: 2.0, bias: BiasInit::Zero, ..Default::default() };
         let p: Params<f64> = spec.init(&m, &RngStream::new(5));
         let w = p.tensor("0.weight").unwrap().into_dimensionality::<ndarray::Ix2>().unwrap().to_owned();
         let g = w.dot(&w.t());
@@ -188,7 +317,7 @@ mod tests {
                 assert!((g[(i, j)] - e).abs() < 1e-12);
             }
         }
-        let spec = InitSpec { scheme: InitScheme::Torch, scale: 1.0, bias: BiasInit::Torch };
+        let spec = InitSpec { scheme: InitScheme::Torch, scale: 1.0, bias: BiasInit::Torch, ..Default::default() };
         let p: Params<f64> = spec.init(&model("mlp:16-8-2:relu"), &RngStream::new(5));
         let a = 0.25;
         assert!(p.tensor("0.weight").unwrap().iter().all(|x| x.abs() <= a));
@@ -197,5 +326,70 @@ mod tests {
         let p: Params<f64> = InitSpec::default().init(&lm, &RngStream::new(5));
         assert!(p.tensor("1.weight").unwrap().iter().all(|&x| x == 1.0));
         assert!(p.tensor("1.bias").unwrap().iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn tile_first_layer_tiles_the_domain_for_hat_and_places_relu_kinks_alike() {
+        let tile = InitSpec { first_layer: FirstLayerInit::Tile, domain: [-1.0, 2.0], ..Default::default() };
+        let (m, [lo, hi]) = (64usize, tile.domain);
+        let h = (hi - lo) / m as f64;
+        let hat: Params<f64> = tile.init(&model("mlp:1-64-1:hat"), &RngStream::new(7));
+        let relu: Params<f64> = tile.init(&model("mlp:1-64-1:relu"), &RngStream::new(7));
+        let (wh, bh) = (hat.tensor("0.weight").unwrap(), hat.tensor("0.bias").unwrap());
+        let (wr, br) = (relu.tensor("0.weight").unwrap(), relu.tensor("0.bias").unwrap());
+        // The same weights for both activations; |w| h in [0.5, 2]; both signs occur.
+        assert_eq!(wh, wr);
+        assert!(wh.iter().all(|&w| (0.5..=2.0).contains(&(w.abs() * h))));
+        assert!(wh.iter().any(|&w| w > 0.0) && wh.iter().any(|&w| w < 0.0));
+        for j in 0..m {
+            let (w, c) = (wh[[j, 0]], lo + (j as f64 + 0.5) * h);
+            // Hat's peak (pre-activation 1) and ReLU's kink (pre-activation 0) sit at c_j.
+            assert!((w * c + bh[j] - 1.0).abs() < 1e-12, "hat unit {j}");
+            assert!((w * c + br[j]).abs() < 1e-12, "relu unit {j}");
+        }
+        // Every point of (a, b) lies in 1 to 4 Hat supports (pre-activation in (0, 2)).
+        let mut max_cover = 0;
+        for i in 1..3000 {
+            let x = lo + (hi - lo) * i as f64 / 3000.0;
+            let inside = |j: usize| {
+                let z = wh[[j, 0]] * x + bh[j];
+                z > 0.0 && z < 2.0
+            };
+            let n = (0..m).filter(|&j| inside(j)).count();
+            assert!((1..=4).contains(&n), "x = {x}: {n} supports");
+            max_cover = max_cover.max(n);
+        }
+        assert!(max_cover >= 2, "supports overlap");
+        // tile_scale multiplies the weights and keeps the centres (ReLU kinks).
+        let scaled = InitSpec { tile_scale: h, ..tile };
+        let rs: Params<f64> = scaled.init(&model("mlp:1-64-1:relu"), &RngStream::new(7));
+        let ws = rs.tensor("0.weight").unwrap();
+        for j in 0..m {
+            let c = lo + (j as f64 + 0.5) * h;
+            assert!(
+                (ws[[j, 0]] - h * wr[[j, 0]]).abs() < 1e-12
+                    && (ws[[j, 0]] * c + rs.tensor("0.bias").unwrap()[j]).abs() < 1e-12
+            );
+        }
+        // The other layers are drawn as without tiling; another seed gives other draws.
+        let plain: Params<f64> = InitSpec::default().init(&model("mlp:1-64-1:hat"), &RngStream::new(7));
+        assert_eq!(hat.tensor("2.weight"), plain.tensor("2.weight"));
+        let other: Params<f64> = tile.init(&model("mlp:1-64-1:hat"), &RngStream::new(8));
+        assert_ne!(other.tensor("0.weight"), hat.tensor("0.weight"));
+    }
+
+    #[test]
+    fn tile_first_layer_needs_a_one_dimensional_input_with_a_bias_and_a_proper_domain() {
+        let tile = InitSpec { first_layer: FirstLayerInit::Tile, ..Default::default() };
+        assert!(tile.check(&model("mlp:1-8-1:relu")).is_ok());
+        let e = tile.check(&model("mlp:2-8-1:relu")).unwrap_err();
+        assert!(e.contains("Linear(1, m)") && e.contains("mlp:2-8-1:relu"), "{e}");
+        assert!(tile.check(&model("mlp:1-8-1:relu:nobias")).is_err());
+        let bad = InitSpec { domain: [1.0, 1.0], ..tile };
+        assert!(bad.check(&model("mlp:1-8-1:relu")).unwrap_err().contains("init.domain"));
+        let bad = InitSpec { tile_scale: 0.0, ..tile };
+        assert!(bad.check(&model("mlp:1-8-1:relu")).unwrap_err().contains("init.tile_scale"));
+        // The default first layer never fails the check.
+        assert!(InitSpec::default().check(&model("mlp:2-8-1:relu")).is_ok());
     }
 }

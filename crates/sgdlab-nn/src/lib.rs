@@ -38,7 +38,7 @@ pub use checkpoint::{
     save_checkpoint, save_tensors, sync_dir, write_atomic,
 };
 pub use error::NnError;
-pub use init::{BiasInit, InitScheme, InitSpec};
+pub use init::{BiasInit, FirstLayerInit, InitScheme, InitSpec};
 pub use layer::{
     AvgPool, BatchNorm, BatchStatistics, Conv, Dropout, Flatten, Layer, LayerNorm, Linear, MaxPool, Mode, Window,
 };

@@ -44,10 +44,12 @@ pub struct Builtin {
 
 /// The built-in studies, in survey order.
 pub const BUILTIN: &[Builtin] = &[
+    Builtin { name: "rank-depth-gd", toml: include_str!("../studies/rank-depth-gd.toml") },
     Builtin { name: "rank-depth", toml: include_str!("../studies/rank-depth.toml") },
     Builtin { name: "rank-depth-completion", toml: include_str!("../studies/rank-depth-completion.toml") },
     Builtin { name: "spectral-bias", toml: include_str!("../studies/spectral-bias.toml") },
     Builtin { name: "kernel-spectra", toml: include_str!("../studies/kernel-spectra.toml") },
+    Builtin { name: "hat-spectral-bias", toml: include_str!("../studies/hat-spectral-bias.toml") },
     Builtin { name: "sobolev-bias", toml: include_str!("../studies/sobolev-bias.toml") },
     Builtin { name: "effective-depth", toml: include_str!("../studies/effective-depth.toml") },
     Builtin { name: "neural-collapse", toml: include_str!("../studies/neural-collapse.toml") },

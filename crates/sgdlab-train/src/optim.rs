@@ -27,6 +27,8 @@ pub struct OptimizerState<T> {
     pub exp_avg_sq: Option<Vec<T>>,
     /// Number of Adam steps taken (for bias correction).
     pub adam_steps: u64,
+    /// Normalised GD: the step from which the step size is `lr / L` (`None`: not yet).
+    pub normalized_since: Option<u64>,
 }
 
 impl<T: Scalar> OptimizerState<T> {
@@ -113,6 +115,27 @@ pub fn sgd_step<T: Scalar>(
     } else {
         step(theta, grad, buf)
     }
+}
+
+/// The step size of normalised GD at step `step` (0-based) whose full-batch loss before the
+/// update is `loss`: `lr` until the first step with `loss < switch_loss` (from step 0 without a
+/// `switch_loss`), from then on `min(lr / loss, max_lr)` (`max_lr` at a zero loss). The switch is
+/// recorded in `state.normalized_since` and never undone, even if the loss rises again.
+pub fn normalized_gd_lr<T>(
+    state: &mut OptimizerState<T>,
+    step: u64,
+    loss: f64,
+    lr: f64,
+    switch_loss: Option<f64>,
+    max_lr: f64,
+) -> f64 {
+    if state.normalized_since.is_none() && switch_loss.is_none_or(|s| loss < s) {
+        state.normalized_since = Some(step);
+    }
+    if state.normalized_since.is_none() {
+        return lr;
+    }
+    if loss > 0.0 { (lr / loss).min(max_lr) } else { max_lr }
 }
 
 /// Adam (Kingma & Ba 2015) as `torch.optim.Adam`/`AdamW`: `m = b1 m + (1 - b1) g`,
@@ -282,6 +305,28 @@ mod tests {
         assert!(seq.iter().all(|(_, finite)| !*finite));
         let par = two_steps_each(&theta0, &grad, 2);
         assert!(par.iter().all(|(_, finite)| !*finite));
+    }
+
+    #[test]
+    fn normalized_gd_steps_by_lr_over_the_loss_capped_after_the_first_loss_below_the_switch() {
+        let mut st = OptimizerState::<f64>::default();
+        let (lr, max_lr, switch) = (0.05, 100.0, Some(1e-3));
+        // Plain GD while the loss is at least the threshold (equal is not below).
+        assert_eq!(normalized_gd_lr(&mut st, 0, 0.7, lr, switch, max_lr), lr);
+        assert_eq!(normalized_gd_lr(&mut st, 1, 1e-3, lr, switch, max_lr), lr);
+        assert_eq!(st.normalized_since, None);
+        // The first step below it switches: lr / L.
+        assert_eq!(normalized_gd_lr(&mut st, 2, 8e-4, lr, switch, max_lr), lr / 8e-4);
+        assert_eq!(st.normalized_since, Some(2));
+        // The switch stays even if the loss rises again; the cap binds at small losses.
+        assert_eq!(normalized_gd_lr(&mut st, 3, 2e-3, lr, switch, max_lr), lr / 2e-3);
+        assert_eq!(normalized_gd_lr(&mut st, 4, 1e-4, lr, switch, max_lr), max_lr);
+        assert_eq!(normalized_gd_lr(&mut st, 5, 0.0, lr, switch, max_lr), max_lr);
+        assert_eq!(st.normalized_since, Some(2));
+        // Without a threshold: normalised from the first step.
+        let mut st = OptimizerState::<f64>::default();
+        assert_eq!(normalized_gd_lr(&mut st, 0, 0.5, lr, None, max_lr), lr / 0.5);
+        assert_eq!(st.normalized_since, Some(0));
     }
 
     #[test]

@@ -19,12 +19,23 @@
 //! scheme = "auto"                     # auto | he | lecun | xavier | orthogonal | torch
 //! scale = 1.0
 //! bias = "zero"                       # zero | torch
+//! first_layer = "scheme"              # scheme | tile: a Linear(1, m) first layer whose units tile
+//!                                     # the input interval (centres evenly spaced, |w| h ~ U(0.5, 2)
+//!                                     # with h = (b - a) / m, Hat peaks / ReLU kinks at the centres;
+//!                                     # sgdlab_nn::FirstLayerInit)
+//! domain = [-1.0, 1.0]                # the interval [a, b] a tile first layer covers
+//! tile_scale = 1.0                    # multiplies the tile weights, centres kept
 //!
 //! [optimizer]
-//! name = "sgd"                        # sgd | gd | adam | adamw | label_noise_sgd | noisy_sgd | noisy_gd | sam | entropy_sgd
+//! name = "sgd"                        # sgd | gd | normalized_gd | adam | adamw | label_noise_sgd | noisy_sgd | noisy_gd | sam | entropy_sgd
 //! lr = 0.1
 //! batch_size = 32
 //! momentum = 0.0
+//! # normalized_gd (full batch): plain GD at lr until the training loss L(theta_t) falls below
+//! # switch_loss (optional; without it, from the first step), then lr_t = min(lr / L(theta_t), max_lr)
+//! # for the rest of the run; `optimizer/lr` logs the step size taken
+//! # max_lr = 1000.0
+//! # switch_loss = 1e-3
 //!
 //! [schedule]
 //! kind = "constant"                   # constant | step | cosine | large_then_small
@@ -127,6 +138,20 @@ pub enum OptimizerSpec {
         momentum: f64,
         #[serde(default)]
         weight_decay: f64,
+    },
+    /// Full-batch GD with a step size normalised by the loss (PROTOCOLS 1.1: with an
+    /// exponential-type loss, the direction of plain GD converges to the max-margin KKT point
+    /// only at a 1/log t rate; lr / L speeds it up, Nacson et al. 2019). Plain GD at `lr` while
+    /// the full-batch training loss `L(theta_t)` (the data loss, before the step) is at least
+    /// `switch_loss`; from the first step whose loss is below it, and for the rest of the run,
+    /// the step size is `min(lr / L(theta_t), max_lr)`. Without `switch_loss`, normalised from the
+    /// first step. With a schedule, `lr` is the scheduled rate. The step where the switch happened
+    /// is optimiser state (checkpointed).
+    NormalizedGd {
+        lr: f64,
+        max_lr: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        switch_loss: Option<f64>,
     },
     /// Adam (Kingma & Ba 2015) with bias correction; coupled weight decay.
     Adam {
@@ -233,6 +258,7 @@ impl OptimizerSpec {
         match self {
             OptimizerSpec::Sgd { lr, .. }
             | OptimizerSpec::Gd { lr, .. }
+            | OptimizerSpec::NormalizedGd { lr, .. }
             | OptimizerSpec::Adam { lr, .. }
             | OptimizerSpec::Adamw { lr, .. }
             | OptimizerSpec::LabelNoiseSgd { lr, .. }
@@ -246,7 +272,7 @@ impl OptimizerSpec {
     /// Minibatch size; `None` for full-batch methods.
     pub fn batch_size(&self) -> Option<usize> {
         match self {
-            OptimizerSpec::Gd { .. } | OptimizerSpec::NoisyGd { .. } => None,
+            OptimizerSpec::Gd { .. } | OptimizerSpec::NormalizedGd { .. } | OptimizerSpec::NoisyGd { .. } => None,
             OptimizerSpec::Sgd { batch_size, .. }
             | OptimizerSpec::Adam { batch_size, .. }
             | OptimizerSpec::Adamw { batch_size, .. }
@@ -262,6 +288,7 @@ impl OptimizerSpec {
         match self {
             OptimizerSpec::Sgd { .. } => "sgd",
             OptimizerSpec::Gd { .. } => "gd",
+            OptimizerSpec::NormalizedGd { .. } => "normalized_gd",
             OptimizerSpec::Adam { .. } => "adam",
             OptimizerSpec::Adamw { .. } => "adamw",
             OptimizerSpec::LabelNoiseSgd { .. } => "label_noise_sgd",
@@ -634,6 +661,12 @@ impl RunSpec {
                     v.push((o("rho"), *rho, NonNegative));
                 }
             }
+            OptimizerSpec::NormalizedGd { max_lr, switch_loss, .. } => {
+                v.push((o("max_lr"), *max_lr, Positive));
+                if let Some(s) = switch_loss {
+                    v.push((o("switch_loss"), *s, Positive));
+                }
+            }
             OptimizerSpec::Adam { beta1, beta2, eps, weight_decay, .. }
             | OptimizerSpec::Adamw { beta1, beta2, eps, weight_decay, .. } => {
                 v.push((o("beta1"), *beta1, Unit));
@@ -796,6 +829,22 @@ epochs = 2
         );
         let e = RunSpec::from_toml(&noisy, "s.toml").unwrap_err().to_string();
         assert!(e.contains("optimizer.noise.sigma"), "{e}");
+        let ngd = BASIC.replace(
+            "name = \"sgd\"\nlr = 0.1\nbatch_size = 32",
+            "name = \"normalized_gd\"\nlr = 0.1\nmax_lr = 10.0\nswitch_loss = 1e-3",
+        );
+        let n = RunSpec::from_toml(&ngd, "n.toml").unwrap();
+        assert_eq!(n.optimizer.batch_size(), None);
+        assert_eq!(RunSpec::from_toml(&n.to_toml(), "r.toml").unwrap(), n);
+        for (set, key) in [
+            ("optimizer.max_lr=0", "optimizer.max_lr must be a finite positive number"),
+            ("optimizer.switch_loss=-1", "optimizer.switch_loss must be a finite positive number"),
+        ] {
+            let e = n.clone().with_overrides(&[set.into()], "n.toml").unwrap_err().to_string();
+            assert!(e.contains(key), "{set}: {e}");
+        }
+        let e = RunSpec::from_toml(&ngd.replace("max_lr = 10.0\n", ""), "n.toml").unwrap_err().to_string();
+        assert!(e.contains("missing field `max_lr`"), "{e}");
         let step = format!("{BASIC}[schedule]\nkind = \"step\"\nstep_size = 5\ngamma = nan\n");
         assert!(RunSpec::from_toml(&step, "g.toml").unwrap_err().to_string().contains("schedule.gamma"));
     }

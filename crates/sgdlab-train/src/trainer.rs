@@ -9,7 +9,7 @@
 
 use crate::error::TrainError;
 use crate::lock::DirLock;
-use crate::optim::{OptimizerState, adam_step, sgd_step};
+use crate::optim::{OptimizerState, adam_step, normalized_gd_lr, sgd_step};
 use crate::record::{
     MetricsWriter, RunRecord, RunStatus, content_hash, read_record, write_record, write_record_after_error,
     write_text_atomic,
@@ -224,6 +224,7 @@ fn training_memory<T: Scalar>(spec: &RunSpec, data: &Dataset, train: &Split) -> 
         + match &spec.optimizer {
             OptimizerSpec::Sgd { .. }
             | OptimizerSpec::Gd { .. }
+            | OptimizerSpec::NormalizedGd { .. }
             | OptimizerSpec::LabelNoiseSgd { .. }
             | OptimizerSpec::NoisySgd { .. }
             | OptimizerSpec::NoisyGd { .. } => 1,
@@ -409,6 +410,7 @@ impl<'a, T: Scalar> Run<'a, T> {
             }
             _ => None,
         };
+        spec.init.check(&model).map_err(TrainError::Spec)?;
         let theta = spec.init.init::<T>(&model, &root);
         let (direction_noise, diagonal_noise) = match &spec.optimizer {
             OptimizerSpec::NoisySgd { noise, .. } | OptimizerSpec::NoisyGd { noise, .. } => match noise {
@@ -596,11 +598,13 @@ impl<'a, T: Scalar> Run<'a, T> {
         }
     }
 
-    /// Performs update number `step` (0-based); returns the minibatch loss before the update and
-    /// whether every updated parameter is finite (checked by the optimiser's pass over them).
-    fn update(&mut self, step: u64, lr: f64) -> Result<(f64, bool), TrainError> {
+    /// Performs update number `step` (0-based) at the scheduled rate `lr`; returns the minibatch
+    /// loss before the update, whether every updated parameter is finite (checked by the
+    /// optimiser's pass over them) and the step size taken (`lr`, except for normalised GD).
+    fn update(&mut self, step: u64, lr: f64) -> Result<(f64, bool, f64), TrainError> {
         let opt = self.spec.optimizer.clone();
         let mut theta = std::mem::take(&mut self.theta);
+        let mut lr_taken = lr;
         let result = (|| -> Result<(f64, bool), TrainError> {
             let m = step * self.grads_per_step;
             match &opt {
@@ -630,6 +634,13 @@ impl<'a, T: Scalar> Run<'a, T> {
                         false,
                         *weight_decay,
                     );
+                    Ok((loss, finite))
+                }
+                OptimizerSpec::NormalizedGd { max_lr, switch_loss, .. } => {
+                    let idx = self.minibatch(m);
+                    let loss = self.gradient_at(theta.as_slice(), &idx, step)?;
+                    lr_taken = normalized_gd_lr(&mut self.state, step, loss, lr, *switch_loss, *max_lr);
+                    let finite = sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr_taken, 0.0, false, 0.0);
                     Ok((loss, finite))
                 }
                 OptimizerSpec::LabelNoiseSgd { momentum, .. } => {
@@ -714,7 +725,7 @@ impl<'a, T: Scalar> Run<'a, T> {
             }
         })();
         self.theta = theta;
-        result
+        result.map(|(loss, finite)| (loss, finite, lr_taken))
     }
 
     /// Mean loss (per-example mean, whatever the training reduction) and accuracy on a subset, in
@@ -787,6 +798,9 @@ impl<'a, T: Scalar> Run<'a, T> {
         let mut meta = self.checkpoint_metadata(step);
         meta.push(("wall_time_s", format!("{wall}")));
         meta.push(("adam_steps", self.state.adam_steps.to_string()));
+        if let Some(s) = self.state.normalized_since {
+            meta.push(("normalized_since", s.to_string()));
+        }
         // Optimizer state first: a checkpoint counts only once its parameter file exists.
         let state_path = dir.join(format!("step-{step}.state.safetensors"));
         let buffers = self.state.buffers();
@@ -832,6 +846,7 @@ impl<'a, T: Scalar> Run<'a, T> {
             st.set_buffer(&name, data);
         }
         st.adam_steps = meta.get("adam_steps").and_then(|s| s.parse().ok()).unwrap_or(0);
+        st.normalized_since = meta.get("normalized_since").and_then(|s| s.parse().ok());
         self.theta = ck.params;
         // The model carries the checkpoint's batch-norm running statistics.
         self.model = ck.model;
@@ -985,7 +1000,7 @@ impl<'a, T: Scalar> Run<'a, T> {
                 break;
             }
             let lr = self.spec.schedule.lr_at(lr0, step, self.total);
-            let (loss, params_finite) = if pooled {
+            let (loss, params_finite, lr) = if pooled {
                 sgdlab_linalg::on_compute_threads(|| self.update(step, lr))
             } else {
                 self.update(step, lr)

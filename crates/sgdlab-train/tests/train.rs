@@ -130,9 +130,11 @@ struct Quadratic {
 
 impl Quadratic {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let x = ndarray::array![[1.0, 0.5, -1.0], [0.0, 2.0, 1.0], [1.5, -0.5, 0.5], [-1.0, 1.0, 2.0]];
-        let y = ndarray::array![1.0, -2.0, 0.5, 3.0];
+        Self::with(x, ndarray::array![1.0, -2.0, 0.5, 3.0])
+    }
+    fn with(x: Array2<f64>, y: Array1<f64>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
         write_npy(dir.path().join("x.npy"), &x).unwrap();
         write_npy(dir.path().join("y.npy"), &y).unwrap();
         Quadratic { dir, x, y }
@@ -140,11 +142,11 @@ impl Quadratic {
     fn grad(&self, th: &[f64]) -> Vec<f64> {
         let t = Array1::from(th.to_vec());
         let r = self.x.dot(&t) - &self.y;
-        (self.x.t().dot(&r) * (2.0 / 4.0)).to_vec()
+        (self.x.t().dot(&r) * (2.0 / self.x.nrows() as f64)).to_vec()
     }
     fn hess_times(&self, v: &[f64]) -> Vec<f64> {
         let v = Array1::from(v.to_vec());
-        (self.x.t().dot(&self.x.dot(&v)) * (2.0 / 4.0)).to_vec()
+        (self.x.t().dot(&self.x.dot(&v)) * (2.0 / self.x.nrows() as f64)).to_vec()
     }
     fn spec(&self, optimizer: &str, steps: u64, extra: &str) -> RunSpec {
         let data =
@@ -300,6 +302,87 @@ fn gradient_norm_penalty_matches_finite_differences() {
         // Central differences: O(h^2) truncation plus eps/h rounding, both below 1e-9 here.
         assert!((got[i] - expect).abs() <= 1e-8, "param {i}: got {}, expected {expect}", got[i]);
     }
+}
+
+impl Quadratic {
+    fn loss(&self, th: &[f64]) -> f64 {
+        let r = self.x.dot(&Array1::from(th.to_vec())) - &self.y;
+        r.dot(&r) / self.x.nrows() as f64
+    }
+}
+
+/// The `optimizer/lr` rows of a run directory, in step order.
+fn logged_lr(dir: &Path) -> Vec<f64> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["probe"] == "optimizer" && v["name"] == "lr")
+        .map(|v| v["value"].as_f64().unwrap())
+        .collect()
+}
+
+/// Normalised GD against a hand computation on the quadratic: plain GD at lr until the first
+/// step whose loss is below `switch_loss`, then min(lr / L, max_lr), kept even when the loss
+/// rises again (here it does: the normalised steps overshoot the minimum); the logged step
+/// sizes are the ones taken; an interrupted and resumed run gives the same numbers.
+#[test]
+fn normalized_gd_matches_a_hand_computation_and_resumes_bit_identically() {
+    // Three equations, three unknowns: the minimum loss is 0, so lr / L grows without bound and
+    // the cap (above 2 / lambda_max) makes the iterates overshoot.
+    let q = Quadratic::with(
+        ndarray::array![[1.0, 0.5, -1.0], [0.0, 2.0, 1.0], [1.5, -0.5, 0.5]],
+        ndarray::array![1.0, -2.0, 0.5],
+    );
+    let (lr, max_lr, steps) = (0.2, 3.0, 12usize);
+    let t0 = q.theta0();
+    let switch_loss = 0.05;
+    let mut th = t0.clone();
+    let (mut since, mut lrs, mut rose_after_switch) = (None, Vec::new(), false);
+    for t in 0..steps {
+        let l = q.loss(&th);
+        if since.is_none() && l < switch_loss {
+            since = Some(t);
+        }
+        rose_after_switch |= since.is_some_and(|s| t > s) && l >= switch_loss;
+        let step = if since.is_some() { (lr / l).min(max_lr) } else { lr };
+        lrs.push(step);
+        let g = q.grad(&th);
+        th = th.iter().zip(&g).map(|(x, gi)| x - step * gi).collect();
+    }
+    let since = since.expect("the loss falls below the threshold");
+    assert!(since > 0, "switch at step {since}");
+    assert!(rose_after_switch, "the test must see the loss above the threshold after the switch");
+    assert!(lrs.contains(&max_lr) && lrs.iter().any(|&l| l > lr && l < max_lr), "{lrs:?}");
+    let opt = format!("name = \"normalized_gd\"\nlr = {lr}\nmax_lr = {max_lr}\nswitch_loss = {switch_loss:?}");
+    let s = q.spec(&opt, steps as u64, "[eval]\nlog_every = 1\n");
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    assert_eq!(run_in(&s, a.path(), None).status, RunStatus::Completed);
+    let got = final_params(a.path());
+    assert_vec("normalized_gd", &got, &th);
+    let logged = logged_lr(a.path());
+    assert_eq!(logged.len(), steps);
+    assert_vec("normalized_gd step sizes", &logged, &lrs);
+    // Interrupted after the switch, at a step whose loss is above the threshold: the resumed
+    // run must keep the normalised step (the switch is checkpointed).
+    let stop = (since + 1..steps).find(|&t| {
+        lrs[t] != lr && {
+            let mut x = t0.clone();
+            for &l in &lrs[..t] {
+                let g = q.grad(&x);
+                x = x.iter().zip(&g).map(|(v, gi)| v - l * gi).collect();
+            }
+            q.loss(&x) >= switch_loss
+        }
+    });
+    let stop = stop.expect("a step after the switch with the loss above the threshold") as u64;
+    assert_eq!(run_in(&s, b.path(), Some(stop)).status, RunStatus::Interrupted);
+    assert_eq!(run_in(&s, b.path(), None).status, RunStatus::Completed);
+    assert_eq!(final_params(b.path()), got);
+    assert_eq!(
+        std::fs::read_to_string(a.path().join("metrics.jsonl")).unwrap(),
+        std::fs::read_to_string(b.path().join("metrics.jsonl")).unwrap()
+    );
 }
 
 #[test]
