@@ -20,6 +20,8 @@
 //! Inputs are drawn with fixed seeds; kinked activations (ReLU, leaky ReLU, Hat) are evaluated away
 //! from their kinks (the harness checks the margin before differencing).
 
+mod common;
+use common::{assert_close, axpy, dot, randv};
 use ndarray::{Array1, Array2, ArrayView2};
 use sgdlab_linalg::{RngStream, StreamRng, standard_normal};
 use sgdlab_nn::layer::Trace;
@@ -44,40 +46,6 @@ const KINK_MARGIN: f64 = 1e-3;
 
 fn randn(rng: &mut StreamRng, shape: (usize, usize)) -> Array2<f64> {
     Array2::from_shape_fn(shape, |_| standard_normal::<f64, _>(rng))
-}
-
-fn randv(rng: &mut StreamRng, n: usize) -> Vec<f64> {
-    (0..n).map(|_| standard_normal::<f64, _>(rng)).collect()
-}
-
-/// Asserts |a - e| <= tol * max(1, |e|_inf) element-wise (scale-relative), printing the worst.
-fn assert_close(what: &str, actual: &[f64], expected: &[f64], tol: f64) {
-    assert_eq!(actual.len(), expected.len(), "{what}: length");
-    let scale = expected.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-    let mut worst = (0.0f64, 0usize);
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        let err = (a - e).abs() / scale;
-        // NaN errors win, so a NaN is reported rather than hidden.
-        if err.is_nan() || err > worst.0 {
-            worst = (err, i);
-        }
-    }
-    let i = worst.1;
-    assert!(
-        !worst.0.is_nan() && worst.0 <= tol,
-        "{what}: worst error {:.3e} (tolerance {tol:.1e}, scale {scale:.3e}) at index {i}: expected {}, got {}",
-        worst.0,
-        expected.get(i).copied().unwrap_or(f64::NAN),
-        actual.get(i).copied().unwrap_or(f64::NAN)
-    );
-}
-
-fn axpy(a: &[f64], t: f64, b: &[f64]) -> Vec<f64> {
-    a.iter().zip(b).map(|(x, y)| x + t * y).collect()
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Smallest distance of the traced pass from any layer's non-differentiable points (kinks of

@@ -18,8 +18,10 @@
 //! Tolerances are those of `conformance.rs` (same steps, same error model), scale-relative: an
 //! error is divided by `max(1, |expected|_inf)`.
 
+mod common;
+use common::{assert_close, axpy, dot, randv};
 use ndarray::{Array1, Array2};
-use sgdlab_linalg::{RngStream, StreamRng, standard_normal};
+use sgdlab_linalg::{RngStream, standard_normal};
 use sgdlab_nn::{ArchSpec, Batch, InitSpec, Loss, Model, Objective, Reduction, Targets};
 
 /// Central-difference step (STYLE.md: about 6e-6 * max(1, |x|)).
@@ -39,39 +41,6 @@ const TOL_HESSIAN_FD: f64 = 1e-7;
 const ARCH: &str = "mlp:1-8-8-1:tanh";
 const EXPONENTS: [f64; 4] = [-1.0, 0.0, 1.0, 2.0];
 const GRIDS: [usize; 2] = [16, 15];
-
-fn randv(rng: &mut StreamRng, n: usize) -> Vec<f64> {
-    (0..n).map(|_| standard_normal::<f64, _>(rng)).collect()
-}
-
-/// Asserts |a - e| <= tol * max(1, |e|_inf) element-wise, printing the worst entry.
-fn assert_close(what: &str, actual: &[f64], expected: &[f64], tol: f64) {
-    assert_eq!(actual.len(), expected.len(), "{what}: length");
-    let scale = expected.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-    let mut worst = (0.0f64, 0usize);
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        let err = (a - e).abs() / scale;
-        if err.is_nan() || err > worst.0 {
-            worst = (err, i);
-        }
-    }
-    let i = worst.1;
-    assert!(
-        !worst.0.is_nan() && worst.0 <= tol,
-        "{what}: worst error {:.3e} (tolerance {tol:.1e}, scale {scale:.3e}) at index {i}: expected {}, got {}",
-        worst.0,
-        expected.get(i).copied().unwrap_or(f64::NAN),
-        actual.get(i).copied().unwrap_or(f64::NAN)
-    );
-}
-
-fn axpy(a: &[f64], t: f64, b: &[f64]) -> Vec<f64> {
-    a.iter().zip(b).map(|(x, y)| x + t * y).collect()
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
 
 /// `A = F^* diag(w) F` by the dense unitary DFT matrix (O(N^2)), `k` in `(-N/2, N/2]`: the
 /// reference every FFT result is compared with.
