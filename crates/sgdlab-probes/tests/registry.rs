@@ -80,6 +80,10 @@ fn setup(probe: &dyn Probe, f: &Fixture) -> Setup {
 }
 
 fn measure(probe: &dyn Probe, s: &Setup, options: &Value, precision: Precision) -> ProbeOutput {
+    try_measure(probe, s, options, precision).unwrap_or_else(|e| panic!("{} in {precision:?}: {e}", probe.name()))
+}
+
+fn try_measure(probe: &dyn Probe, s: &Setup, options: &Value, precision: Precision) -> Result<ProbeOutput, String> {
     let checked = probe.options_from_json(options.clone()).unwrap_or_else(|e| panic!("{}: {e}", probe.name()));
     let input = ProbeInput {
         model: s.model.as_ref(),
@@ -89,7 +93,7 @@ fn measure(probe: &dyn Probe, s: &Setup, options: &Value, precision: Precision) 
         eval: &s.eval,
         stream: RngStream::new(0).child(probe.name()),
     };
-    probe.measure(&input, &checked, precision).unwrap_or_else(|e| panic!("{} in {precision:?}: {e}", probe.name()))
+    probe.measure(&input, &checked, precision).map_err(|e| e.to_string())
 }
 
 /// Names and shapes of `out` against what the probe promises for `options`.
@@ -217,6 +221,7 @@ fn written_follows_the_options() {
         ("representation-rank", json!({ "layer": "logits", "centring": "mean" })),
         ("representation-rank", json!({ "layer": "input", "layers": "all" })),
         ("weight-spectra", json!({ "eps": [0.1] })),
+        ("weight-spectra", json!({ "eps": [0.1], "spectrum_layer": 1 })),
         ("kernel-spectrum", json!({ "depth": [0, 3], "kernel": "ntk", "activation": "erf", "dim": 4 })),
         ("prior-functions", json!({ "networks": 500, "condition": true })),
         ("ncc-depth", json!({ "test_split": "none" })),
@@ -237,6 +242,26 @@ fn written_follows_the_options() {
     assert!(written.contains(&"trace") && written.contains(&"trace_stderr") && written.contains(&"top_eigenvalue"));
     let written = hessian.written(&hessian.options_from_json(json!({})).unwrap());
     assert!(!written.contains(&"trace") && !written.contains(&"eigenvalues"), "{written:?}");
+    let spectra = registry::find("weight-spectra").unwrap();
+    let written = spectra.written(&spectra.options_from_json(json!({})).unwrap());
+    assert!(!written.contains(&"singular_values") && written.contains(&"eps_rank_by_layer"), "{written:?}");
+}
+
+#[test]
+fn weight_spectra_writes_the_normalised_spectrum_of_the_chosen_layer() {
+    // sigma_i(W / ||W||_F): squares sum to 1, descending, and as many values above eps as the
+    // epsilon-rank of that layer says; a layer the model lacks is an error naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let probe = registry::find("weight-spectra").unwrap();
+    let f = fixture("weight-spectra", dir.path());
+    let out = measure(probe, &setup(probe, &f), &json!({ "eps": [0.05], "spectrum_layer": 1 }), Precision::F64);
+    let MetricValue::Vector(sv) = out.value("singular_values").unwrap().clone() else { panic!("a vector") };
+    let MetricValue::Vector(ranks) = out.value("eps_rank_by_layer").unwrap().clone() else { panic!("a vector") };
+    assert!((sv.iter().map(|s| s * s).sum::<f64>() - 1.0).abs() < 1e-12, "{sv:?}");
+    assert!(sv.windows(2).all(|w| w[0] >= w[1]), "{sv:?}");
+    assert_eq!(sv.iter().filter(|s| **s > 0.05).count() as f64, ranks[1]);
+    let err = try_measure(probe, &setup(probe, &f), &json!({ "spectrum_layer": 99 }), Precision::F64).unwrap_err();
+    assert!(err.contains("spectrum_layer 99"), "{err}");
 }
 
 #[test]

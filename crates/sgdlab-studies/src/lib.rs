@@ -45,6 +45,7 @@ pub struct Builtin {
 /// The built-in studies, in survey order.
 pub const BUILTIN: &[Builtin] = &[
     Builtin { name: "rank-depth-gd", toml: include_str!("../studies/rank-depth-gd.toml") },
+    Builtin { name: "rank-weight-decay", toml: include_str!("../studies/rank-weight-decay.toml") },
     Builtin { name: "rank-depth", toml: include_str!("../studies/rank-depth.toml") },
     Builtin { name: "rank-depth-completion", toml: include_str!("../studies/rank-depth-completion.toml") },
     Builtin { name: "spectral-bias", toml: include_str!("../studies/spectral-bias.toml") },
@@ -56,7 +57,9 @@ pub const BUILTIN: &[Builtin] = &[
     Builtin { name: "residual-ensembles", toml: include_str!("../studies/residual-ensembles.toml") },
     Builtin { name: "geometric-complexity", toml: include_str!("../studies/geometric-complexity.toml") },
     Builtin { name: "simplicity-pitfalls", toml: include_str!("../studies/simplicity-pitfalls.toml") },
+    Builtin { name: "simplicity-dominoes", toml: include_str!("../studies/simplicity-dominoes.toml") },
     Builtin { name: "batch-sharpness", toml: include_str!("../studies/batch-sharpness.toml") },
+    Builtin { name: "batch-sharpness-conv", toml: include_str!("../studies/batch-sharpness-conv.toml") },
 ];
 
 /// Loads a built-in study by name, or a study file, with quick mode and overrides applied.

@@ -23,11 +23,15 @@ pub struct WeightSpectraOptions {
     #[serde(deserialize_with = "super::one_or_many")]
     #[arg(long, value_delimiter = ',', value_name = "EPS", default_values_t = DEFAULT_EPS_RANK_THRESHOLDS)]
     pub eps: Vec<f64>,
+    /// Also write the whole spectrum of one weight (0-based, among the linear weights in layout
+    /// order) as `singular_values`: sigma_i(W / ||W||_F), descending.
+    #[arg(long, value_name = "N")]
+    pub spectrum_layer: Option<usize>,
 }
 
 impl Default for WeightSpectraOptions {
     fn default() -> Self {
-        WeightSpectraOptions { eps: DEFAULT_EPS_RANK_THRESHOLDS.to_vec() }
+        WeightSpectraOptions { eps: DEFAULT_EPS_RANK_THRESHOLDS.to_vec(), spectrum_layer: None }
     }
 }
 
@@ -66,8 +70,19 @@ impl ProbeImpl for WeightSpectraProbe {
             LINEAR,
             "singular values of W / ||W||_F above the first eps threshold, per weight",
         ),
+        MetricInfo::vector(
+            "singular_values",
+            "sigma_i / ||W||_F",
+            "singular value, descending",
+            "the normalised singular values of the weight chosen by spectrum_layer",
+        ),
     ];
     type Options = WeightSpectraOptions;
+
+    fn written(o: &WeightSpectraOptions) -> Vec<&'static str> {
+        let all = Self::METRICS.iter().map(|m| m.name);
+        all.filter(|n| o.spectrum_layer.is_some() || *n != "singular_values").collect()
+    }
 
     fn check(o: &WeightSpectraOptions) -> Result<(), String> {
         if o.eps.is_empty() {
@@ -85,7 +100,7 @@ impl ProbeImpl for WeightSpectraProbe {
         let per = |f: &dyn Fn(&crate::simplicity::MatrixSpectrum) -> f64| -> Vec<f64> {
             est.layers.iter().map(|w| f(&w.spectrum)).collect()
         };
-        let values = vec![
+        let mut values = vec![
             scalar("mean_norm_ratio", est.mean_norm_ratio),
             scalar("mean_stable_rank", est.mean_stable_rank),
             scalar("mean_hidden_stable_rank", est.mean_hidden_stable_rank),
@@ -96,6 +111,18 @@ impl ProbeImpl for WeightSpectraProbe {
             vector("effective_rank_by_layer", per(&|s| s.effective_rank)),
             vector("eps_rank_by_layer", per(&|s| s.eps_ranks[0].rank as f64)),
         ];
+        if let Some(l) = o.spectrum_layer {
+            let Some(w) = est.layers.get(l) else {
+                return Err(ProbeError::Invalid(format!(
+                    "spectrum_layer {l}: the model has {} linear weights (0 to {})",
+                    est.layers.len(),
+                    est.layers.len().saturating_sub(1)
+                )));
+            };
+            let f = w.spectrum.frobenius_norm;
+            let sv = w.spectrum.singular_values.iter().map(|s| if f > 0.0 { s / f } else { 0.0 }).collect();
+            values.push(vector("singular_values", sv));
+        }
         let mut t =
             String::from("layer         shape        ||W||_2    ||W||_F    ratio   srank   erank   eps-ranks\n");
         for w in &est.layers {
