@@ -12,6 +12,9 @@
 #              JOBS  runs in parallel                       [number of cores]
 #              SGDLAB_BIN  use this binary instead of building the work tree
 #              RESULTS     write the JSON summary here                [none]
+#              MODES       which modes to run ("quick" re-times quick mode only; the verdicts
+#                          are then compared with full mode's in OUT or, failing that, RESULTS)
+#                                                                         [full quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z "${SGDLAB_BIN:-}" ]]; then
@@ -28,10 +31,10 @@ fi
 echo "$("$SGDLAB_BIN" --version); $(nproc) CPUs; jobs $JOBS; out $OUT"
 status=0
 claims_of() {
-  python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print(v["verdict"] + " | " + "; ".join(c["id"] + "=" + c["verdict"] for c in v["claims"]))' "$1"
+  python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print(v["verdict"] + " | " + "; ".join(sorted(c["id"] + "=" + c["verdict"] for c in v["claims"])))' "$1"
 }
 for s in "${STUDIES[@]}"; do
-  for mode in full quick; do
+  for mode in ${MODES:-full quick}; do
     flag=""; dir="$OUT/$s"
     if [[ $mode == quick ]]; then flag="--quick"; dir="$OUT/$s-quick"; fi
     t0=$(date +%s.%N)
@@ -56,7 +59,16 @@ json.dump(r, open(out, "w"), indent=1, sort_keys=True)
 PY
     fi
   done
-  if [[ "$(claims_of "$OUT/$s/verdict.json")" == "$(claims_of "$OUT/$s-quick/verdict.json")" ]]; then
+  if [[ -f "$OUT/$s/verdict.json" ]]; then
+    full_claims=$(claims_of "$OUT/$s/verdict.json")
+  elif [[ -n "${RESULTS:-}" && -f "$RESULTS" ]]; then
+    full_claims=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["studies"][sys.argv[2]]["full"]; print(s["verdict"] + " | " + "; ".join(sorted(k + "=" + c["verdict"] for k, c in s["claims"].items())))' "$RESULTS" "$s" 2>/dev/null || true)
+  else
+    full_claims=""
+  fi
+  if [[ ! -f "$OUT/$s-quick/verdict.json" ]]; then
+    echo "$s: quick mode not run"
+  elif [[ "$full_claims" == "$(claims_of "$OUT/$s-quick/verdict.json")" ]]; then
     echo "$s: quick agrees with full"
   else
     echo "$s: QUICK DISAGREES WITH FULL"
