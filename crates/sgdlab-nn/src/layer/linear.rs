@@ -8,8 +8,7 @@ use crate::init::LayerInit;
 use crate::shape::Shape;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, CowArray, Ix2};
 use sgdlab_linalg::{
-    LARGE_BYTES, PARALLEL_MIN_FLOPS, Scalar, join_sequential, matmul_into, scale_into_streaming, streaming_fence,
-    threads,
+    PARALLEL_MIN_FLOPS, Scalar, join_sequential, map_parts, matmul_into, scale_into_streaming, streaming_fence, threads,
 };
 
 impl Linear {
@@ -36,25 +35,52 @@ impl Linear {
     }
 }
 
+/// Bytes of per-example rows from which [`outer_rows`] splits them over the compute threads
+/// (LeNet-5's first linear layer at batch 128 writes 24 MB, its second 5 MB).
+const SPLIT_ROWS_BYTES: usize = 1 << 20;
+
+/// Bytes of per-example rows from which [`outer_rows`] writes them with streaming stores: far
+/// beyond a core's L2 cache, and written once (a layer's block of the per-example gradients;
+/// the whole output is larger still).
+const STREAM_ROWS_BYTES: usize = 4 << 20;
+
 /// Row `i` of `rows` gets the outer product `gy_i x_i^T` (the weight block, row-major
-/// `[out, in]`) and `gy_i` (the bias block), written, not added. A block far larger than the
-/// caches is bound by memory bandwidth: it is written with streaming stores, on two threads when
-/// products may use them.
+/// `[out, in]`) and `gy_i` (the bias block), written, not added. The writes are bound by memory
+/// bandwidth: they are split over the compute threads (one run of examples each) from
+/// [`SPLIT_ROWS_BYTES`], and a block far larger than the caches is written with streaming stores.
 pub(crate) fn outer_rows<T: Scalar>(
     x: ArrayView2<'_, T>,
     gy: ArrayView2<'_, T>,
     bias: bool,
     rows: ArrayViewMut2<'_, T>,
 ) {
-    let large = rows.len() * std::mem::size_of::<T>() >= LARGE_BYTES;
-    if large && threads() > 1 && x.nrows() >= 2 {
-        let mid = x.nrows() / 2;
-        let (x1, x2) = x.split_at(Axis(0), mid);
-        let (g1, g2) = gy.split_at(Axis(0), mid);
-        let (r1, r2) = rows.split_at(Axis(0), mid);
-        join_sequential(|| outer_rows(x1, g1, bias, r1), || outer_rows(x2, g2, bias, r2));
-        return;
+    let bytes = rows.len() * std::mem::size_of::<T>();
+    let large = bytes >= STREAM_ROWS_BYTES;
+    let t = threads().min(x.nrows());
+    if t > 1 && bytes >= SPLIT_ROWS_BYTES {
+        let (mut x, mut gy, mut rows) = (x, gy, rows);
+        let mut parts = Vec::with_capacity(t);
+        for k in 0..t {
+            let n = x.nrows() / (t - k);
+            let ((x1, x2), (g1, g2)) = (x.split_at(Axis(0), n), gy.split_at(Axis(0), n));
+            let (r1, r2) = rows.split_at(Axis(0), n);
+            parts.push((x1, g1, r1));
+            (x, gy, rows) = (x2, g2, r2);
+        }
+        map_parts(parts, true, &|(x, g, r)| outer_rows_in(x, g, bias, r, large));
+    } else {
+        outer_rows_in(x, gy, bias, rows, large);
     }
+}
+
+/// [`outer_rows`] on the caller's thread.
+fn outer_rows_in<T: Scalar>(
+    x: ArrayView2<'_, T>,
+    gy: ArrayView2<'_, T>,
+    bias: bool,
+    rows: ArrayViewMut2<'_, T>,
+    large: bool,
+) {
     let (in_dim, out_dim) = (x.ncols(), gy.ncols());
     let wn = in_dim * out_dim;
     let mut rows = rows;
