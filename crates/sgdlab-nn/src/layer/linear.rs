@@ -8,7 +8,8 @@ use crate::init::LayerInit;
 use crate::shape::Shape;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, CowArray, Ix2};
 use sgdlab_linalg::{
-    PARALLEL_MIN_FLOPS, Scalar, join_sequential, map_parts, matmul_into, scale_into_streaming, streaming_fence, threads,
+    LARGE_BYTES, PARALLEL_MIN_FLOPS, Scalar, join_sequential, map_parts, matmul_into, scale_into_streaming,
+    streaming_fence, threads,
 };
 
 impl Linear {
@@ -39,15 +40,12 @@ impl Linear {
 /// (LeNet-5's first linear layer at batch 128 writes 24 MB, its second 5 MB).
 const SPLIT_ROWS_BYTES: usize = 1 << 20;
 
-/// Bytes of per-example rows from which [`outer_rows`] writes them with streaming stores: far
-/// beyond a core's L2 cache, and written once (a layer's block of the per-example gradients;
-/// the whole output is larger still).
-const STREAM_ROWS_BYTES: usize = 4 << 20;
-
 /// Row `i` of `rows` gets the outer product `gy_i x_i^T` (the weight block, row-major
 /// `[out, in]`) and `gy_i` (the bias block), written, not added. The writes are bound by memory
 /// bandwidth: they are split over the compute threads (one run of examples each) from
-/// [`SPLIT_ROWS_BYTES`], and a block far larger than the caches is written with streaming stores.
+/// [`SPLIT_ROWS_BYTES`], and a block far larger than the caches is written with streaming stores
+/// (from `LARGE_BYTES`; measured, streaming LeNet-5's 24 MB block into a reused buffer took
+/// longer than plain stores: the buffer stays partly in the last-level cache between calls).
 pub(crate) fn outer_rows<T: Scalar>(
     x: ArrayView2<'_, T>,
     gy: ArrayView2<'_, T>,
@@ -55,7 +53,7 @@ pub(crate) fn outer_rows<T: Scalar>(
     rows: ArrayViewMut2<'_, T>,
 ) {
     let bytes = rows.len() * std::mem::size_of::<T>();
-    let large = bytes >= STREAM_ROWS_BYTES;
+    let large = bytes >= LARGE_BYTES;
     let t = threads().min(x.nrows());
     if t > 1 && bytes >= SPLIT_ROWS_BYTES {
         let (mut x, mut gy, mut rows) = (x, gy, rows);
