@@ -15,9 +15,13 @@ mod scalar;
 pub mod stats;
 pub mod text;
 
-pub use alloc::{LARGE_BYTES, keep_freed_memory, scale_into_streaming, streaming_fence, zeros_large};
+pub use alloc::{
+    LARGE_BYTES, PARALLEL_ZEROS_BYTES, keep_freed_memory, scale_into_streaming, streaming_fence, zeros_large,
+};
 pub use decomp::{DecompError, SymmetricEigen, orthonormal_rows, singular_values, symmetric_eigen};
-pub use matmul::{PARALLEL_MIN_FLOPS, join_sequential, matmul_into, on_compute_threads, set_threads, threads};
+pub use matmul::{
+    PARALLEL_MIN_FLOPS, join_sequential, map_parts, matmul_into, on_compute_threads, set_threads, threads,
+};
 pub use ndarray;
 pub use rng::{RngStream, StreamRng, standard_normal};
 pub use scalar::Scalar;

@@ -53,13 +53,39 @@ pub fn on_compute_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// and one thread is woken instead of one per product (job L at 2 threads, measured: 0.95 s ->
 /// 0.88 s in-loop).
 pub fn join_sequential<RA: Send, RB: Send>(a: impl FnOnce() -> RA + Send, b: impl FnOnce() -> RB + Send) -> (RA, RB) {
-    fn sequential<R>(f: impl FnOnce() -> R) -> R {
-        let was = SEQUENTIAL.with(|s| s.replace(true));
-        let r = f();
-        SEQUENTIAL.with(|s| s.set(was));
-        r
-    }
     if threads() > 1 { rayon::join(|| sequential(a), || sequential(b)) } else { (a(), b()) }
+}
+
+/// Runs `f` with sequential products on this thread.
+fn sequential<R>(f: impl FnOnce() -> R) -> R {
+    let was = SEQUENTIAL.with(|s| s.replace(true));
+    let r = f();
+    SEQUENTIAL.with(|s| s.set(was));
+    r
+}
+
+/// `f` applied to every part, results in the parts' order. With `parallel` and several threads
+/// for products ([`set_threads`], not inside [`join_sequential`] or another `map_parts`), the
+/// parts are cut into one run of consecutive parts per thread, each run on one thread with
+/// sequential products (as [`join_sequential`]); otherwise they run in order on the caller.
+///
+/// The parts are the unit of work (a fixed chunk of examples, say): as long as `f(part)` depends
+/// on the part alone, the results are the same for every thread count. A caller that reduces
+/// over the parts adds the results in order. Pass `parallel = false` for work too small to pay
+/// for waking a thread.
+pub fn map_parts<P: Send, R: Send>(parts: Vec<P>, parallel: bool, f: &(impl Fn(P) -> R + Sync)) -> Vec<R> {
+    fn on<P: Send, R: Send>(mut parts: Vec<P>, t: usize, f: &(impl Fn(P) -> R + Sync)) -> Vec<R> {
+        if t <= 1 || parts.len() <= 1 {
+            return sequential(|| parts.into_iter().map(f).collect());
+        }
+        let t1 = t / 2;
+        let tail = parts.split_off(parts.len() * t1 / t);
+        let (mut a, b) = rayon::join(|| on(parts, t1, f), || on(tail, t - t1, f));
+        a.extend(b);
+        a
+    }
+    let t = if SEQUENTIAL.with(Cell::get) { 1 } else { threads() };
+    if parallel && t > 1 && parts.len() > 1 { on(parts, t, f) } else { parts.into_iter().map(f).collect() }
 }
 
 fn as_faer<'a, T: Scalar>(a: &ArrayView2<'a, T>) -> MatRef<'a, T> {
@@ -240,6 +266,22 @@ mod tests {
             let worst = c1.iter().zip(c2.iter()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
             assert_eq!(worst, 0.0, "{m}x{k}x{n}: split product differs from the sequential one by {worst}");
         }
+    }
+
+    #[test]
+    fn parts_keep_their_order_on_any_thread_count() {
+        for t in [1, 2, 3] {
+            set_threads(t);
+            for n in [0usize, 1, 2, 5, 17] {
+                let parts: Vec<usize> = (0..n).collect();
+                let out = map_parts(parts, true, &|i| (i, SEQUENTIAL.with(Cell::get) || threads() == 1));
+                assert_eq!(out.iter().map(|r| r.0).collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+                if n > 1 {
+                    assert!(out.iter().all(|r| r.1), "parts run with sequential products");
+                }
+            }
+        }
+        set_threads(1);
     }
 
     #[test]

@@ -149,8 +149,9 @@ pub struct Trace<T> {
 pub(crate) enum Saved<T> {
     /// Nothing beyond the input.
     Nothing,
-    /// A convolution's input unfolded into columns (im2col), `[batch * K, positions]`.
-    Columns(Array2<T>),
+    /// A convolution's input unfolded into columns (im2col), one `[K, n * positions]` array per
+    /// chunk of `n` examples (see `layer/conv.rs`).
+    Columns(Vec<Array2<T>>),
     /// A max-pool's arg-max: for each output value, the index of its input within the example.
     ArgMax(Vec<u32>),
     /// A dropout mask (0 or 1 / (1 - p) per value), in training mode.
@@ -363,6 +364,24 @@ impl Layer {
     /// Number of parameters this layer owns.
     pub fn num_params(&self) -> usize {
         dispatch!(self, l => l.num_params())
+    }
+
+    /// Multiply-adds of the layer's products in a forward pass of one example (a linear layer's
+    /// `in * out`, a convolution's weight size times its output positions; 0 for layers without
+    /// products): a measure of work for deciding what runs on several threads.
+    pub fn forward_macs(&self) -> usize {
+        match self {
+            Layer::Linear(l) => l.in_dim * l.out_dim,
+            Layer::Conv(c) => c.forward_macs(),
+            Layer::Residual(inner) => inner.iter().map(Layer::forward_macs).sum(),
+            Layer::Activation(_)
+            | Layer::LayerNorm(_)
+            | Layer::MaxPool(_)
+            | Layer::AvgPool(_)
+            | Layer::BatchNorm(_)
+            | Layer::Flatten(_)
+            | Layer::Dropout(_) => 0,
+        }
     }
 
     /// Output width given the input width (layers that hold their input geometry ignore it).

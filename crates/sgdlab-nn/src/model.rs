@@ -232,6 +232,12 @@ impl Model {
         self.layout.len()
     }
 
+    /// Multiply-adds of the products in a forward pass of one example (see
+    /// [`Layer::forward_macs`]).
+    pub fn forward_macs(&self) -> usize {
+        self.layers().iter().map(Layer::forward_macs).sum()
+    }
+
     /// The parameter layout (PyTorch names and shapes).
     pub fn layout(&self) -> &Arc<ParamLayout> {
         &self.layout

@@ -138,6 +138,9 @@ fn all_layers() -> Vec<LayerCase> {
         ("conv2d-depthwise-stride3", "3x8x7", "conv2d(3,3,stride=3,padding=2,groups=3)"),
         ("conv1d-stride-pad-dil-groups", "2x11", "conv1d(4,3,stride=2,padding=1,dilation=2,groups=2)"),
         ("conv1d-nobias", "3x6", "conv1d(2,4,bias=false)"),
+        // Unfoldings above a chunk each (layer/conv.rs): every batch runs in several chunks.
+        ("conv2d-chunked", "3x20x20", "conv2d(4,5,padding=2)"),
+        ("conv1d-chunked-groups", "4x3000", "conv1d(4,7,padding=3,groups=2)"),
         ("maxpool2d", "3x6x6", "maxpool2d(2)"),
         ("maxpool2d-overlap-pad-dil", "2x7x7", "maxpool2d(3,stride=2,padding=1,dilation=2)"),
         ("maxpool1d", "2x9", "maxpool1d(3,stride=2,padding=1)"),

@@ -984,11 +984,13 @@ impl<'a, T: Scalar> Run<'a, T> {
         let mut step = start;
         let lr0 = self.spec.optimizer.lr();
         // Hand each step to the compute threads only when its products are big enough to run in
-        // parallel (about parameters x batch rows multiply-adds per product pass): for a small
-        // model the hand-off costs more per step than it saves (job S at 2 threads, measured:
-        // 0.09 s in-loop without it, 0.22 s with it).
+        // parallel (the forward multiply-adds x batch rows; for an MLP about parameters x rows):
+        // for a small model the hand-off costs more per step than it saves (job S at 2 threads,
+        // measured: 0.09 s in-loop without it, 0.22 s with it). A convolution does far more
+        // work than its parameter count says (LeNet-5: 62k parameters, 0.42M multiply-adds per
+        // example), and its chunks of examples run on the compute threads.
         let rows = self.plan.as_ref().map_or(self.train.x.nrows(), |p| p.batch_size());
-        let pooled = self.model.num_params().saturating_mul(rows) >= sgdlab_linalg::PARALLEL_MIN_FLOPS;
+        let pooled = self.model.forward_macs().saturating_mul(rows) >= sgdlab_linalg::PARALLEL_MIN_FLOPS;
         let every_s = self.spec.checkpoint.every_seconds;
         let mut last_checkpoint = Instant::now();
         while step < self.total {

@@ -1,18 +1,34 @@
 //! Convolutions (`Conv1d`, `Conv2d`) as matrix products on unfolded inputs.
 //!
-//! Per example, with the input unfolded into columns `X = im2col(x)` (`[C_in k, P]`, `k` the
-//! kernel taps and `P` the output positions) and the weight as a matrix `W` (`[C_out, C_in / G
-//! k]`, PyTorch's `[out, in / groups, kh, kw]` row-major), group `g` computes
-//! `Y_g = W_g X_g + b_g` (`Y` is `[C_out, P]`, the example's output row). Every rule is then the
-//! linear layer's on these matrices, per example and group: `gW += gY X^T`, `gX = W^T gY` folded
-//! back by col2im, and so on. The forward pass keeps `X` for the rules.
+//! The batch is cut into chunks of a fixed number of examples (about [`CHUNK_BYTES`] of unfolded
+//! input each, from the layer's geometry alone). For a chunk of `n` examples, with their inputs
+//! unfolded into columns `X = im2col(x)` (`[C_in k, n P]`, `k` the kernel taps and `P` the output
+//! positions, example after example) and the weight as a matrix `W` (`[C_out, C_in / G k]`,
+//! PyTorch's `[out, in / groups, kh, kw]` row-major), group `g` computes `Y_g = W_g X_g + b_g`
+//! in one product (`Y` is `[C_out, n P]`, channel-major; it is copied into the examples' output
+//! rows). Every rule is then the linear layer's on these matrices: `gW = sum over chunks of gY
+//! X^T`, `gX = W^T gY` folded back by col2im, and so on; per-example weight cotangents are one
+//! product per example, `gY_i X_i^T`. The forward pass keeps `X`, chunk by chunk, for the rules.
+//!
+//! Chunks run on the compute threads ([`map_parts`]) when the pass is large enough. Sums over
+//! the batch (the weight and bias cotangents) add one partial sum per chunk in chunk order, so
+//! results are the same for every thread count.
 
 use super::window::Window;
 use super::{CotangentTrace, LayerRules, Mode, ParamCotangent, Saved, TangentTrace, Trace, view2, view2_mut};
 use crate::init::LayerInit;
 use crate::shape::Shape;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2};
-use sgdlab_linalg::{Scalar, matmul_into};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, CowArray, Ix2};
+use sgdlab_linalg::{PARALLEL_MIN_FLOPS, Scalar, map_parts, matmul_into};
+use std::ops::Range;
+
+/// Bytes of unfolded input per chunk of examples: small enough for the unfolding and the
+/// chunk's products to stay in the caches, large enough for products of useful size.
+const CHUNK_BYTES: usize = 256 << 10;
+
+/// Multiply-adds of a pass (the forward product over the batch) from which its chunks run on
+/// several threads; below it, waking a thread costs about as much as it saves.
+const PARALLEL_MIN_MACS: usize = PARALLEL_MIN_FLOPS / 8;
 
 /// `Conv1d` (`dims = 1`, input `[C, L]` read as `[C, 1, L]`) or `Conv2d` (`dims = 2`), zero
 /// padding, PyTorch's semantics and parameter layout.
@@ -27,6 +43,64 @@ pub struct Conv {
     /// Kernel, stride, padding and dilation on the input's spatial size (for `Conv1d` the first
     /// of each pair is 1, 1, 0, 1).
     pub window: Window,
+}
+
+/// `a`'s rows cut at consecutive `chunks` (starting at 0).
+fn rows_of<'a, T>(mut a: ArrayView2<'a, T>, chunks: &[Range<usize>]) -> Vec<ArrayView2<'a, T>> {
+    let mut out = Vec::with_capacity(chunks.len());
+    for r in chunks {
+        let (head, tail) = a.split_at(Axis(0), r.len());
+        out.push(head);
+        a = tail;
+    }
+    out
+}
+
+/// `a`'s rows cut at consecutive `chunks` (starting at 0), mutable.
+fn rows_of_mut<'a, T>(mut a: ArrayViewMut2<'a, T>, chunks: &[Range<usize>]) -> Vec<ArrayViewMut2<'a, T>> {
+    let mut out = Vec::with_capacity(chunks.len());
+    for r in chunks {
+        let (head, tail) = a.split_at(Axis(0), r.len());
+        out.push(head);
+        a = tail;
+    }
+    out
+}
+
+/// Optional rows cut at the chunks (`None` for every chunk when there is no array).
+fn opt_rows_of_mut<'a, T>(a: Option<&'a mut Array2<T>>, chunks: &[Range<usize>]) -> Vec<Option<ArrayViewMut2<'a, T>>> {
+    match a {
+        Some(a) => rows_of_mut(a.view_mut(), chunks).into_iter().map(Some).collect(),
+        None => chunks.iter().map(|_| None).collect(),
+    }
+}
+
+/// `dst = src (+ b)` or, with `add`, `dst += src (+ b)`.
+#[inline]
+fn store<T: Scalar>(dst: &mut [T], src: &[T], add: bool, b: Option<T>) {
+    match (add, b) {
+        (false, None) => dst.copy_from_slice(src),
+        (false, Some(b)) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b),
+        (true, None) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s),
+        (true, Some(b)) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = *d + s + b),
+    }
+}
+
+/// The sum of `v` over 8 interleaved partial sums, added in a fixed order: the same value on
+/// every thread count, with 8 independent additions in flight instead of one dependent chain
+/// (a bias cotangent sums tens of thousands of values per channel).
+fn lane_sum<T: Scalar>(v: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += x;
+    }
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
 }
 
 impl Conv {
@@ -44,13 +118,18 @@ impl Conv {
         self.weight_len() + if self.bias { self.out_channels } else { 0 }
     }
 
+    /// Multiply-adds of the forward product for one example.
+    pub fn forward_macs(&self) -> usize {
+        self.weight_len().saturating_mul(self.window.positions())
+    }
+
     /// The output shape (`[C_out, L_out]` or `[C_out, H_out, W_out]`).
     fn output(&self) -> Shape {
         let (h, w) = self.window.output().expect("validated when the layer was built");
         if self.dims == 1 { Shape::seq(self.out_channels, w) } else { Shape::image(self.out_channels, h, w) }
     }
 
-    /// Rows of the unfolded input per example.
+    /// Rows of the unfolded input.
     fn col_rows(&self) -> usize {
         self.in_channels * self.window.taps()
     }
@@ -59,63 +138,66 @@ impl Conv {
         self.in_channels * self.window.input_positions()
     }
 
-    /// The unfolded input of every example, `[batch * col_rows, positions]`.
-    fn unfold<T: Scalar>(&self, x: ArrayView2<'_, T>) -> Array2<T> {
-        let (k, pos) = (self.col_rows(), self.window.positions());
-        let mut data = Vec::with_capacity(x.nrows() * k * pos);
-        for xi in x.rows() {
-            let xi = xi.as_standard_layout();
-            self.window.im2col(self.in_channels, xi.as_slice().expect("standard layout"), &mut data);
-        }
-        Array2::from_shape_vec((x.nrows() * k, pos), data).expect("one unfolding per example")
+    /// The chunks of a batch: consecutive ranges of a fixed number of examples (from the
+    /// geometry and the scalar size only, never from the thread count).
+    fn chunks<T>(&self, batch: usize) -> Vec<Range<usize>> {
+        let per_example = self.col_rows() * self.window.positions() * std::mem::size_of::<T>();
+        let len = (CHUNK_BYTES / per_example.max(1)).max(1);
+        (0..batch.div_ceil(len)).map(|i| i * len..((i + 1) * len).min(batch)).collect()
     }
 
-    /// `y = alpha W cols (+ y when beta_one)` per group, on one example (`cols`: `[col_rows, P]`,
-    /// `y`: `[C_out, P]`).
-    fn apply<T: Scalar>(
-        &self,
-        w: &[T],
-        cols: ArrayView2<'_, T>,
-        mut y: ArrayViewMut2<'_, T>,
-        beta_one: bool,
-        alpha: T,
-    ) {
+    /// Whether a pass over `batch` examples is worth splitting over threads.
+    fn parallel(&self, batch: usize) -> bool {
+        self.forward_macs().saturating_mul(batch) >= PARALLEL_MIN_MACS
+    }
+
+    /// The unfolding `[col_rows, n P]` of the examples `x` (`[n, in_len]`).
+    fn unfold<T: Scalar>(&self, x: ArrayView2<'_, T>) -> Array2<T> {
+        let mut data = Vec::new();
+        self.window.im2col(self.in_channels, x, &mut data);
+        Array2::from_shape_vec((self.col_rows(), x.nrows() * self.window.positions()), data)
+            .expect("one unfolding per example")
+    }
+
+    /// `alpha W cols` per group (`cols`: `[col_rows, n P]`; the result `[C_out, n P]`).
+    fn apply<T: Scalar>(&self, w: &[T], cols: ArrayView2<'_, T>, alpha: T) -> Array2<T> {
         let (og, kg) = (self.out_channels / self.groups, self.fan_in());
         let w = view2(w, self.out_channels, kg);
+        let mut y = Array2::zeros((self.out_channels, cols.ncols()));
         for g in 0..self.groups {
             matmul_into(
                 y.slice_mut(ndarray::s![g * og..(g + 1) * og, ..]),
-                beta_one,
+                false,
                 w.slice(ndarray::s![g * og..(g + 1) * og, ..]),
                 cols.slice(ndarray::s![g * kg..(g + 1) * kg, ..]),
                 alpha,
             );
         }
+        y
     }
 
-    /// `gcols = alpha W^T gy (+ gcols when beta_one)` per group, on one example.
-    fn apply_t<T: Scalar>(
-        &self,
-        w: &[T],
-        gy: ArrayView2<'_, T>,
-        mut gcols: ArrayViewMut2<'_, T>,
-        beta_one: bool,
-        alpha: T,
-    ) {
+    /// `sum_j W_j^T g_j` per group, for channel-major cotangents `g_j` (`[C_out, n P]`; the
+    /// result `[col_rows, n P]`).
+    fn apply_t<T: Scalar>(&self, terms: &[(&[T], ArrayView2<'_, T>)]) -> Array2<T> {
         let (og, kg) = (self.out_channels / self.groups, self.fan_in());
-        let w = view2(w, self.out_channels, kg);
-        for g in 0..self.groups {
-            matmul_into(
-                gcols.slice_mut(ndarray::s![g * kg..(g + 1) * kg, ..]),
-                beta_one,
-                w.slice(ndarray::s![g * og..(g + 1) * og, ..]).t(),
-                gy.slice(ndarray::s![g * og..(g + 1) * og, ..]),
-                alpha,
-            );
+        let mut gcols = Array2::zeros((self.col_rows(), terms[0].1.ncols()));
+        for (j, (w, gy)) in terms.iter().enumerate() {
+            let w = view2(w, self.out_channels, kg);
+            for g in 0..self.groups {
+                matmul_into(
+                    gcols.slice_mut(ndarray::s![g * kg..(g + 1) * kg, ..]),
+                    j > 0,
+                    w.slice(ndarray::s![g * og..(g + 1) * og, ..]).t(),
+                    gy.slice(ndarray::s![g * og..(g + 1) * og, ..]),
+                    T::one(),
+                );
+            }
         }
+        gcols
     }
 
-    /// `gw = gy cols^T (+ gw when beta_one)` per group, on one example (`gw`: `[C_out, fan_in]`).
+    /// `gw = gy cols^T (+ gw when beta_one)` per group (`gy`: `[C_out, m]`, `cols`:
+    /// `[col_rows, m]`, `gw`: `[C_out, fan_in]`).
     fn weight_cotangent<T: Scalar>(
         &self,
         gy: ArrayView2<'_, T>,
@@ -135,13 +217,59 @@ impl Conv {
         }
     }
 
-    /// Example `i`'s block of a `[batch * col_rows, P]` unfolding.
-    fn cols_of<'a, T>(&self, cols: &'a Array2<T>, i: usize) -> ArrayView2<'a, T> {
-        let k = self.col_rows();
-        cols.slice(ndarray::s![i * k..(i + 1) * k, ..])
+    /// A chunk's parameter cotangent from its channel-major `gy` (`[C_out, n P]`): `gy cols^T`,
+    /// then the sums of `gy` per channel (the bias).
+    fn param_partial<T: Scalar>(&self, gy: ArrayView2<'_, T>, cols: ArrayView2<'_, T>) -> Vec<T> {
+        let wn = self.weight_len();
+        let mut part = vec![T::zero(); self.num_params()];
+        self.weight_cotangent(gy, cols, view2_mut(&mut part[..wn], self.out_channels, self.fan_in()), false);
+        if self.bias {
+            for (b, row) in part[wn..].iter_mut().zip(gy.rows()) {
+                *b = lane_sum(row.to_slice().expect("a fresh array"));
+            }
+        }
+        part
     }
 
-    fn columns<T>(trace: &Trace<T>) -> &Array2<T> {
+    /// Adds the chunks' partial cotangents into `gp` in chunk order (overwriting `gp` unless
+    /// `add`).
+    fn add_partials<T: Scalar>(partials: Vec<Vec<T>>, gp: &mut [T], add: bool) {
+        if !add {
+            gp.fill(T::zero());
+        }
+        for part in partials {
+            gp.iter_mut().zip(&part).for_each(|(g, &v)| *g += v);
+        }
+    }
+
+    /// The examples' cotangents `g` (`[n, C_out P]`) channel-major (`[C_out, n P]`), the layout
+    /// of the products.
+    fn channel_major<T: Scalar>(&self, g: ArrayView2<'_, T>) -> Array2<T> {
+        let pos = self.window.positions();
+        let g = g.as_standard_layout();
+        let mut t = Vec::with_capacity(g.len());
+        for o in 0..self.out_channels {
+            for row in g.rows() {
+                t.extend_from_slice(&row.to_slice().expect("standard layout")[o * pos..(o + 1) * pos]);
+            }
+        }
+        Array2::from_shape_vec((self.out_channels, g.nrows() * pos), t).expect("sized above")
+    }
+
+    /// Writes the channel-major `t` (`[C_out, n P]`) plus the bias `b` into the examples' rows
+    /// `y` (`[n, C_out P]`), or adds it with `add`.
+    fn store_rows<T: Scalar>(&self, t: ArrayView2<'_, T>, mut y: ArrayViewMut2<'_, T>, add: bool, b: Option<&[T]>) {
+        let pos = self.window.positions();
+        for (j, mut yr) in y.rows_mut().into_iter().enumerate() {
+            let yr = yr.as_slice_mut().expect("rows of a fresh array are contiguous");
+            for (o, (dst, tr)) in yr.chunks_exact_mut(pos).zip(t.rows()).enumerate() {
+                let src = &tr.to_slice().expect("a fresh array")[j * pos..(j + 1) * pos];
+                store(dst, src, add, b.map(|b| b[o]));
+            }
+        }
+    }
+
+    fn columns<T>(trace: &Trace<T>) -> &[Array2<T>] {
         match &trace.saved {
             Saved::Columns(c) => c,
             Saved::Nothing | Saved::ArgMax(_) | Saved::Mask(_) | Saved::BatchStats(_) => {
@@ -150,96 +278,46 @@ impl Conv {
         }
     }
 
-    /// Adds the bias `b` to every position of every output channel.
-    fn add_bias<T: Scalar>(&self, y: &mut Array2<T>, b: &[T]) {
-        let pos = self.window.positions();
-        for mut row in y.rows_mut() {
-            let row = row.as_slice_mut().expect("fresh array");
-            for (chunk, &bv) in row.chunks_exact_mut(pos).zip(b) {
-                chunk.iter_mut().for_each(|v| *v += bv);
-            }
-        }
+    /// Examples in a kept unfolding.
+    fn batch_of<T>(&self, cols: &[Array2<T>]) -> usize {
+        cols.iter().map(|c| c.ncols()).sum::<usize>() / self.window.positions()
     }
 
-    /// Adds, per output channel, the sum of `g` over the batch and positions into `gb`.
-    fn bias_cotangent<T: Scalar>(&self, g: ArrayView2<'_, T>, gb: &mut [T]) {
-        let pos = self.window.positions();
-        for row in g.rows() {
-            let row = row.as_standard_layout();
-            for (chunk, b) in row.as_slice().expect("standard layout").chunks_exact(pos).zip(gb.iter_mut()) {
-                *b += chunk.iter().copied().sum::<T>();
-            }
-        }
+    /// `out_i (+)= alpha W cols(z_i)` for every example (with `z`'s own unfolding).
+    fn apply_to_input<T: Scalar>(&self, w: &[T], z: ArrayView2<'_, T>, out: &mut Array2<T>, add: bool, alpha: T) {
+        let chunks = self.chunks::<T>(z.nrows());
+        let parts: Vec<_> = rows_of(z, &chunks).into_iter().zip(rows_of_mut(out.view_mut(), &chunks)).collect();
+        map_parts(parts, self.parallel(z.nrows()), &|(zc, yc)| {
+            let t = self.apply(w, self.unfold(zc).view(), alpha);
+            self.store_rows(t.view(), yc, add, None);
+        });
     }
 
-    /// `out_i = W cols(z_i)` for every example (with `z`'s own unfolding).
-    fn apply_to_input<T: Scalar>(&self, w: &[T], z: ArrayView2<'_, T>, out: &mut Array2<T>, beta_one: bool, alpha: T) {
-        let (k, pos) = (self.col_rows(), self.window.positions());
-        let mut cols = Vec::with_capacity(k * pos);
-        for (zi, mut yi) in z.rows().into_iter().zip(out.rows_mut()) {
-            let zi = zi.as_standard_layout();
-            cols.clear();
-            self.window.im2col(self.in_channels, zi.as_slice().expect("standard layout"), &mut cols);
-            let cv = ArrayView2::from_shape((k, pos), &cols).expect("sized above");
-            let yv = ArrayViewMut2::from_shape((self.out_channels, pos), yi.as_slice_mut().expect("fresh array"))
-                .expect("an example's output row");
-            self.apply(w, cv, yv, beta_one, alpha);
-        }
+    /// `out_i (+)= W cols_i + b` for every example, from a kept unfolding.
+    fn apply_to_cols<T: Scalar>(&self, w: &[T], cols: &[Array2<T>], out: &mut Array2<T>, add: bool, b: Option<&[T]>) {
+        let batch = out.nrows();
+        let chunks = self.chunks::<T>(batch);
+        let parts: Vec<_> = cols.iter().zip(rows_of_mut(out.view_mut(), &chunks)).collect();
+        map_parts(parts, self.parallel(batch), &|(c, yc)| {
+            let t = self.apply(w, c.view(), T::one());
+            self.store_rows(t.view(), yc, add, b);
+        });
     }
 
-    /// `out_i = W cols_i` for every example, from a kept unfolding.
-    fn apply_to_cols<T: Scalar>(&self, w: &[T], cols: &Array2<T>, out: &mut Array2<T>, beta_one: bool, alpha: T) {
-        let pos = self.window.positions();
-        for (i, mut yi) in out.rows_mut().into_iter().enumerate() {
-            let yv = ArrayViewMut2::from_shape((self.out_channels, pos), yi.as_slice_mut().expect("fresh array"))
-                .expect("an example's output row");
-            self.apply(w, self.cols_of(cols, i), yv, beta_one, alpha);
-        }
-    }
-
-    /// `gx_i = col2im(sum_j W_j^T g_j,i)` for the pairs `(W_j, g_j)`: the input cotangent.
-    fn input_cotangent<T: Scalar>(&self, terms: &[(&[T], ArrayView2<'_, T>)]) -> Array2<T> {
-        let batch = terms[0].1.nrows();
-        let (k, pos) = (self.col_rows(), self.window.positions());
-        let mut gx = Array2::zeros((batch, self.in_len()));
-        let mut gcols = Array2::zeros((k, pos));
-        for (i, mut gxi) in gx.rows_mut().into_iter().enumerate() {
-            for (j, (w, g)) in terms.iter().enumerate() {
-                let gi = g.row(i);
-                let gi = gi.as_standard_layout();
-                let gv = ArrayView2::from_shape((self.out_channels, pos), gi.as_slice().expect("standard layout"))
-                    .expect("an example's output row");
-                self.apply_t(w, gv, gcols.view_mut(), j > 0, T::one());
-            }
-            self.window.col2im_add(
-                self.in_channels,
-                gcols.as_slice().expect("fresh array"),
-                gxi.as_slice_mut().expect("fresh array"),
-            );
-        }
-        gx
-    }
-
-    /// `gw (+)= sum_i g_i cols_i^T` over the batch.
-    fn weight_cotangent_sum<T: Scalar>(&self, g: ArrayView2<'_, T>, cols: &Array2<T>, gw: &mut [T], beta_one: bool) {
-        let pos = self.window.positions();
-        let mut gw = view2_mut(gw, self.out_channels, self.fan_in());
-        for (i, gi) in g.rows().into_iter().enumerate() {
-            let gi = gi.as_standard_layout();
-            let gv = ArrayView2::from_shape((self.out_channels, pos), gi.as_slice().expect("standard layout"))
-                .expect("an example's output row");
-            self.weight_cotangent(gv, self.cols_of(cols, i), gw.view_mut(), beta_one || i > 0);
-        }
-    }
-
-    fn forward_cols<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>) -> (Array2<T>, Array2<T>) {
-        let cols = self.unfold(x);
-        let mut y = Array2::zeros((x.nrows(), self.output().len()));
-        self.apply_to_cols(p, &cols, &mut y, false, T::one());
-        if self.bias {
-            self.add_bias(&mut y, &p[self.weight_len()..]);
-        }
-        (y, cols)
+    /// The forward pass, with the unfolding of every chunk when `keep`.
+    fn forward_cols<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>, keep: bool) -> (Array2<T>, Vec<Array2<T>>) {
+        let batch = x.nrows();
+        let chunks = self.chunks::<T>(batch);
+        let mut y = Array2::zeros((batch, self.output().len()));
+        let b = self.bias.then(|| &p[self.weight_len()..]);
+        let parts: Vec<_> = rows_of(x, &chunks).into_iter().zip(rows_of_mut(y.view_mut(), &chunks)).collect();
+        let cols = map_parts(parts, self.parallel(batch), &|(xc, yc)| {
+            let cols = self.unfold(xc);
+            let t = self.apply(p, cols.view(), T::one());
+            self.store_rows(t.view(), yc, false, b);
+            keep.then_some(cols)
+        });
+        (y, cols.into_iter().flatten().collect())
     }
 }
 
@@ -298,11 +376,11 @@ impl LayerRules for Conv {
     }
 
     fn forward<T: Scalar>(&self, p: &[T], x: ArrayView2<'_, T>, _: &Mode) -> Array2<T> {
-        self.forward_cols(p, x).0
+        self.forward_cols(p, x, false).0
     }
 
     fn forward_traced<T: Scalar>(&self, p: &[T], x: Array2<T>, _: &Mode) -> (Array2<T>, Trace<T>) {
-        let (y, cols) = self.forward_cols(p, x.view());
+        let (y, cols) = self.forward_cols(p, x.view(), true);
         (y, Trace::with(Array2::zeros((0, 0)), Saved::Columns(cols)))
     }
 
@@ -315,16 +393,13 @@ impl LayerRules for Conv {
         dx: Option<Array2<T>>,
     ) -> (Array2<T>, TangentTrace<T>) {
         let cols = Self::columns(trace);
-        let batch = cols.nrows() / self.col_rows();
-        let mut dy = Array2::zeros((batch, self.output().len()));
+        let mut dy = Array2::zeros((self.batch_of(cols), self.output().len()));
         if let Some(dx) = &dx {
             self.apply_to_input(p, dx.view(), &mut dy, false, T::one());
         }
         if let Some(dp) = dp {
-            self.apply_to_cols(dp, cols, &mut dy, dx.is_some(), T::one());
-            if self.bias {
-                self.add_bias(&mut dy, &dp[self.weight_len()..]);
-            }
+            let db = self.bias.then(|| &dp[self.weight_len()..]);
+            self.apply_to_cols(dp, cols, &mut dy, dx.is_some(), db);
         }
         (dy, TangentTrace::leaf(dx))
     }
@@ -338,19 +413,24 @@ impl LayerRules for Conv {
         need_gx: bool,
     ) -> Option<Array2<T>> {
         let cols = Self::columns(trace);
-        let gy = gy.view();
+        let batch = gy.nrows();
+        let chunks = self.chunks::<T>(batch);
+        let mut gx = need_gx.then(|| Array2::zeros((batch, self.in_len())));
+        let want_gp = gp.is_some();
+        let parts: Vec<_> =
+            cols.iter().zip(rows_of(gy.view(), &chunks)).zip(opt_rows_of_mut(gx.as_mut(), &chunks)).collect();
+        let partials = map_parts(parts, self.parallel(batch), &|((c, g), gxc)| {
+            let g = self.channel_major(g);
+            if let Some(gxc) = gxc {
+                self.window.col2im_add(self.in_channels, self.apply_t(&[(p, g.view())]).view(), gxc);
+            }
+            want_gp.then(|| self.param_partial(g.view(), c.view()))
+        });
         if let Some(gp) = gp {
             let (gp, add) = gp.parts();
-            let (gw, gb) = gp.split_at_mut(self.weight_len());
-            self.weight_cotangent_sum(gy, cols, gw, add);
-            if self.bias {
-                if !add {
-                    gb.fill(T::zero());
-                }
-                self.bias_cotangent(gy, gb);
-            }
+            Self::add_partials(partials.into_iter().flatten().collect(), gp, add);
         }
-        need_gx.then(|| self.input_cotangent(&[(p, gy)]))
+        gx
     }
 
     fn vjp_per_example<T: Scalar>(
@@ -358,25 +438,40 @@ impl LayerRules for Conv {
         p: &[T],
         trace: &Trace<T>,
         gy: ArrayView2<'_, T>,
-        mut rows: ArrayViewMut2<'_, T>,
+        rows: ArrayViewMut2<'_, T>,
         need_gx: bool,
     ) -> Result<Option<Array2<T>>, String> {
         let cols = Self::columns(trace);
         let (wn, pos) = (self.weight_len(), self.window.positions());
-        for (i, (gi, mut r)) in gy.rows().into_iter().zip(rows.rows_mut()).enumerate() {
-            let r = r.as_slice_mut().expect("per-example rows are contiguous");
-            let gi = gi.as_standard_layout();
-            let gi = gi.as_slice().expect("standard layout");
-            let gv = ArrayView2::from_shape((self.out_channels, pos), gi).expect("an example's output row");
-            let gw = view2_mut(&mut r[..wn], self.out_channels, self.fan_in());
-            self.weight_cotangent(gv, self.cols_of(cols, i), gw, false);
-            if self.bias {
-                for (b, chunk) in r[wn..].iter_mut().zip(gi.chunks_exact(pos)) {
-                    *b = chunk.iter().copied().sum::<T>();
+        let batch = gy.nrows();
+        let chunks = self.chunks::<T>(batch);
+        let mut gx = need_gx.then(|| Array2::zeros((batch, self.in_len())));
+        let parts: Vec<_> = cols
+            .iter()
+            .zip(rows_of(gy, &chunks))
+            .zip(rows_of_mut(rows, &chunks))
+            .zip(opt_rows_of_mut(gx.as_mut(), &chunks))
+            .collect();
+        map_parts(parts, self.parallel(batch), &|(((c, g), mut rc), gxc)| {
+            let g = g.as_standard_layout();
+            for (j, (gi, mut r)) in g.rows().into_iter().zip(rc.rows_mut()).enumerate() {
+                let r = r.as_slice_mut().expect("per-example rows are contiguous");
+                let gi = gi.to_slice().expect("standard layout");
+                let gv = ArrayView2::from_shape((self.out_channels, pos), gi).expect("an example's output row");
+                let gw = view2_mut(&mut r[..wn], self.out_channels, self.fan_in());
+                self.weight_cotangent(gv, c.slice(ndarray::s![.., j * pos..(j + 1) * pos]), gw, false);
+                if self.bias {
+                    for (b, chunk) in r[wn..].iter_mut().zip(gi.chunks_exact(pos)) {
+                        *b = lane_sum(chunk);
+                    }
                 }
             }
-        }
-        Ok(need_gx.then(|| self.input_cotangent(&[(p, gy)])))
+            if let Some(gxc) = gxc {
+                let g = self.channel_major(g.view());
+                self.window.col2im_add(self.in_channels, self.apply_t(&[(p, g.view())]).view(), gxc);
+            }
+        });
+        Ok(gx)
     }
 
     /// `dgW += dgY X^T + gY cols(dx)^T`, `dgb += sums of dgY`, `dgx = col2im(W^T dgY + dW^T gY)`.
@@ -392,17 +487,36 @@ impl LayerRules for Conv {
         need_gx: bool,
     ) -> Option<Array2<T>> {
         let cols = Self::columns(trace);
-        let gy = cotangent.output.view();
-        let (dgw, dgb) = dgp.split_at_mut(self.weight_len());
-        self.weight_cotangent_sum(dgy.view(), cols, dgw, true);
-        if let Some(dx) = &tangent.input {
-            let dcols = self.unfold(dx.view());
-            self.weight_cotangent_sum(gy, &dcols, dgw, true);
-        }
-        if self.bias {
-            self.bias_cotangent(dgy.view(), dgb);
-        }
-        need_gx.then(|| self.input_cotangent(&[(p, dgy.view()), (&dp[..self.weight_len()], gy)]))
+        let wn = self.weight_len();
+        let batch = dgy.nrows();
+        let chunks = self.chunks::<T>(batch);
+        let mut gx = need_gx.then(|| Array2::zeros((batch, self.in_len())));
+        let dxs: Vec<Option<ArrayView2<'_, T>>> = match &tangent.input {
+            Some(dx) => rows_of(dx.view(), &chunks).into_iter().map(Some).collect(),
+            None => chunks.iter().map(|_| None).collect(),
+        };
+        let parts: Vec<_> = cols
+            .iter()
+            .zip(rows_of(dgy.view(), &chunks))
+            .zip(rows_of(cotangent.output.view(), &chunks))
+            .zip(dxs)
+            .zip(opt_rows_of_mut(gx.as_mut(), &chunks))
+            .collect();
+        let partials = map_parts(parts, self.parallel(batch), &|((((c, dg), g), dx), gxc)| {
+            let (dg, g) = (self.channel_major(dg), self.channel_major(g));
+            let mut part = self.param_partial(dg.view(), c.view());
+            if let Some(dx) = dx {
+                let dw = view2_mut(&mut part[..wn], self.out_channels, self.fan_in());
+                self.weight_cotangent(g.view(), self.unfold(dx).view(), dw, true);
+            }
+            if let Some(gxc) = gxc {
+                let gcols = self.apply_t(&[(p, dg.view()), (&dp[..wn], g.view())]);
+                self.window.col2im_add(self.in_channels, gcols.view(), gxc);
+            }
+            part
+        });
+        Self::add_partials(partials, dgp, true);
+        gx
     }
 
     /// `dY = W cols(dx) + dW X + db`, `d2Y = W cols(d2x) + 2 dW cols(dx)`.

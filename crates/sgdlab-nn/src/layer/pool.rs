@@ -8,7 +8,7 @@ use super::window::{TapTable, Window};
 use super::{CotangentTrace, LayerRules, Mode, ParamCotangent, Saved, TangentTrace, Trace};
 use crate::init::LayerInit;
 use crate::shape::Shape;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, CowArray, Ix2};
 use sgdlab_linalg::Scalar;
 
 /// `MaxPool1d` (`dims = 1`) or `MaxPool2d` (`dims = 2`) over each channel.
@@ -47,6 +47,10 @@ fn check_input(kind: &str, dims: usize, channels: usize, window: &Window, input:
     Ok(pooled_shape(dims, channels, window))
 }
 
+/// Input values of a max-pool's batch from which its examples are split over the compute
+/// threads (LeNet-5's first pool at batch 64: 301k values).
+const SPLIT_VALUES: usize = 1 << 16;
+
 /// Gathers `z[i, idx[i, o]]` into `[batch, outputs]`.
 fn gather<T: Scalar>(z: ArrayView2<'_, T>, idx: &[u32], outputs: usize) -> Array2<T> {
     let mut out = Array2::zeros((z.nrows(), outputs));
@@ -79,17 +83,44 @@ impl MaxPool {
         self.channels * self.window.input_positions()
     }
 
-    /// The output and, per output value, the index of its input within the example.
+    /// The output and, per output value, the index of its input within the example. From
+    /// [`SPLIT_VALUES`] input values, the examples are split over the compute threads.
     fn pool<T: Scalar>(&self, x: ArrayView2<'_, T>) -> (Array2<T>, Vec<u32>) {
-        let (pos, ipos) = (self.window.positions(), self.window.input_positions());
-        let table = self.window.tap_table();
         let outputs = self.outputs();
         let mut y = Array2::zeros((x.nrows(), outputs));
         let mut idx = vec![0u32; x.nrows() * outputs];
+        let t = sgdlab_linalg::threads().min(x.nrows());
+        if t > 1 && x.len() >= SPLIT_VALUES && outputs > 0 {
+            let (mut x, mut yr, mut ir) = (x, y.view_mut(), idx.as_mut_slice());
+            let mut parts = Vec::with_capacity(t);
+            for k in 0..t {
+                let n = x.nrows() / (t - k);
+                let (x1, x2) = x.split_at(Axis(0), n);
+                let (y1, y2) = yr.split_at(Axis(0), n);
+                let (i1, i2) = ir.split_at_mut(n * outputs);
+                parts.push((x1, y1, i1));
+                (x, yr, ir) = (x2, y2, i2);
+            }
+            sgdlab_linalg::map_parts(parts, true, &|(x, y, i)| self.pool_rows(x, y, i));
+        } else {
+            self.pool_rows(x, y.view_mut(), &mut idx);
+        }
+        (y, idx)
+    }
+
+    /// [`MaxPool::pool`] of the examples `x` into `y` and `idx`, on the caller's thread.
+    fn pool_rows<T: Scalar>(&self, x: ArrayView2<'_, T>, mut y: ArrayViewMut2<'_, T>, idx: &mut [u32]) {
+        let (pos, ipos) = (self.window.positions(), self.window.input_positions());
+        let table = self.window.tap_table();
+        let outputs = self.outputs();
         for ((xi, mut yi), ii) in x.rows().into_iter().zip(y.rows_mut()).zip(idx.chunks_exact_mut(outputs)) {
             let xi = xi.as_standard_layout();
             let xi = xi.as_slice().expect("standard layout");
             let yi = yi.as_slice_mut().expect("fresh array");
+            if self.window.is_dense() {
+                self.pool_dense(xi, yi, ii);
+                continue;
+            }
             for c in 0..self.channels {
                 let xc = &xi[c * ipos..(c + 1) * ipos];
                 for o in 0..pos {
@@ -107,7 +138,50 @@ impl MaxPool {
                 }
             }
         }
-        (y, idx)
+    }
+
+    /// [`MaxPool::pool`] on one example when every window is a dense block inside the input
+    /// ([`Window::is_dense`]): the same scan order and comparisons, with the input indices
+    /// computed instead of read from a tap table, one output row at a time.
+    fn pool_dense<T: Scalar>(&self, xi: &[T], yi: &mut [T], ii: &mut [u32]) {
+        let (oh_n, ow_n) = self.window.output().expect("validated when the layer was built");
+        let (w_n, ipos) = (self.window.input.1, self.window.input_positions());
+        let ((kh, kw), (sh, sw)) = (self.window.kernel, self.window.stride);
+        for c in 0..self.channels {
+            let xc = &xi[c * ipos..(c + 1) * ipos];
+            for oh in 0..oh_n {
+                let o0 = (c * oh_n + oh) * ow_n;
+                let (yr, ir) = (&mut yi[o0..o0 + ow_n], &mut ii[o0..o0 + ow_n]);
+                let top = oh * sh * w_n;
+                // The first tap of every window, then the others in scan order, each a pass
+                // along the output row (independent windows side by side, no dependent chain).
+                for (ow, (y, i)) in yr.iter_mut().zip(ir.iter_mut()).enumerate() {
+                    *y = xc[top + ow * sw];
+                    *i = (top + ow * sw) as u32;
+                }
+                for ki in 0..kh {
+                    for kj in 0..kw {
+                        if ki == 0 && kj == 0 {
+                            continue;
+                        }
+                        let start = top + ki * w_n + kj;
+                        let src = &xc[start..start + (ow_n - 1) * sw + 1];
+                        for (ow, (y, i)) in yr.iter_mut().zip(ir.iter_mut()).enumerate() {
+                            let v = src[ow * sw];
+                            // Branch-free (the comparison is unpredictable on real data): `|`,
+                            // not `||`, which compiles to two conditional jumps per value.
+                            #[allow(clippy::eq_op)]
+                            let better = (v > *y) | (v != v);
+                            *i = if better { (start + ow * sw) as u32 } else { *i };
+                            *y = if better { v } else { *y };
+                        }
+                    }
+                }
+                for i in ir.iter_mut() {
+                    *i += (c * ipos) as u32;
+                }
+            }
+        }
     }
 
     fn argmax(trace: &Trace<impl Scalar>) -> &[u32] {

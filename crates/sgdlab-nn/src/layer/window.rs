@@ -2,6 +2,7 @@
 //! shared by convolutions and pooling layers, and the unfolding of an example into columns
 //! (im2col) with its adjoint (col2im), which turn a convolution into matrix products.
 
+use ndarray::{ArrayView2, ArrayViewMut2};
 use sgdlab_linalg::Scalar;
 
 /// A window's geometry on an input of fixed spatial size (PyTorch's `kernel_size`, `stride`,
@@ -68,35 +69,42 @@ impl Window {
         (lo.min(hi), hi, start)
     }
 
-    /// Unfolds one example `x` (`[channels, H, W]` flattened), appending to `cols` its
-    /// `[channels * taps, positions]` row-major unfolding: row `(c, ki, kj)` holds the input value
-    /// each output position reads through that tap, 0 in the padding. (Appending writes every
-    /// value once: no zeroed buffer first.)
-    pub(crate) fn im2col<T: Scalar>(&self, channels: usize, x: &[T], cols: &mut Vec<T>) {
+    /// Unfolds the examples `xs` (`[n, channels * H * W]`, each row one example), appending to
+    /// `cols` their `[channels * taps, n * positions]` row-major unfolding: row `(c, ki, kj)`
+    /// holds, example after example, the input value each output position reads through that
+    /// tap, 0 in the padding. (The appended block is zeroed in one go, then only the values
+    /// inside the input are copied: a few long writes instead of many short ones.)
+    pub(crate) fn im2col<T: Scalar>(&self, channels: usize, xs: ArrayView2<'_, T>, cols: &mut Vec<T>) {
         let (oh_n, ow_n) = self.output().expect("validated when the layer was built");
         let (h_n, w_n) = self.input;
-        let zeros = |cols: &mut Vec<T>, n: usize| cols.extend(std::iter::repeat_n(T::zero(), n));
-        cols.reserve(channels * self.taps() * oh_n * ow_n);
+        let xs = xs.as_standard_layout();
+        let p = oh_n * ow_n;
+        let start = cols.len();
+        cols.resize(start + channels * self.taps() * xs.nrows() * p, T::zero());
+        let mut blocks = cols[start..].chunks_exact_mut(p);
         for c in 0..channels {
-            let xc = &x[c * h_n * w_n..(c + 1) * h_n * w_n];
             for ki in 0..self.kernel.0 {
                 let (h_lo, h_hi, h0) = Self::valid(h_n, oh_n, self.stride.0, self.padding.0, self.dilation.0, ki);
                 for kj in 0..self.kernel.1 {
                     let (w_lo, w_hi, w0) = Self::valid(w_n, ow_n, self.stride.1, self.padding.1, self.dilation.1, kj);
-                    zeros(cols, h_lo * ow_n);
-                    for oh in h_lo..h_hi {
-                        let ih = (h0 + (oh * self.stride.0) as isize) as usize;
-                        let src = &xc[ih * w_n..(ih + 1) * w_n];
-                        zeros(cols, w_lo);
-                        let first = (w0 + (w_lo * self.stride.1) as isize) as usize;
-                        if self.stride.1 == 1 {
-                            cols.extend_from_slice(&src[first..first + (w_hi - w_lo)]);
-                        } else {
-                            cols.extend((0..w_hi - w_lo).map(|o| src[first + o * self.stride.1]));
+                    let first = (w0 + (w_lo * self.stride.1) as isize) as usize;
+                    for x in xs.rows() {
+                        let block = blocks.next().expect("sized above");
+                        let x = x.to_slice().expect("standard layout");
+                        let xc = &x[c * h_n * w_n..(c + 1) * h_n * w_n];
+                        for oh in h_lo..h_hi {
+                            let ih = (h0 + (oh * self.stride.0) as isize) as usize;
+                            let src = &xc[ih * w_n..(ih + 1) * w_n];
+                            let dst = &mut block[oh * ow_n + w_lo..oh * ow_n + w_hi];
+                            if self.stride.1 == 1 {
+                                dst.copy_from_slice(&src[first..first + (w_hi - w_lo)]);
+                            } else {
+                                for (o, d) in dst.iter_mut().enumerate() {
+                                    *d = src[first + o * self.stride.1];
+                                }
+                            }
                         }
-                        zeros(cols, ow_n - w_hi);
                     }
-                    zeros(cols, (oh_n - h_hi) * ow_n);
                 }
             }
         }
@@ -108,33 +116,46 @@ impl Window {
         (0..t.positions()).any(|o| t.taps(o).is_empty())
     }
 
-    /// The adjoint of [`Window::im2col`]: adds every column entry into the input value it was
-    /// read from (`gx` is added into, not overwritten).
-    pub(crate) fn col2im_add<T: Scalar>(&self, channels: usize, cols: &[T], gx: &mut [T]) {
+    /// True when every window lies inside the input and reads consecutive values (no padding,
+    /// no dilation): position `(oh, ow)` reads rows `oh * stride.0 + ki`, columns
+    /// `ow * stride.1 + kj`.
+    pub(crate) fn is_dense(&self) -> bool {
+        self.padding == (0, 0) && self.dilation == (1, 1)
+    }
+
+    /// The adjoint of [`Window::im2col`]: adds every entry of `cols` (`[channels * taps, n *
+    /// positions]`) into the input value it was read from, in `gx` (`[n, channels * H * W]`,
+    /// added into, not overwritten).
+    pub(crate) fn col2im_add<T: Scalar>(&self, channels: usize, cols: ArrayView2<'_, T>, mut gx: ArrayViewMut2<'_, T>) {
         let (oh_n, ow_n) = self.output().expect("validated when the layer was built");
         let (h_n, w_n) = self.input;
         let p = oh_n * ow_n;
         let mut row = 0;
         for c in 0..channels {
-            let gc = &mut gx[c * h_n * w_n..(c + 1) * h_n * w_n];
             for ki in 0..self.kernel.0 {
                 let (h_lo, h_hi, h0) = Self::valid(h_n, oh_n, self.stride.0, self.padding.0, self.dilation.0, ki);
                 for kj in 0..self.kernel.1 {
                     let (w_lo, w_hi, w0) = Self::valid(w_n, ow_n, self.stride.1, self.padding.1, self.dilation.1, kj);
-                    let src = &cols[row * p..(row + 1) * p];
+                    let first = (w0 + (w_lo * self.stride.1) as isize) as usize;
+                    let cr = cols.row(row);
+                    let cr = cr.to_slice().expect("rows of an unfolding are contiguous");
                     row += 1;
-                    for oh in h_lo..h_hi {
-                        let ih = (h0 + (oh * self.stride.0) as isize) as usize;
-                        let dst = &mut gc[ih * w_n..(ih + 1) * w_n];
-                        let seg = &src[oh * ow_n..(oh + 1) * ow_n];
-                        let first = (w0 + (w_lo * self.stride.1) as isize) as usize;
-                        if self.stride.1 == 1 {
-                            for (d, &v) in dst[first..first + (w_hi - w_lo)].iter_mut().zip(&seg[w_lo..w_hi]) {
-                                *d += v;
-                            }
-                        } else {
-                            for (o, &v) in seg[w_lo..w_hi].iter().enumerate() {
-                                dst[first + o * self.stride.1] += v;
+                    for (j, mut g) in gx.rows_mut().into_iter().enumerate() {
+                        let g = g.as_slice_mut().expect("rows of a fresh array are contiguous");
+                        let gc = &mut g[c * h_n * w_n..(c + 1) * h_n * w_n];
+                        let src = &cr[j * p..(j + 1) * p];
+                        for oh in h_lo..h_hi {
+                            let ih = (h0 + (oh * self.stride.0) as isize) as usize;
+                            let dst = &mut gc[ih * w_n..(ih + 1) * w_n];
+                            let seg = &src[oh * ow_n..(oh + 1) * ow_n];
+                            if self.stride.1 == 1 {
+                                for (d, &v) in dst[first..first + (w_hi - w_lo)].iter_mut().zip(&seg[w_lo..w_hi]) {
+                                    *d += v;
+                                }
+                            } else {
+                                for (o, &v) in seg[w_lo..w_hi].iter().enumerate() {
+                                    dst[first + o * self.stride.1] += v;
+                                }
                             }
                         }
                     }
@@ -224,38 +245,43 @@ mod tests {
         ];
         for g in geoms {
             let (oh, ow) = g.output().unwrap();
-            let c = 2;
-            let n = c * g.input.0 * g.input.1;
-            let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
+            let (c, n) = (2, 3);
+            let len = c * g.input.0 * g.input.1;
+            let p = oh * ow;
+            let x = ndarray::Array2::from_shape_fn((n, len), |(e, i)| ((e * len + i) as f64 * 0.37).sin());
             let k = c * g.taps();
             let mut cols = Vec::new();
-            g.im2col(c, &x, &mut cols);
-            assert_eq!(cols.len(), k * oh * ow);
-            for ch in 0..c {
-                for ki in 0..g.kernel.0 {
-                    for kj in 0..g.kernel.1 {
-                        let row = (ch * g.kernel.0 + ki) * g.kernel.1 + kj;
-                        for a in 0..oh {
-                            for b in 0..ow {
-                                let ih = (a * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
-                                let iw = (b * g.stride.1 + kj * g.dilation.1) as isize - g.padding.1 as isize;
-                                let inside = ih >= 0 && iw >= 0 && ih < g.input.0 as isize && iw < g.input.1 as isize;
-                                let e = if inside {
-                                    x[ch * g.input.0 * g.input.1 + ih as usize * g.input.1 + iw as usize]
-                                } else {
-                                    0.0
-                                };
-                                assert_eq!(cols[row * oh * ow + a * ow + b], e, "{g:?} row {row} at ({a}, {b})");
+            g.im2col(c, x.view(), &mut cols);
+            assert_eq!(cols.len(), k * n * p);
+            for e in 0..n {
+                for ch in 0..c {
+                    for ki in 0..g.kernel.0 {
+                        for kj in 0..g.kernel.1 {
+                            let row = (ch * g.kernel.0 + ki) * g.kernel.1 + kj;
+                            for a in 0..oh {
+                                for b in 0..ow {
+                                    let ih = (a * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
+                                    let iw = (b * g.stride.1 + kj * g.dilation.1) as isize - g.padding.1 as isize;
+                                    let inside =
+                                        ih >= 0 && iw >= 0 && ih < g.input.0 as isize && iw < g.input.1 as isize;
+                                    let want = if inside {
+                                        x[(e, ch * g.input.0 * g.input.1 + ih as usize * g.input.1 + iw as usize)]
+                                    } else {
+                                        0.0
+                                    };
+                                    let got = cols[row * n * p + e * p + a * ow + b];
+                                    assert_eq!(got, want, "{g:?} example {e} row {row} at ({a}, {b})");
+                                }
                             }
                         }
                     }
                 }
             }
-            let cvec: Vec<f64> = (0..k * oh * ow).map(|i| (i as f64 * 0.11).cos()).collect();
-            let mut back = vec![0.0; n];
-            g.col2im_add(c, &cvec, &mut back);
-            let lhs: f64 = cols.iter().zip(&cvec).map(|(a, b)| a * b).sum();
-            let rhs: f64 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
+            let cvec = ndarray::Array2::from_shape_fn((k, n * p), |(r, j)| ((r * n * p + j) as f64 * 0.11).cos());
+            let mut back = ndarray::Array2::zeros((n, len));
+            g.col2im_add(c, cvec.view(), back.view_mut());
+            let lhs: f64 = cols.iter().zip(cvec.iter()).map(|(a, b)| a * b).sum();
+            let rhs: f64 = x.iter().zip(back.iter()).map(|(a, b)| a * b).sum();
             assert!((lhs - rhs).abs() < 1e-12 * (1.0 + lhs.abs()), "{g:?}: {lhs} vs {rhs}");
         }
         let bad = Window { kernel: (5, 5), stride: (1, 1), padding: (0, 0), dilation: (1, 1), input: (3, 8) };
