@@ -145,7 +145,7 @@ pub fn run_plan(
     }
     sgdlab_linalg::set_threads(1);
     let states: Vec<RunState> = which.iter().map(|&i| run_state(&dir.join("runs").join(&plan.runs[i].id))).collect();
-    let todo: Vec<usize> = which
+    let mut todo: Vec<usize> = which
         .iter()
         .zip(&states)
         .filter(|(_, s)| match s {
@@ -155,6 +155,9 @@ pub fn run_plan(
         })
         .map(|(&i, _)| i)
         .collect();
+    // Longest runs first, so that the jobs do not end waiting on one long run started last
+    // (the order changes no result: every run is deterministic on its own).
+    todo.sort_by_cached_key(|&i| std::cmp::Reverse(estimated_work(&specs[i], &datasets[&specs[i].data])));
     // Every run not to do has ended (completed, diverged, or failed and not retried).
     let ended_before = which.len() - todo.len();
     let done = AtomicUsize::new(ended_before);
@@ -221,6 +224,19 @@ pub fn run_plan(
         return Err(e);
     }
     Ok(RunsOutcome { finished: done.into_inner(), planned: which.len() })
+}
+
+/// A run's work for ordering runs: forward multiply-adds per example x the examples its budget
+/// allows (steps x batch, or epochs x training examples; an early stop is not foreseen).
+fn estimated_work(rs: &RunSpec, data: &Dataset) -> u128 {
+    let n = data.train().map_or(0, |s| s.len()) as u128;
+    let batch = rs.optimizer.batch_size().map_or(n, |b| b as u128);
+    let examples = match (rs.budget.steps, rs.budget.epochs) {
+        (Some(s), _) => s as u128 * batch,
+        (None, Some(e)) => e as u128 * n,
+        (None, None) => 0,
+    };
+    sgdlab_nn::Model::new(&rs.model).forward_macs() as u128 * examples
 }
 
 /// Plans (or re-reads the frozen plan of) a study in `dir`, runs what is not finished, and
