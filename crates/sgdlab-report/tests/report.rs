@@ -109,6 +109,8 @@ name = "probe_loss_vs_act"
 kind = "final_vs_axis"
 x_axis = "act"
 y = { last = "loss/loss" }
+x_label = "activation function"
+y_label = "probe loss at the end"
 
 [[figure]]
 name = "never"
@@ -232,6 +234,9 @@ fn report_shows_claims_runs_and_every_figure_kind() {
         let csv = std::fs::read_to_string(dir.join("figures").join(format!("{name}.csv"))).unwrap();
         assert_eq!(csv.lines().next(), Some(HEADER), "{name}.csv header");
     }
+    // A figure's own axis labels replace the generated ones.
+    let svg = std::fs::read_to_string(dir.join("figures/probe_loss_vs_act.svg")).unwrap();
+    assert!(svg.contains("probe loss at the end") && svg.contains("activation function"), "final_vs_axis labels");
     // Verdict, summary, quick banner with its overrides and reason, incomplete banner.
     assert!(html.contains("1 of 2 claims reproduced"), "summary");
     assert!(html.contains("Quick run") && html.contains("<code>seeds=[0, 1, 2, 3]</code>"));

@@ -89,7 +89,11 @@ pub(super) fn build(mut ctx: Ctx<'_>, path: &Path) -> Result<Figure, ReportError
         axis_words(&ctx.spec.x_axis),
         if one { String::new() } else { format!("; one series per value of {}", axis_list(&ctx, &axes)) }
     );
-    let y_title = ctx.study.labels.value(&y);
+    let y_title = if ctx.spec.y_label.is_empty() {
+        ctx.study.labels.value(&y)
+    } else {
+        crate::study::AxisTitle::plain(&ctx.spec.y_label)
+    };
     let svg = draw(&mut ctx, &series, &groups, &y_title);
     ctx.finish(caption, svg, path)
 }
@@ -206,7 +210,8 @@ fn draw(
     ys.extend(groups.iter().flat_map(|g| [g.lo, g.hi].into_iter().chain(g.refs.iter().copied())));
     let log_y = plot::log_possible(ctx.spec.log_y, &ys, "y", &mut ctx.notes);
     let ya = Axis::covering(&ys, log_y);
-    let x_title = crate::study::AxisTitle::plain(axis_words(&ctx.spec.x_axis)).text(xa.log);
+    let x_words = if ctx.spec.x_label.is_empty() { axis_words(&ctx.spec.x_axis) } else { ctx.spec.x_label.clone() };
+    let x_title = crate::study::AxisTitle::plain(x_words).text(xa.log);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, plot::FIGURE_SIZE).into_drawing_area();
