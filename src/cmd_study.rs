@@ -234,7 +234,10 @@ fn print_plan(study: &LoadedStudy, plan: &sgdlab_studies::PlanRecord) {
         let when = match m.spec.at {
             sgdlab_studies::spec::At::Init => "at initialisation".to_string(),
             sgdlab_studies::spec::At::Final => "after the last step".to_string(),
-            sgdlab_studies::spec::At::Every => format!("every {} steps", m.spec.every),
+            sgdlab_studies::spec::At::Every => match m.spec.early {
+                Some(e) => format!("every {} steps up to step {}, then every {} steps", e.every, e.until, m.spec.every),
+                None => format!("every {} steps", m.spec.every),
+            },
             sgdlab_studies::spec::At::Log => format!("at {} log-spaced steps", m.spec.points),
         };
         println!(

@@ -9,7 +9,7 @@
 use crate::RngStream;
 use ndarray::{Array1, ArrayView2};
 use rand::RngExt;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A statistics helper given input it cannot work with (lengths differ, too few points, NaN).
@@ -292,7 +292,9 @@ pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Result<f64, StatsError> {
     Ok(u / (n_pos as f64 * n_neg as f64))
 }
 
-fn entropy_of_counts<K>(counts: &HashMap<K, usize>, n: usize) -> f64 {
+/// Counts in an ordered map: the entropy sums its terms in key order, so its last bit is the same
+/// in every process (a `HashMap` sums in a per-process random order).
+fn entropy_of_counts<K>(counts: &BTreeMap<K, usize>, n: usize) -> f64 {
     let n = n as f64;
     counts
         .values()
@@ -307,7 +309,7 @@ fn entropy_of_counts<K>(counts: &HashMap<K, usize>, n: usize) -> f64 {
 /// Plug-in (maximum-likelihood) Shannon entropy in bits of the empirical distribution of `x`.
 /// 0 for an empty slice.
 pub fn entropy_bits(x: &[u32]) -> f64 {
-    let mut c: HashMap<u32, usize> = HashMap::new();
+    let mut c: BTreeMap<u32, usize> = BTreeMap::new();
     for &v in x {
         *c.entry(v).or_default() += 1;
     }
@@ -316,7 +318,7 @@ pub fn entropy_bits(x: &[u32]) -> f64 {
 
 fn joint_entropy_bits(cols: &[&[u32]]) -> f64 {
     let n = cols.first().map_or(0, |c| c.len());
-    let mut c: HashMap<Vec<u32>, usize> = HashMap::new();
+    let mut c: BTreeMap<Vec<u32>, usize> = BTreeMap::new();
     for i in 0..n {
         *c.entry(cols.iter().map(|col| col[i]).collect()).or_default() += 1;
     }
@@ -526,6 +528,23 @@ mod tests {
         assert!(conditional_mutual_information_bits(&x, &xor, &x).unwrap().abs() < TOL);
         // A 4-symbol uniform variable has 2 bits.
         assert!((entropy_bits(&[0, 1, 2, 3, 3, 2, 1, 0]) - 2.0).abs() < TOL);
+    }
+
+    #[test]
+    fn information_estimates_are_bit_identical_on_every_call() {
+        // Eight unequal cells: the entropy's terms sum in a fixed order, so the last bit never
+        // moves (with hashed counts it changed from call to call).
+        let n = 1999;
+        let f: Vec<u32> = (0..n).map(|i| u32::from(i % 3 == 0)).collect();
+        let l: Vec<u32> = (0..n).map(|i| u32::from(i % 7 < 3)).collect();
+        let y: Vec<u32> = (0..n).map(|i| u32::from((i * i) % 5 < 2)).collect();
+        let first = (mutual_information_bits(&f, &y).unwrap(), conditional_mutual_information_bits(&f, &y, &l).unwrap());
+        for _ in 0..200 {
+            let again =
+                (mutual_information_bits(&f, &y).unwrap(), conditional_mutual_information_bits(&f, &y, &l).unwrap());
+            assert_eq!(first.0.to_bits(), again.0.to_bits());
+            assert_eq!(first.1.to_bits(), again.1.to_bits());
+        }
     }
 
     #[test]

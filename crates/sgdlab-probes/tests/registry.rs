@@ -248,6 +248,27 @@ fn written_follows_the_options() {
 }
 
 #[test]
+fn performance_correlation_writes_the_explained_fraction_and_the_accuracy_gap() {
+    // explained_fraction = mu_Y(F;L) / I(F;Y) and accuracy_gap = acc(F) - acc(L), from the same
+    // measurement's own numbers (an untrained net on LMS-5: some information, well below L's).
+    let dir = tempfile::tempdir().unwrap();
+    let probe = registry::find("performance-correlation").unwrap();
+    let out = measure(probe, &setup(probe, &fixture("performance-correlation", dir.path())), &json!({}), Precision::F64);
+    let v = |name: &str| match out.value(name).unwrap() {
+        MetricValue::Scalar(x) => *x,
+        MetricValue::Vector(_) => panic!("{name}: a scalar"),
+    };
+    let (mu, mi) = (v("performance_correlation"), v("mi_f_y"));
+    if mi > 0.0 {
+        assert!((v("explained_fraction") - mu / mi).abs() < 1e-12, "{} vs {mu} / {mi}", v("explained_fraction"));
+    } else {
+        assert!(v("explained_fraction").is_nan());
+    }
+    assert!((v("accuracy_gap") - (v("accuracy_f") - v("accuracy_l"))).abs() < 1e-15);
+    assert!(v("accuracy_l") > 0.9 && v("accuracy_gap") < 0.0, "L fits LMS-5, the untrained net does not");
+}
+
+#[test]
 fn weight_spectra_writes_the_normalised_spectrum_of_the_chosen_layer() {
     // sigma_i(W / ||W||_F): squares sum to 1, descending, and as many values above eps as the
     // epsilon-rank of that layer says; a layer the model lacks is an error naming it.

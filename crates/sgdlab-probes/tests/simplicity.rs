@@ -654,3 +654,25 @@ fn feature_sparsity_counts_active_dead_and_duplicate_units() {
     let er = feature_sparsity(&r, &pr, &EvalSet::new(gaussian(9, 2, 1, "x"), None, None), &Default::default()).unwrap();
     assert_eq!(er.layers.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(), ["1.1", "2.1"]);
 }
+
+#[test]
+fn the_remembered_logistic_regression_is_the_fresh_fit_and_keyed_by_its_inputs() {
+    use sgdlab_probes::simplicity::fit_logistic_regression_cached;
+    let xs = gaussian(60, 3, 12, "cache");
+    let ys: Vec<u32> = xs.rows().into_iter().map(|r| u32::from(r[1] > 0.2)).collect();
+    let opts = LogisticRegressionParams::default();
+    let fresh = fit_logistic_regression(xs.view(), &ys, &opts).unwrap();
+    let a = fit_logistic_regression_cached(xs.view(), &ys, &opts).unwrap();
+    let b = fit_logistic_regression_cached(xs.view(), &ys, &opts).unwrap();
+    assert_eq!(*a, fresh);
+    assert!(std::sync::Arc::ptr_eq(&a, &b), "the second call is the remembered fit");
+    // Other labels, another ridge or another precision are other fits.
+    let flipped: Vec<u32> = ys.iter().map(|y| 1 - y).collect();
+    let c = fit_logistic_regression_cached(xs.view(), &flipped, &opts).unwrap();
+    assert_eq!(*c, fit_logistic_regression(xs.view(), &flipped, &opts).unwrap());
+    let ridge = LogisticRegressionParams { l2: 1e-2, ..opts };
+    assert_eq!(*fit_logistic_regression_cached(xs.view(), &ys, &ridge).unwrap(), fit_logistic_regression(xs.view(), &ys, &ridge).unwrap());
+    let x32 = xs.mapv(|v| v as f32);
+    let d = fit_logistic_regression_cached(x32.view(), &ys, &opts).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&a, &d));
+}

@@ -6,7 +6,7 @@
 //! row of metrics.jsonl; a vector metric one row per element, with its `index`.
 
 use crate::records::PlannedMeasure;
-use crate::spec::At;
+use crate::spec::{At, MeasureSpec};
 use sgdlab_data::Dataset;
 use sgdlab_linalg::RngStream;
 use sgdlab_nn::{Loss, Model, Params};
@@ -29,11 +29,17 @@ pub fn log_steps(total: u64, points: usize) -> Vec<u64> {
 }
 
 /// Whether a measurement is due after update `step` of `total`.
-pub fn due(at: At, every: u64, points: usize, step: u64, total: u64) -> bool {
-    match at {
+pub fn due(m: &MeasureSpec, step: u64, total: u64) -> bool {
+    let (every, points) = (m.every, m.points);
+    match m.at {
         At::Init => step == 0,
         At::Final => step == total,
-        At::Every => step == 0 || step == total || (every > 0 && step.is_multiple_of(every)),
+        At::Every => {
+            step == 0
+                || step == total
+                || (every > 0 && step.is_multiple_of(every))
+                || m.early.is_some_and(|e| e.every > 0 && step <= e.until && step.is_multiple_of(e.every))
+        }
         At::Log => step == 0 || step == total || log_steps(total, points).binary_search(&step).is_ok(),
     }
 }
@@ -175,7 +181,7 @@ impl<'a> StudyHook<'a> {
 
 impl MeasurementHook for StudyHook<'_> {
     fn due(&self, step: u64, total: u64) -> bool {
-        self.measures.iter().any(|(m, _, _)| due(m.spec.at, m.spec.every, m.spec.points, step, total))
+        self.measures.iter().any(|(m, _, _)| due(&m.spec, step, total))
     }
 
     fn measure(
@@ -188,7 +194,7 @@ impl MeasurementHook for StudyHook<'_> {
     ) -> Result<Vec<Measurement>, String> {
         let mut out = Vec::new();
         for m in &self.measures {
-            if due(m.0.spec.at, m.0.spec.every, m.0.spec.points, step, total) {
+            if due(&m.0.spec, step, total) {
                 out.extend(self.measure_one(m, model, params, data)?);
             }
         }
@@ -204,9 +210,23 @@ mod tests {
     fn schedules() {
         assert_eq!(log_steps(1000, 4), vec![0, 1, 10, 100, 1000]);
         assert_eq!(log_steps(0, 4), vec![0]);
-        assert!(due(At::Every, 10, 0, 20, 95) && due(At::Every, 10, 0, 95, 95) && !due(At::Every, 10, 0, 21, 95));
-        assert!(due(At::Log, 0, 4, 100, 1000) && !due(At::Log, 0, 4, 101, 1000));
-        assert!(due(At::Init, 0, 0, 0, 9) && !due(At::Init, 0, 0, 9, 9));
-        assert!(due(At::Final, 0, 0, 9, 9) && !due(At::Final, 0, 0, 0, 9));
+        let m = |at: At, every: u64, points: usize| -> MeasureSpec {
+            toml::from_str::<MeasureSpec>(&format!(
+                "probe = \"loss\"\nat = \"{}\"\nevery = {every}\npoints = {points}",
+                serde_json::to_value(at).unwrap().as_str().unwrap()
+            ))
+            .unwrap()
+        };
+        let due = |m: &MeasureSpec, step, total| due(m, step, total);
+        let every = m(At::Every, 10, 0);
+        assert!(due(&every, 20, 95) && due(&every, 95, 95) && !due(&every, 21, 95));
+        assert!(due(&m(At::Log, 0, 4), 100, 1000) && !due(&m(At::Log, 0, 4), 101, 1000));
+        assert!(due(&m(At::Init, 0, 0), 0, 9) && !due(&m(At::Init, 0, 0), 9, 9));
+        assert!(due(&m(At::Final, 0, 0), 9, 9) && !due(&m(At::Final, 0, 0), 0, 9));
+        // Every 125 steps, and every 25 up to step 1000 (inclusive).
+        let early = MeasureSpec { every: 125, early: Some(crate::spec::EarlySpec { every: 25, until: 1000 }), ..every };
+        let steps: Vec<u64> = (0..=2000).filter(|&s| due(&early, s, 2000)).collect();
+        assert_eq!(steps.len(), 41 + 8, "{steps:?}");
+        assert!(due(&early, 975, 2000) && due(&early, 1000, 2000) && !due(&early, 1025, 2000) && due(&early, 1125, 2000));
     }
 }

@@ -79,6 +79,10 @@ pub struct MeasureSpec {
     /// Log-spaced measurement points for `at = "log"`.
     #[serde(default)]
     pub points: usize,
+    /// Denser measurements early in training, for `at = "every"`: also every `early.every` steps
+    /// up to step `early.until` (e.g. every 25 steps for the first 1,000, then every epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early: Option<EarlySpec>,
     /// The split evaluated (`train` falls back to `all` for single-split sets).
     #[serde(default = "default_split")]
     pub split: String,
@@ -101,6 +105,16 @@ fn default_split() -> String {
 }
 fn default_samples() -> usize {
     1000
+}
+
+/// The dense early part of an `every` schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlySpec {
+    /// Steps between measurements up to `until`.
+    pub every: u64,
+    /// The last step of the dense part (inclusive).
+    pub until: u64,
 }
 
 impl MeasureSpec {
@@ -752,6 +766,14 @@ impl LoadedStudy {
             let here = |k: &str| key(&format!("measure.{i}.{k}"));
             if m.at == At::Every && m.every == 0 {
                 return Err(self.error_at(&here("at"), "at = \"every\" needs every = N > 0"));
+            }
+            if let Some(e) = m.early {
+                if m.at != At::Every {
+                    return Err(self.error_at(&here("early"), "early needs at = \"every\""));
+                }
+                if e.every == 0 || e.until == 0 {
+                    return Err(self.error_at(&here("early"), "early needs every = N > 0 and until = N > 0"));
+                }
             }
             if m.at == At::Log && m.points == 0 {
                 return Err(self.error_at(&here("at"), "at = \"log\" needs points = N > 0"));

@@ -150,15 +150,35 @@ pub struct SeriesSpec {
     pub from_epoch: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_epoch: Option<f64>,
+    /// The window starts at the step another value gives (e.g. a `first_crossing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_when: Option<Box<ValueSpec>>,
+    /// The window ends at the step another value gives (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_when: Option<Box<ValueSpec>>,
 }
 
 impl SeriesSpec {
     fn points<'a>(&self, run: &'a RunData) -> Result<Vec<&'a Point>, String> {
+        let bound = |w: &Option<Box<ValueSpec>>, what: &str| -> Result<Option<f64>, String> {
+            match w {
+                None => Ok(None),
+                Some(v) => {
+                    let s = v.eval(run)?.scalar()?;
+                    if s.is_nan() {
+                        return Err(format!("{what}: the step is missing"));
+                    }
+                    Ok(Some(s))
+                }
+            }
+        };
+        let (from, to) = (bound(&self.from_when, "from_when")?, bound(&self.to_when, "to_when")?);
         let pts: Vec<&Point> = run
             .series(&self.metric)?
             .iter()
             .filter(|p| self.from_step.is_none_or(|s| p.step >= s) && self.to_step.is_none_or(|s| p.step <= s))
             .filter(|p| self.from_epoch.is_none_or(|e| p.epoch >= e) && self.to_epoch.is_none_or(|e| p.epoch <= e))
+            .filter(|p| from.is_none_or(|s| p.step as f64 >= s) && to.is_none_or(|s| p.step as f64 <= s))
             .collect();
         if pts.is_empty() {
             return Err(format!("no {} measured inside the window", self.metric));
@@ -553,10 +573,10 @@ impl ValueSpec {
             ValueSpec::Reduce(r) => vec![r.of.as_ref()],
             ValueSpec::Fraction(f) => vec![f.of.as_ref()],
             ValueSpec::Abs(v) | ValueSpec::Log10(v) | ValueSpec::Drops(v) => vec![v.as_ref()],
+            ValueSpec::Min(s) | ValueSpec::Max(s) | ValueSpec::Mean(s) => {
+                [&s.from_when, &s.to_when].into_iter().flatten().map(|b| b.as_ref()).collect()
+            }
             ValueSpec::Last(_)
-            | ValueSpec::Min(_)
-            | ValueSpec::Max(_)
-            | ValueSpec::Mean(_)
             | ValueSpec::FirstCrossing(_)
             | ValueSpec::Slope(_)
             | ValueSpec::R2(_)
@@ -671,7 +691,14 @@ impl ValueSpec {
                 }
                 m(&a.metric)
             }
-            ValueSpec::Min(s) | ValueSpec::Max(s) | ValueSpec::Mean(s) => m(&s.metric),
+            ValueSpec::Min(s) | ValueSpec::Max(s) | ValueSpec::Mean(s) => {
+                for w in [&s.from_when, &s.to_when].into_iter().flatten() {
+                    if w.is_vector(metric_is_vector)? {
+                        return Err("from_when and to_when must give one step, not a vector".into());
+                    }
+                }
+                m(&s.metric)
+            }
             ValueSpec::FirstCrossing(c) => m(&c.metric),
             ValueSpec::Slope(f) | ValueSpec::R2(f) => scalar_metric(&f.metric, "a fit over steps")?,
             ValueSpec::Spearman(c) | ValueSpec::Kendall(c) => {
@@ -727,6 +754,12 @@ impl ValueSpec {
             }
             if let Some(a) = s.to_epoch {
                 w.push(format!("to epoch {a}"));
+            }
+            if let Some(v) = &s.from_when {
+                w.push(format!("from the step of ({})", v.describe()));
+            }
+            if let Some(v) = &s.to_when {
+                w.push(format!("to the step of ({})", v.describe()));
             }
             if w.is_empty() { String::new() } else { format!(" ({})", w.join(", ")) }
         };
@@ -866,6 +899,19 @@ mod tests {
         assert_eq!(s(r#"{ at = { metric = "train/loss", epoch = 1.0 } }"#), 1.0 / 11.0);
         assert_eq!(s(r#"{ max = { metric = "train/loss", from_step = 10 } }"#), 1.0 / 11.0);
         assert_eq!(s(r#"{ min = { metric = "train/loss", to_step = 20 } }"#), 1.0 / 21.0);
+        // A window ending where another series first crosses a threshold: element 1 of the
+        // residual falls below 0.5 at step 20, so the window holds steps 0, 10, 20.
+        let until_learned = r#"{ first_crossing = { metric = "sb/residual", below = 0.5 } }"#;
+        let to_when = format!(
+            "{{ min = {{ metric = \"train/loss\", to_when = {{ element = {{ of = {until_learned}, index = 1 }} }} }} }}"
+        );
+        assert_eq!(s(&to_when), 1.0 / 21.0);
+        let from_when = format!(
+            "{{ max = {{ metric = \"train/loss\", from_when = {{ element = {{ of = {until_learned}, index = 2 }} }} }} }}"
+        );
+        assert_eq!(s(&from_when), 1.0 / 31.0);
+        let never = r#"{ min = { metric = "train/loss", to_when = { first_crossing = { metric = "train/loss", below = -1.0 } } } }"#;
+        assert!(v(never).eval(&run()).unwrap_err().contains("to_when: the step is missing"));
         assert_eq!(
             s(r#"{ mean = { metric = "train/loss", from_step = 10, to_step = 20 } }"#),
             (1.0 / 11.0 + 1.0 / 21.0) / 2.0

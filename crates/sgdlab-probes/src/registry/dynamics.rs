@@ -6,7 +6,7 @@ use super::{Evaluated, MetricInfo, Needs, ProbeImpl, ProbeInput, ProbeOutput, Se
 use crate::common::{EvalSet, ProbeError};
 use crate::simplicity::{
     DEFAULT_CORRELATION_THRESHOLD, DEFAULT_SATURATION_SCALE, EmbeddingLayers, FeatureSparsityParams,
-    LogisticRegressionParams, SaturationParams, feature_sparsity, fit_logistic_regression, geometric_complexity,
+    LogisticRegressionParams, SaturationParams, feature_sparsity, fit_logistic_regression_cached, geometric_complexity,
     norm_growth_fits, parameter_norms, performance_correlation_of_model, randomisation_scores, saturation,
 };
 use serde::{Deserialize, Serialize};
@@ -180,8 +180,20 @@ impl ProbeImpl for PerformanceCorrelationProbe {
             .with_unit("bits"),
         MetricInfo::scalar("cmi_l_y_given_f", "I(L;Y|F)", "what the baseline knows about Y beyond the network")
             .with_unit("bits"),
+        MetricInfo::scalar(
+            "explained_fraction",
+            "fraction explained by L",
+            "mu_Y(F;L) / I(F;Y): the share of the network's information about the label that the baseline explains \
+             (missing when I(F;Y) = 0: nothing to explain)",
+        ),
         MetricInfo::scalar("accuracy_f", "network accuracy", "accuracy of the network on the held-out split"),
         MetricInfo::scalar("accuracy_l", "baseline accuracy", "accuracy of the baseline on the held-out split"),
+        MetricInfo::scalar(
+            "accuracy_gap",
+            "accuracy F - L",
+            "network accuracy minus baseline accuracy on the held-out split (Nakkiran et al.'s T0: the first step \
+             where it reaches -0.01)",
+        ),
         MetricInfo::scalar("agreement", "agreement", "fraction of held-out examples where network and baseline agree"),
         MetricInfo::scalar(
             "baseline_train_accuracy",
@@ -202,7 +214,7 @@ impl ProbeImpl for PerformanceCorrelationProbe {
             .labels
             .as_deref()
             .ok_or_else(|| ProbeError::Invalid("the baseline split has no class labels".into()))?;
-        let lr = fit_logistic_regression(
+        let lr = fit_logistic_regression_cached(
             base_set.x.view(),
             labels,
             &LogisticRegressionParams { l2: o.l2, ..Default::default() },
@@ -215,8 +227,13 @@ impl ProbeImpl for PerformanceCorrelationProbe {
             scalar("mi_l_y", pc.mi_l_y),
             scalar("cmi_f_y_given_l", pc.cmi_f_y_given_l),
             scalar("cmi_l_y_given_f", pc.cmi_l_y_given_f),
+            scalar(
+                "explained_fraction",
+                if pc.mi_f_y > 0.0 { pc.performance_correlation / pc.mi_f_y } else { f64::NAN },
+            ),
             scalar("accuracy_f", pc.accuracy_f),
             scalar("accuracy_l", pc.accuracy_l),
+            scalar("accuracy_gap", pc.accuracy_f - pc.accuracy_l),
             scalar("agreement", pc.agreement),
             scalar("baseline_train_accuracy", lr.train_accuracy),
         ];

@@ -148,6 +148,38 @@ fn cholesky_solve(a: &Array2<f64>, b: &[f64]) -> Option<Vec<f64>> {
     Some(x)
 }
 
+/// [`fit_logistic_regression`], remembered for the life of the process: a study measures the
+/// performance correlation of one run dozens of times against the same baseline, which is the
+/// same fit each time. The key is a hash of every input bit (features, labels, options, precision),
+/// so a hit returns exactly what a fresh fit would; at most 32 fits are kept.
+pub fn fit_logistic_regression_cached<T: Scalar>(
+    x: ArrayView2<'_, T>,
+    labels: &[u32],
+    opts: &LogisticRegressionParams,
+) -> Result<std::sync::Arc<LogisticRegression>, ProbeError> {
+    use std::collections::HashMap;
+    use std::hash::{Hash, Hasher};
+    use std::sync::{Arc, Mutex, OnceLock};
+    static FITS: OnceLock<Mutex<HashMap<(u64, usize, usize), Arc<LogisticRegression>>>> = OnceLock::new();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::any::type_name::<T>().hash(&mut h);
+    x.iter().for_each(|v| Scalar::to_f64(*v).to_bits().hash(&mut h));
+    labels.hash(&mut h);
+    (opts.l2.to_bits(), opts.max_iter, opts.tol.to_bits()).hash(&mut h);
+    let key = (h.finish(), x.nrows(), x.ncols());
+    let fits = FITS.get_or_init(Default::default);
+    if let Some(f) = fits.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(f.clone());
+    }
+    let fit = Arc::new(fit_logistic_regression(x, labels, opts)?);
+    let mut map = fits.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= 32 {
+        map.clear();
+    }
+    map.insert(key, fit.clone());
+    Ok(fit)
+}
+
 /// Binary logistic regression by damped Newton's method (Armijo backtracking, stopping on the
 /// gradient's max-norm), the linear
 /// baseline `L` of Nakkiran et al. (2019) "trained to convergence". Labels must be 0/1.

@@ -38,7 +38,7 @@ pub use collapse::{
 pub use dynamics::{DEFAULT_SATURATION_SCALE, POWER_EXPONENT_RANGE};
 pub use dynamics::{
     Fit, LayerSaturation, LogisticRegression, LogisticRegressionParams, NormGrowthEstimate, ParameterNormEstimate,
-    PerformanceCorrelation, PowerFit, SaturationEstimate, SaturationParams, TensorNorm, fit_logistic_regression,
+    PerformanceCorrelation, PowerFit, SaturationEstimate, SaturationParams, TensorNorm, fit_logistic_regression, fit_logistic_regression_cached,
     norm_growth_fits, parameter_norms, performance_correlation, performance_correlation_of_model, saturation,
 };
 pub use geometric::{GeometricComplexityEstimate, geometric_complexity};
