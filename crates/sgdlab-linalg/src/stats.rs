@@ -538,7 +538,8 @@ mod tests {
         let f: Vec<u32> = (0..n).map(|i| u32::from(i % 3 == 0)).collect();
         let l: Vec<u32> = (0..n).map(|i| u32::from(i % 7 < 3)).collect();
         let y: Vec<u32> = (0..n).map(|i| u32::from((i * i) % 5 < 2)).collect();
-        let first = (mutual_information_bits(&f, &y).unwrap(), conditional_mutual_information_bits(&f, &y, &l).unwrap());
+        let first =
+            (mutual_information_bits(&f, &y).unwrap(), conditional_mutual_information_bits(&f, &y, &l).unwrap());
         for _ in 0..200 {
             let again =
                 (mutual_information_bits(&f, &y).unwrap(), conditional_mutual_information_bits(&f, &y, &l).unwrap());

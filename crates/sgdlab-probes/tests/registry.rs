@@ -253,7 +253,8 @@ fn performance_correlation_writes_the_explained_fraction_and_the_accuracy_gap() 
     // measurement's own numbers (an untrained net on LMS-5: some information, well below L's).
     let dir = tempfile::tempdir().unwrap();
     let probe = registry::find("performance-correlation").unwrap();
-    let out = measure(probe, &setup(probe, &fixture("performance-correlation", dir.path())), &json!({}), Precision::F64);
+    let out =
+        measure(probe, &setup(probe, &fixture("performance-correlation", dir.path())), &json!({}), Precision::F64);
     let v = |name: &str| match out.value(name).unwrap() {
         MetricValue::Scalar(x) => *x,
         MetricValue::Vector(_) => panic!("{name}: a scalar"),

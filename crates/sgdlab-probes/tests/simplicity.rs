@@ -671,7 +671,10 @@ fn the_remembered_logistic_regression_is_the_fresh_fit_and_keyed_by_its_inputs()
     let c = fit_logistic_regression_cached(xs.view(), &flipped, &opts).unwrap();
     assert_eq!(*c, fit_logistic_regression(xs.view(), &flipped, &opts).unwrap());
     let ridge = LogisticRegressionParams { l2: 1e-2, ..opts };
-    assert_eq!(*fit_logistic_regression_cached(xs.view(), &ys, &ridge).unwrap(), fit_logistic_regression(xs.view(), &ys, &ridge).unwrap());
+    assert_eq!(
+        *fit_logistic_regression_cached(xs.view(), &ys, &ridge).unwrap(),
+        fit_logistic_regression(xs.view(), &ys, &ridge).unwrap()
+    );
     let x32 = xs.mapv(|v| v as f32);
     let d = fit_logistic_regression_cached(x32.view(), &ys, &opts).unwrap();
     assert!(!std::sync::Arc::ptr_eq(&a, &d));

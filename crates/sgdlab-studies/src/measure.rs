@@ -227,6 +227,8 @@ mod tests {
         let early = MeasureSpec { every: 125, early: Some(crate::spec::EarlySpec { every: 25, until: 1000 }), ..every };
         let steps: Vec<u64> = (0..=2000).filter(|&s| due(&early, s, 2000)).collect();
         assert_eq!(steps.len(), 41 + 8, "{steps:?}");
-        assert!(due(&early, 975, 2000) && due(&early, 1000, 2000) && !due(&early, 1025, 2000) && due(&early, 1125, 2000));
+        assert!(
+            due(&early, 975, 2000) && due(&early, 1000, 2000) && !due(&early, 1025, 2000) && due(&early, 1125, 2000)
+        );
     }
 }

@@ -160,7 +160,9 @@ pub fn fit_logistic_regression_cached<T: Scalar>(
     use std::collections::HashMap;
     use std::hash::{Hash, Hasher};
     use std::sync::{Arc, Mutex, OnceLock};
-    static FITS: OnceLock<Mutex<HashMap<(u64, usize, usize), Arc<LogisticRegression>>>> = OnceLock::new();
+    /// (hash of the inputs, rows, columns) -> the fit.
+    type Fits = HashMap<(u64, usize, usize), Arc<LogisticRegression>>;
+    static FITS: OnceLock<Mutex<Fits>> = OnceLock::new();
     let mut h = std::collections::hash_map::DefaultHasher::new();
     std::any::type_name::<T>().hash(&mut h);
     x.iter().for_each(|v| Scalar::to_f64(*v).to_bits().hash(&mut h));

@@ -38,8 +38,9 @@ pub use collapse::{
 pub use dynamics::{DEFAULT_SATURATION_SCALE, POWER_EXPONENT_RANGE};
 pub use dynamics::{
     Fit, LayerSaturation, LogisticRegression, LogisticRegressionParams, NormGrowthEstimate, ParameterNormEstimate,
-    PerformanceCorrelation, PowerFit, SaturationEstimate, SaturationParams, TensorNorm, fit_logistic_regression, fit_logistic_regression_cached,
-    norm_growth_fits, parameter_norms, performance_correlation, performance_correlation_of_model, saturation,
+    PerformanceCorrelation, PowerFit, SaturationEstimate, SaturationParams, TensorNorm, fit_logistic_regression,
+    fit_logistic_regression_cached, norm_growth_fits, parameter_norms, performance_correlation,
+    performance_correlation_of_model, saturation,
 };
 pub use geometric::{GeometricComplexityEstimate, geometric_complexity};
 pub use kernels::MAX_CUBE_DIM;
