@@ -59,7 +59,6 @@ pub const BUILTIN: &[Builtin] = &[
     Builtin { name: "simplicity-pitfalls", toml: include_str!("../studies/simplicity-pitfalls.toml") },
     Builtin { name: "simplicity-dominoes", toml: include_str!("../studies/simplicity-dominoes.toml") },
     Builtin { name: "increasing-complexity", toml: include_str!("../studies/increasing-complexity.toml") },
-    Builtin { name: "entropy-sgd", toml: include_str!("../studies/entropy-sgd.toml") },
     Builtin { name: "batch-sharpness", toml: include_str!("../studies/batch-sharpness.toml") },
     Builtin { name: "batch-sharpness-conv", toml: include_str!("../studies/batch-sharpness-conv.toml") },
 ];
