@@ -68,9 +68,16 @@ pub enum FirstLayerInit {
 
 /// An initialiser: scheme, a multiplier on every weight, the bias rule, and optionally a tiling
 /// first layer. Layer-norm weights start at 1 and biases at 0, as in PyTorch.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InitSpec {
+    /// Start from the parameters of this checkpoint (a `final.safetensors` or
+    /// `checkpoints/step-N.safetensors` of another run, or any sgdlab/PyTorch safetensors file of
+    /// the same architecture) instead of drawing them; the other keys are then unused. Read by
+    /// the trainer (`sgdlab_train`), which resolves a relative path against its base directory.
+    /// Not written to a resolved spec when absent, so specs without it keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
     #[serde(default)]
     pub scheme: InitScheme,
     /// Multiplies every linear weight after drawing (small-init studies use e.g. 1e-2).
@@ -114,6 +121,7 @@ fn is_default_first_layer(f: &FirstLayerInit) -> bool {
 impl Default for InitSpec {
     fn default() -> Self {
         InitSpec {
+            from: None,
             scheme: InitScheme::Auto,
             scale: 1.0,
             bias: BiasInit::Zero,
