@@ -369,7 +369,7 @@ mod tests {
         }
         assert!(max_cover >= 2, "supports overlap");
         // tile_scale multiplies the weights and keeps the centres (ReLU kinks).
-        let scaled = InitSpec { tile_scale: h, ..tile };
+        let scaled = InitSpec { tile_scale: h, ..tile.clone() };
         let rs: Params<f64> = scaled.init(&model("mlp:1-64-1:relu"), &RngStream::new(7));
         let ws = rs.tensor("0.weight").unwrap();
         for j in 0..m {
@@ -393,7 +393,7 @@ mod tests {
         let e = tile.check(&model("mlp:2-8-1:relu")).unwrap_err();
         assert!(e.contains("Linear(1, m)") && e.contains("mlp:2-8-1:relu"), "{e}");
         assert!(tile.check(&model("mlp:1-8-1:relu:nobias")).is_err());
-        let bad = InitSpec { domain: [1.0, 1.0], ..tile };
+        let bad = InitSpec { domain: [1.0, 1.0], ..tile.clone() };
         assert!(bad.check(&model("mlp:1-8-1:relu")).unwrap_err().contains("init.domain"));
         let bad = InitSpec { tile_scale: 0.0, ..tile };
         assert!(bad.check(&model("mlp:1-8-1:relu")).unwrap_err().contains("init.tile_scale"));

@@ -232,18 +232,14 @@ fn resolve_run(
     Ok(rs)
 }
 
+/// (sweep, seed) -> the axis values and id of each run the sweep planned with that seed.
+type PlannedBySweep = BTreeMap<(String, u64), Vec<(BTreeMap<String, serde_json::Value>, String)>>;
+
 /// The id of the one run of sweep `f.sweep` with `seed` and the axis values `f.filter`.
-fn source_run(
-    planned: &BTreeMap<(String, u64), Vec<(BTreeMap<String, serde_json::Value>, String)>>,
-    f: &crate::spec::FromSpec,
-    seed: u64,
-) -> Result<String, String> {
+fn source_run(planned: &PlannedBySweep, f: &crate::spec::FromSpec, seed: u64) -> Result<String, String> {
     let runs = planned.get(&(f.sweep.clone(), seed)).map_or(&[][..], Vec::as_slice);
-    let matching: Vec<&String> = runs
-        .iter()
-        .filter(|(axes, _)| crate::statistic::in_arm(&f.filter, axes))
-        .map(|(_, id)| id)
-        .collect();
+    let matching: Vec<&String> =
+        runs.iter().filter(|(axes, _)| crate::statistic::in_arm(&f.filter, axes)).map(|(_, id)| id).collect();
     match matching.as_slice() {
         [one] => Ok((*one).clone()),
         [] => Err(format!("from: sweep '{}' plans no run with seed {seed}{}", f.sweep, describe_filter(&f.filter))),
@@ -282,7 +278,7 @@ pub fn plan(st: &LoadedStudy) -> Result<PlanRecord, StudyError> {
     let mut runs: Vec<PlannedRun> = Vec::new();
     let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
     // (sweep, seed) -> the (axes, id) of the runs it planned, for `from` of later sweeps.
-    let mut planned: BTreeMap<(String, u64), Vec<(BTreeMap<String, serde_json::Value>, String)>> = BTreeMap::new();
+    let mut planned: PlannedBySweep = BTreeMap::new();
     for (si, sw) in sweeps.iter().enumerate() {
         let mut ids_here = std::collections::BTreeSet::new();
         for combo in combos(sw) {

@@ -160,9 +160,7 @@ pub fn run_plan(
     // Runs that start from another run's parameters come after every run of a lower stage (a
     // run taken up waits for its source to end, which then has already been taken up).
     let stages = stages(plan);
-    todo.sort_by_cached_key(|&i| {
-        (stages[i], std::cmp::Reverse(estimated_work(&specs[i], &datasets[&specs[i].data])))
-    });
+    todo.sort_by_cached_key(|&i| (stages[i], std::cmp::Reverse(estimated_work(&specs[i], &datasets[&specs[i].data]))));
     // Runs this process has still to take up or finish: a source among them is waited for here.
     let pending: Mutex<std::collections::HashSet<&str>> =
         Mutex::new(todo.iter().map(|&i| plan.runs[i].id.as_str()).collect());

@@ -369,10 +369,14 @@ fn a_bad_from_is_an_error_pointing_at_it() {
     let two = STAGED.replace("values = [10]", "values = [10, 20]");
     let e = plan_err(&two);
     assert!(e.contains("plans 2 runs with seed 0") && e.contains("from.where"), "{e}");
-    let picked = two.replace("from = { sweep = \"minimum\" }", "from = { sweep = \"minimum\", where = { stage1_steps = 20 } }");
+    let picked =
+        two.replace("from = { sweep = \"minimum\" }", "from = { sweep = \"minimum\", where = { stage1_steps = 20 } }");
     let p = plan(&load(&picked).unwrap()).unwrap();
-    let src = p.runs.iter().find(|r| r.seed == 1 && r.axes.get("stage1_steps") == Some(&serde_json::json!(20))).unwrap();
+    let src =
+        p.runs.iter().find(|r| r.seed == 1 && r.axes.get("stage1_steps") == Some(&serde_json::json!(20))).unwrap();
     assert!(p.runs.iter().filter(|r| r.sweeps == ["escape"] && r.seed == 1).all(|r| r.from.as_ref() == Some(&src.id)));
-    let e = plan_err(&two.replace("from = { sweep = \"minimum\" }", "from = { sweep = \"minimum\", where = { stage1_steps = 30 } }"));
+    let e = plan_err(
+        &two.replace("from = { sweep = \"minimum\" }", "from = { sweep = \"minimum\", where = { stage1_steps = 30 } }"),
+    );
     assert!(e.contains("plans no run with seed 0, stage1_steps = 30"), "{e}");
 }

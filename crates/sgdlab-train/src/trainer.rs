@@ -308,9 +308,9 @@ fn resolve_noise<T: Scalar>(
         }
         NoiseSpec::Directions { sigma, directions } => {
             let a = read_npy_f64(directions, "noise directions")?;
-            let a = a.into_dimensionality::<ndarray::Ix2>().map_err(|_| {
-                TrainError::Spec(format!("noise directions '{directions}': need a 2-D array [k, P]"))
-            })?;
+            let a = a
+                .into_dimensionality::<ndarray::Ix2>()
+                .map_err(|_| TrainError::Spec(format!("noise directions '{directions}': need a 2-D array [k, P]")))?;
             if a.ncols() != model.num_params() {
                 return Err(TrainError::Spec(format!(
                     "noise directions '{directions}': rows have {} entries, the model has {} parameters",

@@ -101,8 +101,8 @@ fn init_from_errors_are_one_line_and_name_the_problem() {
     let base = tempfile::tempdir().unwrap();
     let src = base.path().join("source");
     run_in(&spec(STAGE1), &src, None, None).unwrap();
-    let e = run_in(&stage2("nowhere/final.safetensors", SGD), &base.path().join("a"), Some(base.path()), None)
-        .unwrap_err();
+    let e =
+        run_in(&stage2("nowhere/final.safetensors", SGD), &base.path().join("a"), Some(base.path()), None).unwrap_err();
     assert!(e.contains("init.from") && e.contains("does not exist") && !e.contains('\n'), "{e}");
     // Another architecture.
     let mut s = stage2("source/final.safetensors", SGD);
