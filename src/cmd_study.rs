@@ -214,8 +214,12 @@ fn print_plan(study: &LoadedStudy, plan: &sgdlab_studies::PlanRecord) {
     for sw in s.sweep.iter() {
         let axes: Vec<String> =
             sw.axis.iter().map(|a| format!("{} in {}", a.name, toml::Value::Array(a.values.clone()))).collect();
+        let from = sw.from.as_ref().map_or_else(String::new, |f| {
+            let filter: String = f.filter.iter().map(|(k, v)| format!(", {k} = {v}")).collect();
+            format!("; starts from the final parameters of sweep {}{filter} (same seed)", f.sweep)
+        });
         println!(
-            "  sweep {} ({}): {}",
+            "  sweep {} ({}): {}{from}",
             sw.name,
             match sw.mode {
                 sgdlab_studies::spec::SweepMode::Grid => "grid",
@@ -227,7 +231,8 @@ fn print_plan(study: &LoadedStudy, plan: &sgdlab_studies::PlanRecord) {
     println!("runs:");
     for r in &plan.runs {
         let axes: Vec<String> = r.axes.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("  {}  seed {:<4} {}", r.id, r.seed, axes.join(" "));
+        let from = r.from.as_ref().map_or_else(String::new, |f| format!("  (from {f})"));
+        println!("  {}  seed {:<4} {}{from}", r.id, r.seed, axes.join(" "));
     }
     println!("measurements:");
     for m in &plan.measure {

@@ -73,6 +73,7 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         },
         dataset: None,
         fresh: a.fresh,
+        base_dir: None,
     };
     let tty = std::io::stderr().is_terminal();
     let bar = if a.quiet || !tty {

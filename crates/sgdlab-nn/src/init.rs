@@ -68,9 +68,16 @@ pub enum FirstLayerInit {
 
 /// An initialiser: scheme, a multiplier on every weight, the bias rule, and optionally a tiling
 /// first layer. Layer-norm weights start at 1 and biases at 0, as in PyTorch.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InitSpec {
+    /// Start from the parameters of this checkpoint (a `final.safetensors` or
+    /// `checkpoints/step-N.safetensors` of another run, or any sgdlab/PyTorch safetensors file of
+    /// the same architecture) instead of drawing them; the other keys are then unused. Read by
+    /// the trainer (`sgdlab_train`), which resolves a relative path against its base directory.
+    /// Not written to a resolved spec when absent, so specs without it keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
     #[serde(default)]
     pub scheme: InitScheme,
     /// Multiplies every linear weight after drawing (small-init studies use e.g. 1e-2).
@@ -114,6 +121,7 @@ fn is_default_first_layer(f: &FirstLayerInit) -> bool {
 impl Default for InitSpec {
     fn default() -> Self {
         InitSpec {
+            from: None,
             scheme: InitScheme::Auto,
             scale: 1.0,
             bias: BiasInit::Zero,
@@ -361,7 +369,7 @@ mod tests {
         }
         assert!(max_cover >= 2, "supports overlap");
         // tile_scale multiplies the weights and keeps the centres (ReLU kinks).
-        let scaled = InitSpec { tile_scale: h, ..tile };
+        let scaled = InitSpec { tile_scale: h, ..tile.clone() };
         let rs: Params<f64> = scaled.init(&model("mlp:1-64-1:relu"), &RngStream::new(7));
         let ws = rs.tensor("0.weight").unwrap();
         for j in 0..m {
@@ -385,7 +393,7 @@ mod tests {
         let e = tile.check(&model("mlp:2-8-1:relu")).unwrap_err();
         assert!(e.contains("Linear(1, m)") && e.contains("mlp:2-8-1:relu"), "{e}");
         assert!(tile.check(&model("mlp:1-8-1:relu:nobias")).is_err());
-        let bad = InitSpec { domain: [1.0, 1.0], ..tile };
+        let bad = InitSpec { domain: [1.0, 1.0], ..tile.clone() };
         assert!(bad.check(&model("mlp:1-8-1:relu")).unwrap_err().contains("init.domain"));
         let bad = InitSpec { tile_scale: 0.0, ..tile };
         assert!(bad.check(&model("mlp:1-8-1:relu")).unwrap_err().contains("init.tile_scale"));

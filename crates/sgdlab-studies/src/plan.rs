@@ -232,6 +232,30 @@ fn resolve_run(
     Ok(rs)
 }
 
+/// (sweep, seed) -> the axis values and id of each run the sweep planned with that seed.
+type PlannedBySweep = BTreeMap<(String, u64), Vec<(BTreeMap<String, serde_json::Value>, String)>>;
+
+/// The id of the one run of sweep `f.sweep` with `seed` and the axis values `f.filter`.
+fn source_run(planned: &PlannedBySweep, f: &crate::spec::FromSpec, seed: u64) -> Result<String, String> {
+    let runs = planned.get(&(f.sweep.clone(), seed)).map_or(&[][..], Vec::as_slice);
+    let matching: Vec<&String> =
+        runs.iter().filter(|(axes, _)| crate::statistic::in_arm(&f.filter, axes)).map(|(_, id)| id).collect();
+    match matching.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(format!("from: sweep '{}' plans no run with seed {seed}{}", f.sweep, describe_filter(&f.filter))),
+        many => Err(format!(
+            "from: sweep '{}' plans {} runs with seed {seed}{}; pick one with from.where = {{ axis = value }}",
+            f.sweep,
+            many.len(),
+            describe_filter(&f.filter)
+        )),
+    }
+}
+
+fn describe_filter(filter: &crate::spec::Arm) -> String {
+    filter.iter().map(|(k, v)| format!(", {k} = {v}")).collect()
+}
+
 /// Wall time between checkpoints of a study run whose `[base]` sets no `[checkpoint]` table.
 pub const STUDY_CHECKPOINT_SECONDS: u64 = 30;
 
@@ -247,12 +271,14 @@ pub fn plan(st: &LoadedStudy) -> Result<PlanRecord, StudyError> {
     let spec = &st.spec;
     let measure = plan_measures(st)?;
     check_metrics(st, &measure)?;
-    let implicit = [SweepSpec { name: "base".into(), mode: SweepMode::Grid, axis: Vec::new() }];
+    let implicit = [SweepSpec { name: "base".into(), mode: SweepMode::Grid, axis: Vec::new(), from: None }];
     let sweeps: &[SweepSpec] = if spec.sweep.is_empty() { &implicit } else { &spec.sweep };
     let all_axes = st.axis_names();
     let measure_json = serde_json::to_string(&measure).expect("serialises");
     let mut runs: Vec<PlannedRun> = Vec::new();
     let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
+    // (sweep, seed) -> the (axes, id) of the runs it planned, for `from` of later sweeps.
+    let mut planned: PlannedBySweep = BTreeMap::new();
     for (si, sw) in sweeps.iter().enumerate() {
         let mut ids_here = std::collections::BTreeSet::new();
         for combo in combos(sw) {
@@ -293,9 +319,23 @@ pub fn plan(st: &LoadedStudy) -> Result<PlanRecord, StudyError> {
                     sw.name,
                     axes.iter().map(|(k, v)| format!(", {k} = {v}")).collect::<String>()
                 );
+                let from = match &sw.from {
+                    Some(f) => {
+                        let src = source_run(&planned, f, seed).map_err(|m| {
+                            st.error_at(&span::path(&format!("sweep.{si}.from")), format!("sweep '{}': {m}", sw.name))
+                        })?;
+                        let path = format!("runs/{src}/final.safetensors");
+                        set_path(&mut t, "init.from", toml::Value::String(path)).map_err(|m| {
+                            st.error_at(&span::path(&format!("sweep.{si}.from")), format!("init.from: {m}"))
+                        })?;
+                        Some(src)
+                    }
+                    None => None,
+                };
                 let rs = resolve_run(st, &t, (si, sw), &where_)?;
                 let run_spec = rs.to_toml();
                 let id = content_hash(&format!("{run_spec}\n{measure_json}"));
+                planned.entry((sw.name.clone(), seed)).or_default().push((axes.clone(), id.clone()));
                 if !ids_here.insert(id.clone()) {
                     return Err(st.error_at(
                         &span::path(&format!("sweep.{si}")),
@@ -319,6 +359,7 @@ pub fn plan(st: &LoadedStudy) -> Result<PlanRecord, StudyError> {
                             axes: axes.clone(),
                             sweeps: vec![sw.name.clone()],
                             run_spec,
+                            from,
                         });
                     }
                 }

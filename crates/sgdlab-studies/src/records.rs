@@ -36,6 +36,11 @@ pub struct PlannedRun {
     pub sweeps: Vec<String>,
     /// The resolved run spec (TOML).
     pub run_spec: String,
+    /// The run whose final parameters this run starts from (its sweep has `from`); the runner
+    /// runs it first. Its `init.from` is `runs/<from>/final.safetensors` (relative to the study
+    /// directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 /// `plan.json`: the frozen plan of a study.

@@ -157,7 +157,14 @@ pub fn run_plan(
         .collect();
     // Longest runs first, so that the jobs do not end waiting on one long run started last
     // (the order changes no result: every run is deterministic on its own).
-    todo.sort_by_cached_key(|&i| std::cmp::Reverse(estimated_work(&specs[i], &datasets[&specs[i].data])));
+    // Runs that start from another run's parameters come after every run of a lower stage (a
+    // run taken up waits for its source to end, which then has already been taken up).
+    let stages = stages(plan);
+    todo.sort_by_cached_key(|&i| (stages[i], std::cmp::Reverse(estimated_work(&specs[i], &datasets[&specs[i].data]))));
+    // Runs this process has still to take up or finish: a source among them is waited for here.
+    let pending: Mutex<std::collections::HashSet<&str>> =
+        Mutex::new(todo.iter().map(|&i| plan.runs[i].id.as_str()).collect());
+    let index_of: HashMap<&str, usize> = plan.runs.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
     // Every run not to do has ended (completed, diverged, or failed and not retried).
     let ended_before = which.len() - todo.len();
     let done = AtomicUsize::new(ended_before);
@@ -181,23 +188,63 @@ pub fn run_plan(
                     let r = &plan.runs[i];
                     let rs = &specs[i];
                     let run_dir = dir.join("runs").join(&r.id);
+                    let source = match &r.from {
+                        Some(src) => wait_for_source(dir, src, &pending, stop.as_deref()),
+                        None => SourceState::Ready,
+                    };
+                    match source {
+                        SourceState::Ready => {}
+                        SourceState::Stopped => break,
+                        SourceState::Unusable(status) => {
+                            let src = r.from.as_deref().unwrap_or_default();
+                            let what = index_of.get(src).map_or_else(String::new, |&j| {
+                                format!(" (sweep {}, seed {})", plan.runs[j].sweeps.join("/"), plan.runs[j].seed)
+                            });
+                            let message = format!(
+                                "the run it starts from, {src}{what}, ended {status}: no final parameters to start from"
+                            );
+                            let rec = failed_record(rs, message, &opts.context);
+                            if let Err(w) = std::fs::create_dir_all(&run_dir)
+                                .map_err(|e| StudyError::io(&run_dir, e))
+                                .and_then(|_| write_json(&run_dir.join("record.json"), &rec))
+                            {
+                                first_error.lock().expect("not poisoned").get_or_insert(w);
+                            }
+                            pending.lock().expect("not poisoned").remove(r.id.as_str());
+                            let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                            if let Some(p) = opts.progress {
+                                p(n, which.len(), t0.elapsed().as_secs_f64());
+                            }
+                            continue;
+                        }
+                    }
                     let ro = RunOptions {
                         out_dir: run_dir.clone(),
                         stop: stop.as_deref(),
                         context: opts.context.clone(),
                         dataset: Some(&datasets[&rs.data]),
                         fresh: false,
+                        // `init.from` of a run started from another run's parameters names
+                        // `runs/<id>/final.safetensors`, relative to the study directory.
+                        base_dir: Some(dir.to_path_buf()),
                     };
                     let outcome = StudyHook::new(&plan.measure, rs.loss, rs.seed, &rs.data, &r.axes)
                         .map_err(TrainError::Spec)
                         .and_then(|mut hook| train(rs, &ro, &mut hook, &mut |_| {}));
+                    // Failed runs are recorded below before any dependent looks (its record is
+                    // written under this lock).
+                    let mut pending_now = pending.lock().expect("not poisoned");
                     match outcome {
-                        Ok(rec) if rec.status == RunStatus::Interrupted => continue,
+                        Ok(rec) if rec.status == RunStatus::Interrupted => {
+                            pending_now.remove(r.id.as_str());
+                            continue;
+                        }
                         Ok(_) => {}
                         // Another process is training this run (a Slurm task with an overlapping
                         // share): leave its directory alone.
                         Err(e @ TrainError::Busy { .. }) => {
                             first_error.lock().expect("not poisoned").get_or_insert(e.into());
+                            pending_now.remove(r.id.as_str());
                             continue;
                         }
                         Err(e) => {
@@ -212,6 +259,8 @@ pub fn run_plan(
                             }
                         }
                     }
+                    pending_now.remove(r.id.as_str());
+                    drop(pending_now);
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                     if let Some(p) = opts.progress {
                         p(n, which.len(), t0.elapsed().as_secs_f64());
@@ -224,6 +273,65 @@ pub fn run_plan(
         return Err(e);
     }
     Ok(RunsOutcome { finished: done.into_inner(), planned: which.len() })
+}
+
+/// Each run's stage: 0, or 1 + the stage of the run it starts from (`from`).
+fn stages(plan: &PlanRecord) -> Vec<usize> {
+    let index: HashMap<&str, usize> = plan.runs.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+    let mut stage = vec![usize::MAX; plan.runs.len()];
+    fn of(i: usize, plan: &PlanRecord, index: &HashMap<&str, usize>, stage: &mut [usize], depth: usize) -> usize {
+        if stage[i] != usize::MAX {
+            return stage[i];
+        }
+        // Sources are declared in earlier sweeps, so chains are shorter than the plan.
+        let s = match plan.runs[i].from.as_deref().and_then(|f| index.get(f)) {
+            Some(&j) if depth < plan.runs.len() => 1 + of(j, plan, index, stage, depth + 1),
+            _ => 0,
+        };
+        stage[i] = s;
+        s
+    }
+    for i in 0..plan.runs.len() {
+        of(i, plan, &index, &mut stage, 0);
+    }
+    stage
+}
+
+/// Whether a run's source run has ended with final parameters.
+enum SourceState {
+    Ready,
+    /// A stop was requested while waiting.
+    Stopped,
+    /// The source ended without final parameters (its status).
+    Unusable(&'static str),
+}
+
+/// How often a run waiting for its source looks at the source's record.
+const SOURCE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Waits until the source run `src` has ended (another job of this process, or another Slurm
+/// task, is training it).
+fn wait_for_source(
+    dir: &Path,
+    src: &str,
+    pending: &Mutex<std::collections::HashSet<&str>>,
+    stop: Option<&AtomicBool>,
+) -> SourceState {
+    let src_dir = dir.join("runs").join(src);
+    loop {
+        if !pending.lock().expect("not poisoned").contains(src) {
+            match run_state(&src_dir) {
+                RunState::Completed => return SourceState::Ready,
+                RunState::Diverged => return SourceState::Unusable("diverged"),
+                RunState::Failed => return SourceState::Unusable("failed"),
+                RunState::Interrupted | RunState::Running | RunState::Missing => {}
+            }
+        }
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return SourceState::Stopped;
+        }
+        std::thread::sleep(SOURCE_POLL);
+    }
 }
 
 /// A run's work for ordering runs: forward multiply-adds per example x the examples its budget

@@ -44,6 +44,20 @@ pub struct SweepSpec {
     pub mode: SweepMode,
     #[serde(default)]
     pub axis: Vec<AxisSpec>,
+    /// Start every run of this block from the final parameters of the run of another (earlier)
+    /// block with the same seed (`init.from`): a second stage of training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<FromSpec>,
+}
+
+/// The source of a sweep's start parameters: the run of sweep `sweep` (declared earlier in the
+/// file) with the same seed, among those with the axis values `where` (there must be exactly one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FromSpec {
+    pub sweep: String,
+    #[serde(default, rename = "where", skip_serializing_if = "BTreeMap::is_empty")]
+    pub filter: Arm,
 }
 
 /// When a measurement is taken.
@@ -606,6 +620,20 @@ impl LoadedStudy {
                         ));
                     }
                 }
+            }
+            if let Some(f) = &sw.from
+                && !s.sweep[..i].iter().any(|o| o.name == f.sweep)
+            {
+                let earlier: Vec<&str> = s.sweep[..i].iter().map(|x| x.name.as_str()).collect();
+                return Err(self.error_at(
+                    &here("from.sweep"),
+                    format!(
+                        "sweep '{}' starts from sweep '{}', which is not a sweep declared before it (earlier sweeps: {})",
+                        sw.name,
+                        f.sweep,
+                        if earlier.is_empty() { "none".to_string() } else { earlier.join(", ") }
+                    ),
+                ));
             }
             if sw.mode == SweepMode::Zip && sw.axis.windows(2).any(|w| w[0].values.len() != w[1].values.len()) {
                 return Err(self.error_at(

@@ -336,6 +336,9 @@ pub enum ValueSpec {
     Difference(Vec<ValueSpec>),
     Product(Vec<ValueSpec>),
     Sum(Vec<ValueSpec>),
+    /// Element-wise maximum of a list (e.g. "escaped by either criterion": the greater of two
+    /// scores that exceed 1 when their criterion holds).
+    Greatest(Vec<ValueSpec>),
     Axis(String),
     Constant(f64),
     Element(ElementSpec),
@@ -503,11 +506,15 @@ impl ValueSpec {
             }
             ValueSpec::Ratio(v) => elementwise(&v[0].eval(run)?, &v[1].eval(run)?, |a, b| a / b),
             ValueSpec::Difference(v) => elementwise(&v[0].eval(run)?, &v[1].eval(run)?, |a, b| a - b),
-            ValueSpec::Product(v) | ValueSpec::Sum(v) => {
-                let prod = matches!(self, ValueSpec::Product(_));
+            ValueSpec::Product(v) | ValueSpec::Sum(v) | ValueSpec::Greatest(v) => {
+                let op = |a: f64, b: f64| match self {
+                    ValueSpec::Product(_) => a * b,
+                    ValueSpec::Sum(_) => a + b,
+                    _ => a.max(b),
+                };
                 let mut acc = v[0].eval(run)?;
                 for t in &v[1..] {
-                    acc = elementwise(&acc, &t.eval(run)?, |a, b| if prod { a * b } else { a + b })?;
+                    acc = elementwise(&acc, &t.eval(run)?, op)?;
                 }
                 Ok(acc)
             }
@@ -566,9 +573,11 @@ impl ValueSpec {
             ValueSpec::Spearman(c) | ValueSpec::Kendall(c) => {
                 std::iter::once(c.x.as_ref()).chain(c.y.iter().map(|b| b.as_ref())).collect()
             }
-            ValueSpec::Ratio(v) | ValueSpec::Difference(v) | ValueSpec::Product(v) | ValueSpec::Sum(v) => {
-                v.iter().collect()
-            }
+            ValueSpec::Ratio(v)
+            | ValueSpec::Difference(v)
+            | ValueSpec::Product(v)
+            | ValueSpec::Sum(v)
+            | ValueSpec::Greatest(v) => v.iter().collect(),
             ValueSpec::Element(e) => vec![e.of.as_ref()],
             ValueSpec::Reduce(r) => vec![r.of.as_ref()],
             ValueSpec::Fraction(f) => vec![f.of.as_ref()],
@@ -599,6 +608,7 @@ impl ValueSpec {
             | ValueSpec::Difference(_)
             | ValueSpec::Product(_)
             | ValueSpec::Sum(_)
+            | ValueSpec::Greatest(_)
             | ValueSpec::Axis(_)
             | ValueSpec::Constant(_)
             | ValueSpec::Element(_)
@@ -644,8 +654,8 @@ impl ValueSpec {
             ValueSpec::Ratio(v) | ValueSpec::Difference(v) if v.len() != 2 => {
                 return Err("ratio and difference take two values: [A, B]".into());
             }
-            ValueSpec::Product(v) | ValueSpec::Sum(v) if v.is_empty() => {
-                return Err("product and sum take at least one value".into());
+            ValueSpec::Product(v) | ValueSpec::Sum(v) | ValueSpec::Greatest(v) if v.is_empty() => {
+                return Err("product, sum and greatest take at least one value".into());
             }
             ValueSpec::At(a)
                 if [a.step.is_some(), a.epoch.is_some(), a.when.is_some()].iter().filter(|b| **b).count() != 1 =>
@@ -708,7 +718,11 @@ impl ValueSpec {
                 }
                 false
             }
-            ValueSpec::Ratio(v) | ValueSpec::Difference(v) | ValueSpec::Product(v) | ValueSpec::Sum(v) => {
+            ValueSpec::Ratio(v)
+            | ValueSpec::Difference(v)
+            | ValueSpec::Product(v)
+            | ValueSpec::Sum(v)
+            | ValueSpec::Greatest(v) => {
                 let mut any = false;
                 for x in v {
                     any |= x.is_vector(metric_is_vector)?;
@@ -812,6 +826,9 @@ impl ValueSpec {
             ValueSpec::Difference(v) => format!("({}) - ({})", d(&v[0]), d(&v[1])),
             ValueSpec::Product(v) => v.iter().map(|x| format!("({})", d(x))).collect::<Vec<_>>().join(" x "),
             ValueSpec::Sum(v) => v.iter().map(|x| format!("({})", d(x))).collect::<Vec<_>>().join(" + "),
+            ValueSpec::Greatest(v) => {
+                format!("the greater of {}", v.iter().map(|x| format!("({})", d(x))).collect::<Vec<_>>().join(", "))
+            }
             ValueSpec::Axis(a) => a.clone(),
             ValueSpec::Constant(c) => format!("{c}"),
             ValueSpec::Element(e) => format!("element {} of ({})", e.index, d(&e.of)),

@@ -292,3 +292,91 @@ fn axis_templates_in_measurement_options_are_resolved_per_run_and_checked() {
     let e = plan_err(&unset);
     assert!(e.contains("{width}, which sweep 'prior' does not set"), "{e}");
 }
+
+/// Two stages: `escape` starts from the final parameters of `minimum`'s run of the same seed.
+const STAGED: &str = r#"name = "staged"
+title = "Staged"
+section = "8.1"
+survey_claim = "test"
+seeds = [0, 1]
+
+[base]
+model = "mlp:40-16-10:relu"
+data = "mnist1d:n=300"
+
+[base.optimizer]
+name = "gd"
+lr = 0.1
+
+[base.budget]
+steps = 6
+
+[[sweep]]
+name = "minimum"
+[[sweep.axis]]
+name = "stage1_steps"
+key = "budget.steps"
+values = [10]
+
+[[sweep]]
+name = "escape"
+from = { sweep = "minimum" }
+[[sweep.axis]]
+name = "lr"
+key = "optimizer.lr"
+values = [0.05, 0.2]
+
+[[claim]]
+id = "c"
+statement = "s"
+value = { greatest = [{ last = "train/loss" }, { constant = 0.0 }] }
+population = { sweep = "escape" }
+statistic = "mean"
+decision = { greater = 0.0 }
+expected = "e"
+provenance = "paper"
+"#;
+
+#[test]
+fn a_sweep_from_another_starts_each_run_from_the_source_of_its_seed() {
+    let p = plan(&load(STAGED).unwrap()).unwrap();
+    assert_eq!(p.runs.len(), 2 + 2 * 2);
+    let sources: Vec<_> = p.runs.iter().filter(|r| r.sweeps == ["minimum"]).collect();
+    for r in p.runs.iter().filter(|r| r.sweeps == ["escape"]) {
+        let src = sources.iter().find(|s| s.seed == r.seed).unwrap();
+        assert_eq!(r.from.as_deref(), Some(src.id.as_str()));
+        let rs = sgdlab_train::RunSpec::from_toml(&r.run_spec, "plan").unwrap();
+        assert_eq!(rs.init.from, Some(format!("runs/{}/final.safetensors", src.id)));
+    }
+    assert!(sources.iter().all(|s| s.from.is_none()));
+    // A changed source changes the dependent runs' ids too.
+    let changed = plan(&load(&STAGED.replace("values = [10]", "values = [12]")).unwrap()).unwrap();
+    let escape_ids = |p: &sgdlab_studies::PlanRecord| -> Vec<String> {
+        p.runs.iter().filter(|r| r.sweeps == ["escape"]).map(|r| r.id.clone()).collect()
+    };
+    assert!(escape_ids(&p).iter().all(|id| !escape_ids(&changed).contains(id)));
+    // plan.json without `from` keys for runs that have none (older plans read the same).
+    let json = serde_json::to_string(&p).unwrap();
+    assert_eq!(json.matches("\"from\":").count(), 4);
+}
+
+#[test]
+fn a_bad_from_is_an_error_pointing_at_it() {
+    let e = plan_err(&STAGED.replace("from = { sweep = \"minimum\" }", "from = { sweep = \"minimun\" }"));
+    assert!(e.contains(&format!("s.toml:{}:", line_of(STAGED, "from = {"))), "{e}");
+    assert!(e.contains("not a sweep declared before it") && e.contains("earlier sweeps: minimum"), "{e}");
+    // A source with two runs per seed needs `where`.
+    let two = STAGED.replace("values = [10]", "values = [10, 20]");
+    let e = plan_err(&two);
+    assert!(e.contains("plans 2 runs with seed 0") && e.contains("from.where"), "{e}");
+    let picked =
+        two.replace("from = { sweep = \"minimum\" }", "from = { sweep = \"minimum\", where = { stage1_steps = 20 } }");
+    let p = plan(&load(&picked).unwrap()).unwrap();
+    let src =
+        p.runs.iter().find(|r| r.seed == 1 && r.axes.get("stage1_steps") == Some(&serde_json::json!(20))).unwrap();
+    assert!(p.runs.iter().filter(|r| r.sweeps == ["escape"] && r.seed == 1).all(|r| r.from.as_ref() == Some(&src.id)));
+    let e = plan_err(
+        &two.replace("from = { sweep = \"minimum\" }", "from = { sweep = \"minimum\", where = { stage1_steps = 30 } }"),
+    );
+    assert!(e.contains("plans no run with seed 0, stage1_steps = 30"), "{e}");
+}

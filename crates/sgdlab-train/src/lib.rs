@@ -4,6 +4,7 @@
 
 mod error;
 mod lock;
+pub mod noise;
 pub mod optim;
 pub mod record;
 mod schedule;

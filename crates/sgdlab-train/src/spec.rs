@@ -16,6 +16,10 @@
 //! reduction = "mean"                  # mean | sum
 //!
 //! [init]
+//! from = "RUN/final.safetensors"      # optional: start from these parameters (same architecture;
+//!                                     # a relative path is resolved against the run's base
+//!                                     # directory: the study directory in a study, else the
+//!                                     # current directory); the keys below are then unused
 //! scheme = "auto"                     # auto | he | lecun | xavier | orthogonal | torch
 //! scale = 1.0
 //! bias = "zero"                       # zero | torch
@@ -36,6 +40,11 @@
 //! # for the rest of the run; `optimizer/lr` logs the step size taken
 //! # max_lr = 1000.0
 //! # switch_loss = 1e-3
+//! # noisy_gd / noisy_sgd: theta <- theta - lr (g + xi), with noise = one of
+//! #   { kind = "isotropic", sigma = S } | { kind = "diagonal", sigma = S, variances = "d.npy" }
+//! #   | { kind = "directions", sigma = S, directions = "u.npy" }
+//! #   | { kind = "match_sgd", shape = "iso" | "diag" | "hessian_top", batch_size = 20, k = 5 }
+//! #   (match_sgd: Tr Cov(xi) = Tr Sigma_SGD(batch_size) at the start parameters; crate::noise)
 //!
 //! [schedule]
 //! kind = "constant"                   # constant | step | cosine | large_then_small
@@ -113,6 +122,33 @@ pub enum NoiseSpec {
     /// `xi = sigma * sum_j z_j u_j`, `z ~ N(0, I_k)`, with the directions `u_j` the rows of a
     /// `.npy` matrix `[k, P]` (e.g. top Hessian eigenvectors; Zhu et al. 2019, PROTOCOLS 8.1).
     Directions { sigma: f64, directions: String },
+    /// Noise matched to SGD's with batch `batch_size` at the run's start parameters (Zhu et al.
+    /// 2019, PROTOCOLS 8.1): the same total variance `Tr Sigma_SGD(B)`, so that the step noise
+    /// `lr xi` has SGD's `lr^2 Tr Sigma_SGD(B)`; `shape` = `iso` (isotropic), `diag` (the diagonal
+    /// of `Sigma_SGD`) or `hessian_top` (along the top-`k` Hessian eigenvectors, equal variance
+    /// each). Computed once from the start parameters ([`crate::noise`]).
+    MatchSgd {
+        shape: MatchShape,
+        batch_size: usize,
+        #[serde(default = "default_match_k")]
+        k: usize,
+    },
+}
+
+fn default_match_k() -> usize {
+    5
+}
+
+/// The covariance shape of [`NoiseSpec::MatchSgd`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchShape {
+    /// `(Tr Sigma_SGD / D) I`.
+    Iso,
+    /// `diag(Sigma_SGD)`.
+    Diag,
+    /// `(Tr Sigma_SGD / k) U_k U_k^T`, `U_k` the top-`k` Hessian eigenvectors.
+    HessianTop,
 }
 
 /// The optimiser and its knobs. Weight decay here is coupled (added to the gradient), except for
@@ -621,6 +657,19 @@ impl RunSpec {
         if self.optimizer.batch_size() == Some(0) {
             return err("optimizer.batch_size must be positive".into());
         }
+        if let OptimizerSpec::NoisySgd { noise: NoiseSpec::MatchSgd { batch_size, k, shape }, .. }
+        | OptimizerSpec::NoisyGd { noise: NoiseSpec::MatchSgd { batch_size, k, shape }, .. } = &self.optimizer
+        {
+            if *batch_size == 0 {
+                return err("optimizer.noise.batch_size must be positive".into());
+            }
+            if *shape == MatchShape::HessianTop && *k == 0 {
+                return err("optimizer.noise.k must be at least 1".into());
+            }
+        }
+        if self.init.from.as_deref().is_some_and(str::is_empty) {
+            return err("init.from is empty: give the path of a checkpoint (e.g. RUN/final.safetensors)".into());
+        }
         if let OptimizerSpec::EntropySgd { inner_steps: 0, .. } = self.optimizer {
             return err("optimizer.inner_steps must be at least 1".into());
         }
@@ -648,6 +697,7 @@ impl RunSpec {
                 NoiseSpec::Isotropic { sigma }
                 | NoiseSpec::Diagonal { sigma, .. }
                 | NoiseSpec::Directions { sigma, .. } => *sigma,
+                NoiseSpec::MatchSgd { .. } => return,
             };
             v.push(("optimizer.noise.sigma".into(), sigma, NonNegative));
         };

@@ -9,6 +9,7 @@
 
 use crate::error::TrainError;
 use crate::lock::DirLock;
+use crate::noise::{InjectedNoise, NoiseData};
 use crate::optim::{OptimizerState, adam_step, normalized_gd_lr, sgd_step};
 use crate::record::{
     MetricsWriter, RunRecord, RunStatus, content_hash, read_record, write_record, write_record_after_error,
@@ -49,6 +50,9 @@ pub struct RunOptions<'a> {
     pub dataset: Option<&'a Dataset>,
     /// Start over even if the directory holds a resumable run of the same spec.
     pub fresh: bool,
+    /// The directory a relative `init.from` is resolved against (a study's directory for its
+    /// runs); `None`: the current directory.
+    pub base_dir: Option<PathBuf>,
 }
 
 /// A named value measured by a hook.
@@ -174,8 +178,8 @@ struct Run<'a, T> {
     grad: Vec<T>,
     cached_epoch: Option<(u64, Vec<Vec<usize>>)>,
     spec_hash: String,
-    direction_noise: Option<Array2<T>>,
-    diagonal_noise: Option<Vec<T>>,
+    /// The injected noise of noisy GD/SGD, resolved (files read, `match_sgd` computed).
+    injected: Option<InjectedNoise<T>>,
     stopped_early: bool,
     /// The canonical dataset spec and the split trained on (checkpoint provenance).
     data_spec: String,
@@ -259,6 +263,73 @@ fn read_npy_f64(path: &str, what: &str) -> Result<ndarray::ArrayD<f64>, TrainErr
     ndarray::ArrayD::<f32>::read_npy(f)
         .map(|a| a.mapv(f64::from))
         .map_err(|e| TrainError::Spec(format!("{what} '{path}': not an f32/f64 .npy array: {e}")))
+}
+
+/// The model and parameters of `init.from`: a checkpoint of the spec's architecture (checksum
+/// and finiteness checked on load), a relative path resolved against `base_dir`.
+fn start_parameters<T: Scalar>(
+    spec: &RunSpec,
+    from: &str,
+    base_dir: Option<&Path>,
+) -> Result<(Model, Params<T>), TrainError> {
+    let path = match base_dir {
+        Some(b) if Path::new(from).is_relative() => b.join(from),
+        _ => PathBuf::from(from),
+    };
+    if !path.exists() {
+        return Err(TrainError::Spec(format!("init.from: {} does not exist", path.display())));
+    }
+    let ck = load_checkpoint::<T>(&path, Some(&spec.model)).map_err(|e| TrainError::Spec(format!("init.from: {e}")))?;
+    Ok((ck.model, ck.params))
+}
+
+/// The injected noise of a noisy optimiser: `.npy` files read, `match_sgd` computed at the
+/// start parameters `theta` on the training split (in f64).
+fn resolve_noise<T: Scalar>(
+    noise: &NoiseSpec,
+    model: &Model,
+    theta: &Params<T>,
+    train: &Split,
+    loss: Loss,
+    root: &RngStream,
+) -> Result<InjectedNoise<T>, TrainError> {
+    Ok(match noise {
+        NoiseSpec::Isotropic { sigma } => InjectedNoise::Isotropic { sigma: *sigma },
+        NoiseSpec::Diagonal { sigma, variances } => {
+            let a = read_npy_f64(variances, "noise variances")?;
+            if a.len() != model.num_params() || a.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+                return Err(TrainError::Spec(format!(
+                    "noise variances '{variances}': need {} finite non-negative values, got {} values",
+                    model.num_params(),
+                    a.len()
+                )));
+            }
+            InjectedNoise::Diagonal { sigma: *sigma, sd: a.iter().map(|&v| T::from_f64(v.sqrt())).collect() }
+        }
+        NoiseSpec::Directions { sigma, directions } => {
+            let a = read_npy_f64(directions, "noise directions")?;
+            let a = a
+                .into_dimensionality::<ndarray::Ix2>()
+                .map_err(|_| TrainError::Spec(format!("noise directions '{directions}': need a 2-D array [k, P]")))?;
+            if a.ncols() != model.num_params() {
+                return Err(TrainError::Spec(format!(
+                    "noise directions '{directions}': rows have {} entries, the model has {} parameters",
+                    a.ncols(),
+                    model.num_params()
+                )));
+            }
+            InjectedNoise::Directions { sigma: *sigma, directions: a.mapv(T::from_f64) }
+        }
+        NoiseSpec::MatchSgd { .. } => {
+            let x = train.features().mapv(f64::from);
+            let values = train.targets().values().map(|v| v.mapv(f64::from));
+            let data = NoiseData { x: x.view(), labels: train.labels(), values: values.as_ref().map(|v| v.view()) };
+            let theta64: Vec<f64> = theta.as_slice().iter().map(|&v| Scalar::to_f64(v)).collect();
+            crate::noise::matched_noise::<T>(noise, model, &theta64, &data, loss, &root.child("match-sgd"))
+                .map_err(|m| TrainError::Spec(format!("optimizer.noise (match_sgd): {m}")))?
+                .expect("a match_sgd spec")
+        }
+    })
 }
 
 impl<'a, T: Scalar> Run<'a, T> {
@@ -411,37 +482,18 @@ impl<'a, T: Scalar> Run<'a, T> {
             _ => None,
         };
         spec.init.check(&model).map_err(TrainError::Spec)?;
-        let theta = spec.init.init::<T>(&model, &root);
-        let (direction_noise, diagonal_noise) = match &spec.optimizer {
-            OptimizerSpec::NoisySgd { noise, .. } | OptimizerSpec::NoisyGd { noise, .. } => match noise {
-                NoiseSpec::Isotropic { .. } => (None, None),
-                NoiseSpec::Diagonal { variances, .. } => {
-                    let a = read_npy_f64(variances, "noise variances")?;
-                    if a.len() != model.num_params() || a.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
-                        return Err(TrainError::Spec(format!(
-                            "noise variances '{variances}': need {} finite non-negative values, got {} values",
-                            model.num_params(),
-                            a.len()
-                        )));
-                    }
-                    (None, Some(a.iter().map(|&v| T::from_f64(v.sqrt())).collect()))
-                }
-                NoiseSpec::Directions { directions, .. } => {
-                    let a = read_npy_f64(directions, "noise directions")?;
-                    let a = a.into_dimensionality::<ndarray::Ix2>().map_err(|_| {
-                        TrainError::Spec(format!("noise directions '{directions}': need a 2-D array [k, P]"))
-                    })?;
-                    if a.ncols() != model.num_params() {
-                        return Err(TrainError::Spec(format!(
-                            "noise directions '{directions}': rows have {} entries, the model has {} parameters",
-                            a.ncols(),
-                            model.num_params()
-                        )));
-                    }
-                    (Some(a.mapv(T::from_f64)), None)
-                }
-            },
-            _ => (None, None),
+        let (model, theta) = match &spec.init.from {
+            Some(from) => start_parameters::<T>(spec, from, opts.base_dir.as_deref())?,
+            None => {
+                let theta = spec.init.init::<T>(&model, &root);
+                (model, theta)
+            }
+        };
+        let injected = match &spec.optimizer {
+            OptimizerSpec::NoisySgd { noise, .. } | OptimizerSpec::NoisyGd { noise, .. } => {
+                Some(resolve_noise::<T>(noise, &model, &theta, train_split, spec.loss, &root)?)
+            }
+            _ => None,
         };
         let grad = vec![T::zero(); model.num_params()];
         let spec_hash = content_hash(&spec.to_toml());
@@ -466,8 +518,7 @@ impl<'a, T: Scalar> Run<'a, T> {
             grad,
             cached_epoch: None,
             spec_hash,
-            direction_noise,
-            diagonal_noise,
+            injected,
             stopped_early: false,
             data_spec,
             train_split: train_split.name().to_string(),
@@ -572,30 +623,9 @@ impl<'a, T: Scalar> Run<'a, T> {
         Ok(loss.to_f64())
     }
 
-    fn add_injected_noise(&mut self, noise: &NoiseSpec, step: u64) {
+    fn add_injected_noise(&mut self, step: u64) {
         let mut rng = self.root.child("noise").child(&step.to_string()).rng();
-        match noise {
-            NoiseSpec::Isotropic { sigma } => {
-                for g in self.grad.iter_mut() {
-                    *g += T::from_f64(sigma * standard_normal::<f64, _>(&mut rng));
-                }
-            }
-            NoiseSpec::Diagonal { sigma, .. } => {
-                let sd = self.diagonal_noise.as_ref().expect("loaded in new");
-                for (g, &s) in self.grad.iter_mut().zip(sd) {
-                    *g += T::from_f64(sigma * standard_normal::<f64, _>(&mut rng)) * s;
-                }
-            }
-            NoiseSpec::Directions { sigma, .. } => {
-                let dirs = self.direction_noise.as_ref().expect("loaded in new");
-                for u in dirs.rows() {
-                    let z = T::from_f64(sigma * standard_normal::<f64, _>(&mut rng));
-                    for (g, &ui) in self.grad.iter_mut().zip(u.iter()) {
-                        *g += z * ui;
-                    }
-                }
-            }
-        }
+        self.injected.as_ref().expect("resolved in new").add_to(&mut self.grad, &mut rng);
     }
 
     /// Performs update number `step` (0-based) at the scheduled rate `lr`; returns the minibatch
@@ -667,10 +697,10 @@ impl<'a, T: Scalar> Run<'a, T> {
                     );
                     Ok((loss, finite))
                 }
-                OptimizerSpec::NoisySgd { noise, .. } | OptimizerSpec::NoisyGd { noise, .. } => {
+                OptimizerSpec::NoisySgd { .. } | OptimizerSpec::NoisyGd { .. } => {
                     let idx = self.minibatch(m);
                     let loss = self.gradient_at(theta.as_slice(), &idx, step)?;
-                    self.add_injected_noise(noise, step);
+                    self.add_injected_noise(step);
                     let finite = sgd_step(theta.as_mut_slice(), &self.grad, &mut self.state, lr, 0.0, false, 0.0);
                     Ok((loss, finite))
                 }

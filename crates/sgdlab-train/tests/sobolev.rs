@@ -14,7 +14,14 @@ fn spec(text: &str) -> RunSpec {
 }
 
 fn run_in(spec: &RunSpec, dir: &Path) -> Result<RunRecord, sgdlab_train::TrainError> {
-    let opts = RunOptions { out_dir: dir.to_path_buf(), stop: None, context: ctx(), dataset: None, fresh: false };
+    let opts = RunOptions {
+        out_dir: dir.to_path_buf(),
+        stop: None,
+        context: ctx(),
+        dataset: None,
+        fresh: false,
+        base_dir: None,
+    };
     train(spec, &opts, &mut NoHook, &mut |_: &Progress| {})
 }
 

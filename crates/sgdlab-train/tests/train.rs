@@ -16,8 +16,14 @@ fn ctx() -> RunContext {
 
 fn run_in(spec: &RunSpec, dir: &Path, stop_at: Option<u64>) -> RunRecord {
     let stop = AtomicBool::new(false);
-    let opts =
-        RunOptions { out_dir: dir.to_path_buf(), stop: Some(&stop), context: ctx(), dataset: None, fresh: false };
+    let opts = RunOptions {
+        out_dir: dir.to_path_buf(),
+        stop: Some(&stop),
+        context: ctx(),
+        dataset: None,
+        fresh: false,
+        base_dir: None,
+    };
     let mut cb = |p: &Progress| {
         if Some(p.step) == stop_at {
             stop.store(true, Ordering::SeqCst);
@@ -425,8 +431,14 @@ fn checkpoints_follow_the_schedule_and_keep_the_latest() {
 fn mismatched_data_and_spec_are_clear_errors() {
     let s = spec(&MNIST1D_SGD.replace("mlp:40-32-10:relu", "mlp:41-32-10:relu"));
     let dir = tempfile::tempdir().unwrap();
-    let opts =
-        RunOptions { out_dir: dir.path().to_path_buf(), stop: None, context: ctx(), dataset: None, fresh: false };
+    let opts = RunOptions {
+        out_dir: dir.path().to_path_buf(),
+        stop: None,
+        context: ctx(),
+        dataset: None,
+        fresh: false,
+        base_dir: None,
+    };
     let e = train(&s, &opts, &mut NoHook, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("takes 41 inputs") && e.contains("40 features"), "{e}");
     let s = spec(&MNIST1D_SGD.replace("mlp:40-32-10:relu", "mlp:40-32-7:relu"));
@@ -587,8 +599,14 @@ fn an_error_mid_run_leaves_a_failed_record() {
     }
     let s = spec(MNIST1D_SGD);
     let dir = tempfile::tempdir().unwrap();
-    let opts =
-        RunOptions { out_dir: dir.path().to_path_buf(), stop: None, context: ctx(), dataset: None, fresh: false };
+    let opts = RunOptions {
+        out_dir: dir.path().to_path_buf(),
+        stop: None,
+        context: ctx(),
+        dataset: None,
+        fresh: false,
+        base_dir: None,
+    };
     let e = train(&s, &opts, &mut Failing, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("the probe broke"), "{e}");
     let rec = sgdlab_train::read_record(dir.path()).unwrap().unwrap();
@@ -601,8 +619,14 @@ fn an_error_mid_run_leaves_a_failed_record() {
 fn a_batch_larger_than_the_training_split_is_an_error() {
     let s = spec(&MNIST1D_SGD.replace("batch_size = 32", "batch_size = 481"));
     let dir = tempfile::tempdir().unwrap();
-    let opts =
-        RunOptions { out_dir: dir.path().to_path_buf(), stop: None, context: ctx(), dataset: None, fresh: false };
+    let opts = RunOptions {
+        out_dir: dir.path().to_path_buf(),
+        stop: None,
+        context: ctx(),
+        dataset: None,
+        fresh: false,
+        base_dir: None,
+    };
     let e = train(&s, &opts, &mut NoHook, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("optimizer.batch_size = 481") && e.contains("480 examples of the train split"), "{e}");
     assert!(!dir.path().join("record.json").exists());
@@ -615,8 +639,14 @@ fn a_second_trainer_on_the_directory_is_refused() {
     let s = spec(MNIST1D_SGD);
     let dir = tempfile::tempdir().unwrap();
     let held = sgdlab_train::DirLock::acquire(dir.path()).unwrap();
-    let opts =
-        RunOptions { out_dir: dir.path().to_path_buf(), stop: None, context: ctx(), dataset: None, fresh: false };
+    let opts = RunOptions {
+        out_dir: dir.path().to_path_buf(),
+        stop: None,
+        context: ctx(),
+        dataset: None,
+        fresh: false,
+        base_dir: None,
+    };
     let e = train(&s, &opts, &mut NoHook, &mut |_| {}).unwrap_err();
     assert!(matches!(e, sgdlab_train::TrainError::Busy { pid: Some(p), .. } if p == std::process::id()), "{e}");
     assert!(!dir.path().join("record.json").exists(), "nothing written");

@@ -94,6 +94,7 @@ pub fn write_study(dir: &Path, toml: &str, axes: &[&str], runs: &[FakeRun], quic
             axes: r.axes.clone(),
             sweeps: spec.sweep.iter().map(|s| s.name.clone()).collect(),
             run_spec: "model = \"mlp:4-4-2:relu\"\n".into(),
+            from: None,
         })
         .collect();
     let measure = spec
