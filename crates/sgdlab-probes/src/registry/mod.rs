@@ -36,6 +36,7 @@ mod frequency;
 mod hessian;
 mod input;
 mod rank;
+mod shift;
 
 pub use curvature::{
     InterpolateOptions, InterpolateProbe, LandscapeOptions, LandscapeProbe, LossOptions, LossProbe, NoiseOptions,
@@ -59,6 +60,7 @@ pub use input::{
     DEFAULT_BATCH_SIZE, DEFAULT_SAMPLES, DataProvenance, DataSource, EvalOptions, Evaluated, Evaluation, InputSummary,
     ProbeInput, Table, TrainedOn, resolve_data,
 };
+pub use shift::{ShiftCurvatureOptions, ShiftCurvatureProbe};
 pub use rank::{RepresentationRankOptions, RepresentationRankProbe, WeightSpectraOptions, WeightSpectraProbe};
 
 use crate::common::ProbeError;
@@ -504,6 +506,7 @@ pub static ALL: &[&dyn Probe] = &[
     &Entry::<SharpnessProbe>::new(),
     &Entry::<LandscapeProbe>::new(),
     &Entry::<InterpolateProbe>::new(),
+    &Entry::<ShiftCurvatureProbe>::new(),
     &Entry::<NoiseProbe>::new(),
     &Entry::<TailIndexProbe>::new(),
     &Entry::<WeightSpectraProbe>::new(),
