@@ -60,8 +60,8 @@ pub use input::{
     DEFAULT_BATCH_SIZE, DEFAULT_SAMPLES, DataProvenance, DataSource, EvalOptions, Evaluated, Evaluation, InputSummary,
     ProbeInput, Table, TrainedOn, resolve_data,
 };
-pub use shift::{ShiftCurvatureOptions, ShiftCurvatureProbe};
 pub use rank::{RepresentationRankOptions, RepresentationRankProbe, WeightSpectraOptions, WeightSpectraProbe};
+pub use shift::{ShiftCurvatureOptions, ShiftCurvatureProbe};
 
 use crate::common::ProbeError;
 use serde::Serialize;

@@ -67,7 +67,11 @@ impl ProbeImpl for ShiftCurvatureProbe {
         MetricInfo::scalar("sc_train", "shift-curvature delta^T H_train delta", "H of L_train at theta_tr, one HVP"),
         MetricInfo::scalar("sc_test", "delta^T H_test delta", "H of L_test at theta_te, one HVP"),
         MetricInfo::scalar("normalised_sc_train", "delta^T H_train delta / ||delta||^2", "curvature along the shift"),
-        MetricInfo::scalar("normalised_sc_test", "delta^T H_test delta / ||delta||^2", "test curvature along the shift"),
+        MetricInfo::scalar(
+            "normalised_sc_test",
+            "delta^T H_test delta / ||delta||^2",
+            "test curvature along the shift",
+        ),
         MetricInfo::scalar("mean_curvature", "Tr H_train / P", "mean curvature at theta_tr (exact or Hutchinson)"),
         MetricInfo::scalar(
             "curvature_ratio",
@@ -99,7 +103,11 @@ impl ProbeImpl for ShiftCurvatureProbe {
         MetricInfo::scalar("test_accuracy", "test accuracy at theta_tr", "on the test split"),
         MetricInfo::scalar("train_grad_norm", "final ||grad F_train||", "at theta_tr: below tol when converged"),
         MetricInfo::scalar("test_grad_norm", "final ||grad F_test||", "at theta_te: below tol when converged"),
-        MetricInfo::scalar("converged", "both minimisers converged", "1 when both gradient norms are below tol, else 0"),
+        MetricInfo::scalar(
+            "converged",
+            "both minimisers converged",
+            "1 when both gradient norms are below tol, else 0",
+        ),
         MetricInfo::scalar("train_iterations", "Newton iterations (train)", "outer iterations to theta_tr"),
         MetricInfo::scalar("test_iterations", "Newton iterations (test)", "outer iterations to theta_te"),
         MetricInfo::scalar("hvps", "Hessian-vector products", "CG products of both minimisations"),
@@ -130,7 +138,8 @@ impl ProbeImpl for ShiftCurvatureProbe {
         let start = input.params_as::<T>()?;
         let (train, train_evaluated) = input.named_set::<T>(&o.train_split)?;
         let (test, test_evaluated) = input.named_set::<T>(&o.test_split)?;
-        let data = ShiftData { model, train: &train, test: &test, batch_size: input.eval.batch_size, loss: input.eval.loss };
+        let data =
+            ShiftData { model, train: &train, test: &test, batch_size: input.eval.batch_size, loss: input.eval.loss };
         let params = ShiftCurvatureParams {
             newton: NewtonCgParams {
                 l2: o.l2,
