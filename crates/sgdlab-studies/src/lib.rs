@@ -61,6 +61,7 @@ pub const BUILTIN: &[Builtin] = &[
     Builtin { name: "increasing-complexity", toml: include_str!("../studies/increasing-complexity.toml") },
     Builtin { name: "batch-sharpness", toml: include_str!("../studies/batch-sharpness.toml") },
     Builtin { name: "batch-sharpness-conv", toml: include_str!("../studies/batch-sharpness-conv.toml") },
+    Builtin { name: "shift-curvature", toml: include_str!("../studies/shift-curvature.toml") },
     Builtin { name: "sgd-noise-escape", toml: include_str!("../studies/sgd-noise-escape.toml") },
 ];
 

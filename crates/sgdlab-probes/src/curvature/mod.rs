@@ -6,6 +6,7 @@
 
 mod measures;
 mod operators;
+mod shift;
 
 pub use measures::{
     DensityGrid, ExactSpectrum, LandscapeParams, LossSummary, NoiseEstimate, NoiseParams, SharpnessEstimate,
@@ -16,4 +17,8 @@ pub use measures::{
 pub use operators::{
     CurvatureContext, FisherKind, FisherOperator, GgnOperator, GradientNoiseOperator, HessianOperator,
     MAX_STORED_GRADIENT_BYTES,
+};
+pub use shift::{
+    MinimiseReport, NewtonCgParams, ShiftCurvatureEstimate, ShiftCurvatureParams, ShiftData, TraceValue,
+    mean_curvature, minimise_regularised, shift_curvature,
 };

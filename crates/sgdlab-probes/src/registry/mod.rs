@@ -36,6 +36,7 @@ mod frequency;
 mod hessian;
 mod input;
 mod rank;
+mod shift;
 
 pub use curvature::{
     InterpolateOptions, InterpolateProbe, LandscapeOptions, LandscapeProbe, LossOptions, LossProbe, NoiseOptions,
@@ -60,6 +61,7 @@ pub use input::{
     ProbeInput, Table, TrainedOn, resolve_data,
 };
 pub use rank::{RepresentationRankOptions, RepresentationRankProbe, WeightSpectraOptions, WeightSpectraProbe};
+pub use shift::{ShiftCurvatureOptions, ShiftCurvatureProbe};
 
 use crate::common::ProbeError;
 use serde::Serialize;
@@ -504,6 +506,7 @@ pub static ALL: &[&dyn Probe] = &[
     &Entry::<SharpnessProbe>::new(),
     &Entry::<LandscapeProbe>::new(),
     &Entry::<InterpolateProbe>::new(),
+    &Entry::<ShiftCurvatureProbe>::new(),
     &Entry::<NoiseProbe>::new(),
     &Entry::<TailIndexProbe>::new(),
     &Entry::<WeightSpectraProbe>::new(),
