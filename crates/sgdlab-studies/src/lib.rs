@@ -60,6 +60,7 @@ pub const BUILTIN: &[Builtin] = &[
     Builtin { name: "simplicity-dominoes", toml: include_str!("../studies/simplicity-dominoes.toml") },
     Builtin { name: "batch-sharpness", toml: include_str!("../studies/batch-sharpness.toml") },
     Builtin { name: "batch-sharpness-conv", toml: include_str!("../studies/batch-sharpness-conv.toml") },
+    Builtin { name: "iterate-tails", toml: include_str!("../studies/iterate-tails.toml") },
 ];
 
 /// Loads a built-in study by name, or a study file, with quick mode and overrides applied.

@@ -38,8 +38,9 @@ mod input;
 mod rank;
 
 pub use curvature::{
-    InterpolateOptions, InterpolateProbe, LandscapeOptions, LandscapeProbe, LossOptions, LossProbe, NoiseOptions,
-    NoiseProbe, SharpnessOptions, SharpnessProbe, TailIndexOptions, TailIndexProbe,
+    InterpolateOptions, InterpolateProbe, IterateTailsOptions, IterateTailsProbe, LandscapeOptions, LandscapeProbe,
+    LossOptions, LossProbe, NoiseOptions, NoiseProbe, SharpnessOptions, SharpnessProbe, TailIndexOptions,
+    TailIndexProbe,
 };
 pub use depth::{
     LesionOptions, LesionProbe, NccDepthOptions, NccDepthProbe, NeuralCollapseOptions, NeuralCollapseProbe,
@@ -506,6 +507,7 @@ pub static ALL: &[&dyn Probe] = &[
     &Entry::<InterpolateProbe>::new(),
     &Entry::<NoiseProbe>::new(),
     &Entry::<TailIndexProbe>::new(),
+    &Entry::<IterateTailsProbe>::new(),
     &Entry::<WeightSpectraProbe>::new(),
     &Entry::<RepresentationRankProbe>::new(),
     &Entry::<SpectralBiasProbe>::new(),
