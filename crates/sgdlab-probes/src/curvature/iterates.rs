@@ -158,7 +158,7 @@ pub fn iterate_tails(
     let eig = symmetric_eigen(sigma.view()).map_err(|e| ProbeError::Invalid(e.to_string()))?;
     let lambda: Vec<f64> = eig.values.to_vec();
     let (lambda_min, lambda_max) = (lambda[0], lambda[d - 1]);
-    if !(lambda_min > 1e-12 * lambda_max) {
+    if lambda_min.is_nan() || lambda_min <= 1e-12 * lambda_max {
         return Err(ProbeError::Invalid(format!(
             "iterate-tails: X^T X / n is singular (smallest eigenvalue {lambda_min:.3e}); need n >= d independent inputs"
         )));
