@@ -34,6 +34,11 @@ fn fixture(probe: &str, dir: &Path) -> Fixture {
         "randomisation" | "performance-correlation" => f("mlp:6-8-2:relu", Some(BINARY)),
         "lesion" | "path-lengths" => f("resmlp:6-8x2-3:relu", Some(CLASSES)),
         "prior-functions" => f("mlp:7-8-1:relu", None),
+        "iterate-tails" => Fixture {
+            arch: "mlp:6-1:identity",
+            data: Some("teacher:d=6,hidden=none,n=200,n_test=10,noise=0.1"),
+            options: json!({ "chains": 200, "steps": 100, "hill_k": 10 }),
+        },
         "interpolate" => Fixture {
             arch: "mlp:6-8-8-3:relu",
             data: Some(CLASSES),
@@ -204,7 +209,7 @@ fn every_metric_is_described_and_names_are_unique() {
         }
         assert!(!names.is_empty(), "{} writes no metric", probe.name());
     }
-    assert_eq!(probes.len(), 23);
+    assert_eq!(probes.len(), 24);
     assert!(registry::find("no-such-probe").is_none());
     assert!(registry::names().contains("neural-collapse"));
 }

@@ -4,10 +4,12 @@
 //! vector, for the mean loss over an [`crate::EvalSet`] evaluated in a fixed list of batches;
 //! the estimators of `sgdlab-operators` (Lanczos, Hutchinson, SLQ) apply to them directly.
 
+mod iterates;
 mod measures;
 mod operators;
 mod shift;
 
+pub use iterates::{IterateTailEstimate, IterateTailParams, StepScale, iterate_tails, mean_square_step_limit};
 pub use measures::{
     DensityGrid, ExactSpectrum, LandscapeParams, LossSummary, NoiseEstimate, NoiseParams, SharpnessEstimate,
     SlicePoint, TailIndexEstimate, epsilon_sharpness, exact_spectrum, filter_normalized_direction, gradient_noise,

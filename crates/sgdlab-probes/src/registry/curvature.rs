@@ -1,13 +1,16 @@
 //! Registry entries of the loss and curvature measures other than the spectrum (PROTOCOLS 7, 8):
 //! loss, epsilon-sharpness, landscape slices, interpolation, gradient noise, tail index.
 
-use super::{MetricInfo, Needs, ProbeImpl, ProbeInput, ProbeOutput, Table, details_of, scalar, vector};
+use super::{
+    DataUse, Evaluated, MetricInfo, Needs, ProbeImpl, ProbeInput, ProbeOutput, Table, details_of, scalar, vector,
+};
 use crate::common::ProbeError;
 use crate::curvature::{
-    NoiseParams, SlicePoint, epsilon_sharpness, filter_normalized_direction, gradient_noise, gradient_noise_tail_index,
-    interpolation, landscape_slice, linspace, loss_summary,
+    IterateTailParams, NoiseParams, SlicePoint, StepScale, epsilon_sharpness, filter_normalized_direction,
+    gradient_noise, gradient_noise_tail_index, interpolation, iterate_tails, landscape_slice, linspace, loss_summary,
 };
 use serde::{Deserialize, Serialize};
+use sgdlab_data::Targets;
 use sgdlab_linalg::Scalar;
 use sgdlab_nn::load_checkpoint;
 use std::fmt::Write as _;
@@ -509,3 +512,164 @@ impl ProbeImpl for TailIndexProbe {
         Ok(ProbeOutput::new(values, details, text).evaluated(vec![e.evaluated]))
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// iterate-tails
+
+/// `iterate-tails`: the tail index of SGD iterates on least squares.
+pub struct IterateTailsProbe;
+
+/// Options of [`IterateTailsProbe`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct IterateTailsOptions {
+    /// Independent SGD chains, each started at the least-squares solution theta*.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub chains: usize,
+    /// SGD steps per chain (the final iterates are the sample).
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub steps: usize,
+    /// Examples per SGD step, drawn uniformly with replacement.
+    #[arg(long, value_name = "B", default_value_t = 1)]
+    pub batch_size: usize,
+    /// Step size as a fraction of eta_max: eta = eta_fraction * eta_max.
+    #[arg(long, value_name = "F", default_value_t = 0.5)]
+    pub eta_fraction: f64,
+    /// The eta_max the fraction refers to: mean-square (SGD's mean-square stability limit at this
+    /// batch size) or gd (2 / lambda_max of X^T X / n).
+    #[arg(long, value_enum, default_value_t = StepScale::MeanSquare)]
+    pub eta_max: StepScale,
+    /// Largest norms used by Hill's estimator.
+    #[arg(long, value_name = "K", default_value_t = 100)]
+    pub hill_k: usize,
+    /// Iterate vectors summed per block of Mohammadi's estimator.
+    #[arg(long, value_name = "M", default_value_t = 20)]
+    pub mohammadi_block: usize,
+}
+
+impl Default for IterateTailsOptions {
+    fn default() -> Self {
+        IterateTailsOptions {
+            chains: 2000,
+            steps: 2000,
+            batch_size: 1,
+            eta_fraction: 0.5,
+            eta_max: StepScale::MeanSquare,
+            hill_k: 100,
+            mohammadi_block: 20,
+        }
+    }
+}
+
+impl ProbeImpl for IterateTailsProbe {
+    const NAME: &'static str = "iterate-tails";
+    const ABOUT: &'static str = "Tail index of the final iterates of independent SGD chains on the least-squares \
+        problem of the data (one regression target), started at theta*: Hill's estimate of ||theta - theta*||, a \
+        Hill plot and Mohammadi's estimate (Hodgkinson & Mahoney 2021; PROTOCOLS 8.2). Loss (1/2n) sum (x^T theta - \
+        y)^2; batches drawn with replacement; eta = eta_fraction * eta_max. No model needed.";
+    const NEEDS: Needs = Needs {
+        model: false,
+        params: false,
+        data: DataUse::Whole,
+        loss: false,
+        default_data: Some("teacher:d=20,hidden=none,n=1000,n_test=100,noise=0.1"),
+    };
+    const METRICS: &'static [MetricInfo] = &[
+        MetricInfo::scalar(
+            "hill_alpha",
+            "tail index alpha (Hill)",
+            "Hill's estimate on ||theta - theta*|| of the chains",
+        ),
+        MetricInfo::vector(
+            "hill_plot_alpha",
+            "tail index alpha (Hill)",
+            HILL_K,
+            "Hill's estimate with k largest norms",
+        ),
+        MetricInfo::vector("hill_plot_k", "order statistics k", HILL_K, "the k of each Hill-plot point"),
+        MetricInfo::scalar(
+            "mohammadi_alpha",
+            "tail index alpha (Mohammadi)",
+            "alpha-stable estimate on the iterate vectors (saturates near 2 for finite variance)",
+        ),
+        MetricInfo::scalar("eta", "step size eta", "the step size the chains ran with"),
+        MetricInfo::scalar("eta_max", "eta_max", "the stability limit eta_fraction refers to"),
+        MetricInfo::scalar("eta_max_gd", "2 / lambda_max", "full-batch GD's stability limit"),
+        MetricInfo::scalar("eta_max_mean_square", "mean-square eta_max", "SGD's mean-square stability limit at B"),
+        MetricInfo::scalar("median_norm", "median ||theta - theta*||", "median distance of the chains from theta*"),
+    ];
+    type Options = IterateTailsOptions;
+
+    fn check(o: &IterateTailsOptions) -> Result<(), String> {
+        if o.chains < 2 || o.steps == 0 || o.batch_size == 0 {
+            return Err("chains must be >= 2, steps and batch_size >= 1".into());
+        }
+        if o.hill_k == 0 || o.hill_k >= o.chains {
+            return Err(format!("hill_k must be in 1..{} (below chains), got {}", o.chains, o.hill_k));
+        }
+        if o.mohammadi_block < 2 || o.mohammadi_block > o.chains {
+            return Err(format!("mohammadi_block must be in 2..={}, got {}", o.chains, o.mohammadi_block));
+        }
+        if !(o.eta_fraction.is_finite() && o.eta_fraction > 0.0) {
+            return Err(format!("eta_fraction must be positive, got {}", o.eta_fraction));
+        }
+        Ok(())
+    }
+
+    fn measure<T: Scalar>(input: &ProbeInput<'_>, o: &IterateTailsOptions) -> Result<ProbeOutput, ProbeError> {
+        let data = input.data()?;
+        let split = data.train().or_else(|_| data.split("all")).map_err(|e| ProbeError::Invalid(e.to_string()))?;
+        let y = match split.targets() {
+            Targets::Regression(v) if v.ncols() == 1 => v.column(0).iter().map(|&a| a as f64).collect::<Vec<_>>(),
+            _ => {
+                return Err(ProbeError::Invalid(
+                    "iterate-tails needs one regression target (e.g. teacher:hidden=none,out=1)".into(),
+                ));
+            }
+        };
+        let x = split.features().mapv(|a| a as f64);
+        let params = IterateTailParams {
+            chains: o.chains,
+            steps: o.steps,
+            batch_size: o.batch_size,
+            eta_fraction: o.eta_fraction,
+            scale: o.eta_max,
+            hill_k: o.hill_k,
+            mohammadi_block: o.mohammadi_block,
+        };
+        let t = iterate_tails(x.view(), &y, &params, &input.stream.child("iterate-tails"))?;
+        let values = vec![
+            scalar("hill_alpha", t.hill_alpha),
+            vector("hill_plot_alpha", t.hill_plot_alpha.clone()),
+            vector("hill_plot_k", t.hill_plot_k.iter().map(|&k| k as f64).collect()),
+            scalar("mohammadi_alpha", t.mohammadi_alpha),
+            scalar("eta", t.eta),
+            scalar("eta_max", t.eta_max),
+            scalar("eta_max_gd", t.eta_max_gd),
+            scalar("eta_max_mean_square", t.eta_max_mean_square),
+            scalar("median_norm", t.median_norm),
+        ];
+        let mut text = format!(
+            "{} chains x {} steps, B = {}, eta = {:.4e} (2/lambda_max = {:.4e}, mean-square limit {:.4e})\n\
+             Hill alpha {:.4} (k = {}), Mohammadi alpha {:.4}; median ||theta - theta*|| {:.4e}, max {:.4e}\nHill plot:",
+            t.chains,
+            t.steps,
+            t.batch_size,
+            t.eta,
+            t.eta_max_gd,
+            t.eta_max_mean_square,
+            t.hill_alpha,
+            t.hill_k,
+            t.mohammadi_alpha,
+            t.median_norm,
+            t.max_norm
+        );
+        for (k, a) in t.hill_plot_k.iter().zip(&t.hill_plot_alpha) {
+            let _ = write!(text, " k={k}: {a:.3}");
+        }
+        text.push('\n');
+        Ok(ProbeOutput::new(values, details_of(&t), text).evaluated(vec![Evaluated::whole(split)]))
+    }
+}
+
+const HILL_K: &str = "Hill-plot point (k ascending)";

@@ -39,8 +39,9 @@ mod rank;
 mod shift;
 
 pub use curvature::{
-    InterpolateOptions, InterpolateProbe, LandscapeOptions, LandscapeProbe, LossOptions, LossProbe, NoiseOptions,
-    NoiseProbe, SharpnessOptions, SharpnessProbe, TailIndexOptions, TailIndexProbe,
+    InterpolateOptions, InterpolateProbe, IterateTailsOptions, IterateTailsProbe, LandscapeOptions, LandscapeProbe,
+    LossOptions, LossProbe, NoiseOptions, NoiseProbe, SharpnessOptions, SharpnessProbe, TailIndexOptions,
+    TailIndexProbe,
 };
 pub use depth::{
     LesionOptions, LesionProbe, NccDepthOptions, NccDepthProbe, NeuralCollapseOptions, NeuralCollapseProbe,
@@ -509,6 +510,7 @@ pub static ALL: &[&dyn Probe] = &[
     &Entry::<ShiftCurvatureProbe>::new(),
     &Entry::<NoiseProbe>::new(),
     &Entry::<TailIndexProbe>::new(),
+    &Entry::<IterateTailsProbe>::new(),
     &Entry::<WeightSpectraProbe>::new(),
     &Entry::<RepresentationRankProbe>::new(),
     &Entry::<SpectralBiasProbe>::new(),
