@@ -218,8 +218,12 @@ fn print_plan(study: &LoadedStudy, plan: &sgdlab_studies::PlanRecord) {
             let filter: String = f.filter.iter().map(|(k, v)| format!(", {k} = {v}")).collect();
             format!("; starts from the final parameters of sweep {}{filter} (same seed)", f.sweep)
         });
+        let seeds = match sw.first_seeds {
+            Some(_) => format!(", seeds {:?} only", sw.seeds(&s.seeds)),
+            None => String::new(),
+        };
         println!(
-            "  sweep {} ({}): {}{from}",
+            "  sweep {} ({}{seeds}): {}{from}",
             sw.name,
             match sw.mode {
                 sgdlab_studies::spec::SweepMode::Grid => "grid",

@@ -271,7 +271,8 @@ pub fn plan(st: &LoadedStudy) -> Result<PlanRecord, StudyError> {
     let spec = &st.spec;
     let measure = plan_measures(st)?;
     check_metrics(st, &measure)?;
-    let implicit = [SweepSpec { name: "base".into(), mode: SweepMode::Grid, axis: Vec::new(), from: None }];
+    let implicit =
+        [SweepSpec { name: "base".into(), mode: SweepMode::Grid, axis: Vec::new(), from: None, first_seeds: None }];
     let sweeps: &[SweepSpec] = if spec.sweep.is_empty() { &implicit } else { &spec.sweep };
     let all_axes = st.axis_names();
     let measure_json = serde_json::to_string(&measure).expect("serialises");
@@ -302,7 +303,7 @@ pub fn plan(st: &LoadedStudy) -> Result<PlanRecord, StudyError> {
             }
             let axes: BTreeMap<String, serde_json::Value> =
                 sw.axis.iter().zip(&combo).map(|(a, &i)| (a.name.clone(), to_json(&a.values[i]))).collect();
-            for &seed in &spec.seeds {
+            for &seed in sw.seeds(&spec.seeds) {
                 // `{seed}` in a string of [base] is the run's seed (e.g. a data seed).
                 let mut tv = toml::Value::Table(t.clone());
                 substitute(&mut tv, &[("seed".to_string(), seed.to_string())]);

@@ -48,6 +48,17 @@ pub struct SweepSpec {
     /// block with the same seed (`init.from`): a second stage of training.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<FromSpec>,
+    /// Run this block with the first `K` of the study's seeds only (all of them when there are
+    /// fewer): a costly arm the protocol needs fewer seeds of. Follows `--seeds` and quick mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seeds: Option<usize>,
+}
+
+impl SweepSpec {
+    /// The seeds this block runs with: the first `first_seeds` of `seeds`, or all of them.
+    pub fn seeds<'a>(&self, seeds: &'a [u64]) -> &'a [u64] {
+        &seeds[..self.first_seeds.map_or(seeds.len(), |k| k.min(seeds.len()))]
+    }
 }
 
 /// The source of a sweep's start parameters: the run of sweep `sweep` (declared earlier in the
@@ -620,6 +631,12 @@ impl LoadedStudy {
                         ));
                     }
                 }
+            }
+            if sw.first_seeds == Some(0) {
+                return Err(self.error_at(
+                    &here("first_seeds"),
+                    format!("sweep '{}': first_seeds = 0 plans no run (at least 1)", sw.name),
+                ));
             }
             if let Some(f) = &sw.from
                 && !s.sweep[..i].iter().any(|o| o.name == f.sweep)

@@ -112,6 +112,28 @@ fn seeds_set_and_quick_change_the_plan_as_stated() {
 }
 
 #[test]
+fn first_seeds_runs_a_costly_block_with_the_first_seeds_only() {
+    let t = STUDY.replace("name = \"lr\"\n[[sweep.axis]]", "name = \"lr\"\nfirst_seeds = 1\n[[sweep.axis]]");
+    let p = plan(&load(&t).unwrap()).unwrap();
+    // lr: 3 values x seed 0 only; batch: 2 values x 3 seeds; the base point (lr 0.1, batch 32)
+    // with seed 0 is planned by both blocks.
+    assert_eq!(p.runs.len(), 3 + 2 * 3 - 1);
+    let lr_only: Vec<_> = p.runs.iter().filter(|r| r.sweeps == ["lr"]).collect();
+    assert_eq!(lr_only.len(), 2);
+    assert!(lr_only.iter().all(|r| r.seed == 0));
+    assert!(p.runs.iter().filter(|r| r.sweeps.contains(&"lr".to_string())).all(|r| r.seed == 0));
+    // It follows --seeds: the first of 5..=7 is 5; more than there are means all of them.
+    let o = vec![sgdlab_studies::overrides::seeds_override(&[5, 6, 7])];
+    let p = plan(&LoadedStudy::parse(&t, "s.toml", false, &o).unwrap()).unwrap();
+    assert!(p.runs.iter().filter(|r| r.sweeps.contains(&"lr".to_string())).all(|r| r.seed == 5));
+    let all = plan(&load(&t.replace("first_seeds = 1", "first_seeds = 9")).unwrap()).unwrap();
+    assert_eq!(all.runs.len(), (3 + 2 - 1) * 3);
+    // Zero is an error naming the key and the sweep.
+    let e = plan_err(&t.replace("first_seeds = 1", "first_seeds = 0"));
+    assert!(e.starts_with("s.toml:") && e.contains("first_seeds = 0") && e.contains("sweep 'lr'"), "{e}");
+}
+
+#[test]
 fn misspelt_probe_option_axis_and_metric_fail_at_plan_time_with_file_and_line() {
     let t = STUDY.replace("probe = \"loss\"", "probe = \"los\"");
     let e = plan_err(&t);
