@@ -8,6 +8,7 @@
 # checks in CI that quick mode still decides every claim as full mode did there.
 #
 # Usage: bench/studies_full_vs_quick.sh [STUDY ...]       (default: every built-in study)
+#        A STUDY that is not built in is run from crates/sgdlab-studies/studies/STUDY.toml.
 # Environment: OUT   where the study directories go        [a temporary directory]
 #              JOBS  runs in parallel                       [number of cores]
 #              SGDLAB_BIN  use this binary instead of building the work tree
@@ -29,6 +30,12 @@ else
   mapfile -t STUDIES < <("$SGDLAB_BIN" study list | tail -n +2 | awk '{print $1}')
 fi
 echo "$("$SGDLAB_BIN" --version); $(nproc) CPUs; jobs $JOBS; out $OUT"
+mapfile -t BUILTIN < <("$SGDLAB_BIN" study list | tail -n +2 | awk '{print $1}')
+source_of() {  # a built-in name, or the study file of that name
+  local b
+  for b in "${BUILTIN[@]}"; do [[ $b == "$1" ]] && { echo "$1"; return; }; done
+  if [[ -f crates/sgdlab-studies/studies/$1.toml ]]; then echo "crates/sgdlab-studies/studies/$1.toml"; else echo "$1"; fi
+}
 status=0
 claims_of() {
   python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print(v["verdict"] + " | " + "; ".join(sorted(c["id"] + "=" + c["verdict"] for c in v["claims"])))' "$1"
@@ -38,7 +45,7 @@ for s in "${STUDIES[@]}"; do
     flag=""; dir="$OUT/$s"
     if [[ $mode == quick ]]; then flag="--quick"; dir="$OUT/$s-quick"; fi
     t0=$(date +%s.%N)
-    "$SGDLAB_BIN" study run "$s" $flag --jobs "$JOBS" --out "$OUT" --quiet
+    "$SGDLAB_BIN" study run "$(source_of "$s")" $flag --jobs "$JOBS" --out "$OUT" --quiet
     t1=$(date +%s.%N)
     wall=$(echo "$t1 - $t0" | bc)
     printf '%-28s %-5s %7.1f s  %s\n' "$s" "$mode" "$wall" "$(claims_of "$dir/verdict.json")"
