@@ -843,11 +843,15 @@ impl ValueSpec {
         }
     }
 
-    /// Every metric the value reads.
+    /// Every metric the value reads, each once, in the order first read.
     pub fn metrics(&self) -> Vec<&str> {
         let mut out: Vec<&str> = self.own_metric().into_iter().collect();
         for c in self.children() {
-            out.extend(c.metrics());
+            for m in c.metrics() {
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
         }
         out
     }
