@@ -59,6 +59,7 @@ pub const BUILTIN: &[Builtin] = &[
     Builtin { name: "simplicity-pitfalls", toml: include_str!("../studies/simplicity-pitfalls.toml") },
     Builtin { name: "simplicity-dominoes", toml: include_str!("../studies/simplicity-dominoes.toml") },
     Builtin { name: "increasing-complexity", toml: include_str!("../studies/increasing-complexity.toml") },
+    Builtin { name: "distribution-clones", toml: include_str!("../studies/distribution-clones.toml") },
     Builtin { name: "batch-sharpness", toml: include_str!("../studies/batch-sharpness.toml") },
     Builtin { name: "batch-sharpness-conv", toml: include_str!("../studies/batch-sharpness-conv.toml") },
     Builtin { name: "shift-curvature", toml: include_str!("../studies/shift-curvature.toml") },

@@ -192,6 +192,33 @@ fn check_metrics(st: &LoadedStudy, measures: &[PlannedMeasure]) -> Result<(), St
     Ok(())
 }
 
+/// Checks that the partner runs that claims and figures name (`partner`, `paired`) are planned:
+/// some run has the axis values of each `where`.
+fn check_partners(st: &LoadedStudy, runs: &[PlannedRun]) -> Result<(), StudyError> {
+    let values = st.spec.claim.iter().enumerate().map(|(i, c)| (format!("claim.{i}.value"), &c.value)).chain(
+        st.spec.figure.iter().enumerate().flat_map(|(i, f)| {
+            [("y", &f.y), ("x_value", &f.x_value)]
+                .into_iter()
+                .filter_map(move |(k, v)| v.as_ref().map(|v| (format!("figure.{i}.{k}"), v)))
+                .chain(f.reference.iter().map(move |r| (format!("figure.{i}.reference"), &r.value)))
+        }),
+    );
+    for (path, v) in values {
+        for arm in v.partner_arms() {
+            if !runs.iter().any(|r| crate::statistic::in_arm(arm, &r.axes)) {
+                return Err(st.error_at(
+                    &span::path(&path),
+                    format!(
+                        "partner/paired where = {{ {} }} matches no planned run",
+                        crate::statistic::describe_arm(arm)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parses one run's spec; an error points into the study file: at the axis that set the key, or
 /// at the key in `[base]`.
 fn resolve_run(
@@ -367,6 +394,7 @@ pub fn plan(st: &LoadedStudy) -> Result<PlanRecord, StudyError> {
             }
         }
     }
+    check_partners(st, &runs)?;
     Ok(PlanRecord {
         study: spec.name.clone(),
         title: spec.title.clone(),

@@ -9,7 +9,9 @@
 //! | `{ last = "probe/name" }` | the last measured value |
 //! | `{ at = { metric = "...", step = 500 } }` (or `epoch = 2.0`, or `when = VALUE`) | the first measurement at or after that step / epoch / the step a value gives |
 //! | `{ min = { metric = "...", from_step = 0, to_step = 1000 } }`, `max`, `mean` | over the measurements in the window (`from_*`/`to_*` in steps or epochs, inclusive, all optional), element-wise for vectors |
-//! | `{ first_crossing = { metric = "...", below = 0.1, by = "step" } }` (or `above`) | the first step (or epoch) whose value is below (above) the threshold; per element for a vector; `if_never = "missing"` (default) or `"end"` (the last measured step) |
+//! | `{ first_crossing = { metric = "...", below = 0.1, by = "step" } }` (or `above`) | the first step (or epoch) whose value is below (above) the threshold, at `sustained` (default 1) consecutive measurements: the first of them; per element for a vector; never: `if_never = "missing"` (default: no value, with the reason; NaN for a vector's element) or `"end"` (the last measured step) |
+//! | `paired = { where = { axis = value }, difference = "abs" }` inside `first_crossing`, `min`, `max`, `mean` | the metric read as this run's minus its partner's (the one run of the same seed with those axis values, and this run's values of the axes listed in `same = [...]`), step by step; `difference` = `signed` (default) or `abs`; a step only one of them measured is an error, or left out with `unpaired = "skip"` |
+//! | `{ partner = { where = { axis = value }, value = VALUE } }` | VALUE of the partner run |
 //! | `{ slope = { metric = "...", against = "step", x_scale = "log", y_scale = "log" } }`, `r2` | least-squares slope (R^2) of the series against step or epoch; scales `linear`, `log` (base 10), `sqrt` (x only) |
 //! | `{ spearman = { x = VALUE, y = VALUE } }`, `kendall` | rank correlation of two vectors (without `y`: of `x` with its index) |
 //! | `{ ratio = [A, B] }`, `difference = [A, B]`, `product = [...]`, `sum = [...]` | arithmetic, element-wise for vectors (a scalar broadcasts) |
@@ -22,9 +24,12 @@
 //! Values are computed from the records on disk alone, so `sgdlab report DIR` recomputes every
 //! claim without running anything.
 
+use crate::spec::Arm;
+use crate::statistic::{describe_arm, in_arm};
 use serde::{Deserialize, Serialize};
 use sgdlab_linalg::stats;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A scalar or a vector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,12 +72,30 @@ pub struct Point {
     pub value: Val,
 }
 
-/// A run as values see it: its seed, axis values and metric series (points in step order).
+/// A run as values see it: its seed, axis values and metric series (points in step order), and
+/// the completed runs of the same seed (itself included) that `partner` and `paired` read.
 #[derive(Debug, Clone, Default)]
 pub struct RunData {
     pub seed: u64,
     pub axes: BTreeMap<String, serde_json::Value>,
     pub series: BTreeMap<String, Vec<Point>>,
+    /// The completed runs of this seed (their own `peers` empty); empty when not linked.
+    pub peers: Arc<[RunData]>,
+}
+
+/// Links every run to the runs of its seed for which `include` holds (the completed ones): each
+/// run's `peers` becomes that group (each member without peers of its own).
+pub fn link_peers(runs: &mut [&mut RunData], include: &[bool]) {
+    let mut groups: BTreeMap<u64, Vec<RunData>> = BTreeMap::new();
+    for (r, &inc) in runs.iter().zip(include) {
+        if inc {
+            groups.entry(r.seed).or_default().push(RunData { peers: Arc::from(Vec::new()), ..(**r).clone() });
+        }
+    }
+    let groups: BTreeMap<u64, Arc<[RunData]>> = groups.into_iter().map(|(k, v)| (k, Arc::from(v))).collect();
+    for r in runs.iter_mut() {
+        r.peers = groups.get(&r.seed).cloned().unwrap_or_else(|| Arc::from(Vec::new()));
+    }
 }
 
 impl RunData {
@@ -111,7 +134,7 @@ impl RunData {
             };
             series.entry(metric).or_default().push(Point { step, epoch, value });
         }
-        RunData { seed, axes, series }
+        RunData { seed, axes, series, peers: Arc::from(Vec::new()) }
     }
 
     fn series(&self, metric: &str) -> Result<&[Point], String> {
@@ -126,6 +149,29 @@ impl RunData {
         let v = self.axes.get(name).ok_or_else(|| format!("the run has no axis '{name}'"))?;
         v.as_f64().ok_or_else(|| format!("axis '{name}' has the non-numeric value {v}"))
     }
+
+    /// The partner of this run among `peers`: the one run of the same seed with the axis values
+    /// of `arm` and this run's values of the axes in `same` (itself, if it matches).
+    fn partner<'a>(&self, peers: &'a [RunData], arm: &Arm, same: &[String]) -> Result<&'a RunData, String> {
+        let shared = |p: &RunData| same.iter().all(|k| self.axes.get(k) == p.axes.get(k));
+        let found: Vec<&RunData> =
+            peers.iter().filter(|p| p.seed == self.seed && in_arm(arm, &p.axes) && shared(p)).collect();
+        let with_same = if same.is_empty() { String::new() } else { format!(" and this run's {}", same.join(", ")) };
+        match found.as_slice() {
+            [p] => Ok(p),
+            [] => Err(format!(
+                "no completed run of seed {} with {}{with_same} to pair with",
+                self.seed,
+                describe_arm(arm)
+            )),
+            more => Err(format!(
+                "{} runs of seed {} have {}{with_same}: name the axes the partner shares with this run in same = [...]",
+                more.len(),
+                self.seed,
+                describe_arm(arm)
+            )),
+        }
+    }
 }
 
 /// Step or epoch.
@@ -137,11 +183,112 @@ pub enum By {
     Epoch,
 }
 
+/// How a paired series compares a run with its partner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PairedDifference {
+    /// This run's value minus the partner's.
+    #[default]
+    Signed,
+    /// Its absolute value.
+    Abs,
+}
+
+/// What a paired series does with a step that only one of the two runs measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Unpaired {
+    /// An error naming the step: the run has no value.
+    #[default]
+    Error,
+    /// Left out: the series holds the steps both runs measured.
+    Skip,
+}
+
+/// `paired`: a metric read as the difference between this run and its partner, the run of the
+/// same seed with the axis values `where` (and this run's values of the other axes), step by step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairSpec {
+    #[serde(rename = "where")]
+    pub filter: Arm,
+    /// Axes whose values the partner shares with this run (needed when several runs of the seed
+    /// match `where`, e.g. one per learning rate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub same: Vec<String>,
+    #[serde(default)]
+    pub difference: PairedDifference,
+    #[serde(default)]
+    pub unpaired: Unpaired,
+}
+
+impl PairSpec {
+    /// The paired series of `metric`: `run - partner` (or its absolute value) at every step both
+    /// measured, epochs from `run`.
+    fn series(&self, metric: &str, run: &RunData, peers: &[RunData]) -> Result<Vec<Point>, String> {
+        let partner = run.partner(peers, &self.filter, &self.same)?;
+        let who = describe_arm(&self.filter);
+        let a = run.series(metric)?;
+        let b = partner.series(metric).map_err(|e| format!("{e} in its partner ({who})"))?;
+        let at_b: BTreeMap<u64, &Point> = b.iter().map(|p| (p.step, p)).collect();
+        if self.unpaired == Unpaired::Error {
+            let at_a: std::collections::BTreeSet<u64> = a.iter().map(|p| p.step).collect();
+            if let Some(p) = a.iter().find(|p| !at_b.contains_key(&p.step)) {
+                return Err(format!(
+                    "{metric} is measured at step {} in this run but not in its partner ({who}); unpaired = \"skip\" compares the steps both measured",
+                    p.step
+                ));
+            }
+            if let Some(p) = b.iter().find(|p| !at_a.contains(&p.step)) {
+                return Err(format!(
+                    "{metric} is measured at step {} in its partner ({who}) but not in this run; unpaired = \"skip\" compares the steps both measured",
+                    p.step
+                ));
+            }
+        }
+        let mut out = Vec::new();
+        for p in a {
+            if let Some(q) = at_b.get(&p.step) {
+                let d = elementwise(&p.value, &q.value, |x, y| x - y)
+                    .map_err(|e| format!("{metric} at step {} against its partner ({who}): {e}", p.step))?;
+                let value = match self.difference {
+                    PairedDifference::Signed => d,
+                    PairedDifference::Abs => d.map(f64::abs),
+                };
+                out.push(Point { step: p.step, epoch: p.epoch, value });
+            }
+        }
+        if out.is_empty() {
+            return Err(format!("{metric}: this run and its partner ({who}) share no measured step"));
+        }
+        Ok(out)
+    }
+
+    fn describe(&self, metric: &str) -> String {
+        let d = format!("{metric} minus its partner's ({})", describe_arm(&self.filter));
+        match self.difference {
+            PairedDifference::Signed => format!("({d})"),
+            PairedDifference::Abs => format!("|{d}|"),
+        }
+    }
+}
+
+/// The points of `metric`, or of its paired difference with a partner.
+fn points_of(metric: &str, paired: Option<&PairSpec>, run: &RunData, peers: &[RunData]) -> Result<Vec<Point>, String> {
+    match paired {
+        None => Ok(run.series(metric)?.to_vec()),
+        Some(p) => p.series(metric, run, peers),
+    }
+}
+
 /// A window of a series, inclusive at both ends; absent bounds are open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeriesSpec {
     pub metric: String,
+    /// Read the metric as its difference with a partner run's (see [`PairSpec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<PairSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_step: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,12 +306,12 @@ pub struct SeriesSpec {
 }
 
 impl SeriesSpec {
-    fn points<'a>(&self, run: &'a RunData) -> Result<Vec<&'a Point>, String> {
+    fn points(&self, run: &RunData, peers: &[RunData]) -> Result<Vec<Point>, String> {
         let bound = |w: &Option<Box<ValueSpec>>, what: &str| -> Result<Option<f64>, String> {
             match w {
                 None => Ok(None),
                 Some(v) => {
-                    let s = v.eval(run)?.scalar()?;
+                    let s = v.eval_in(run, peers)?.scalar()?;
                     if s.is_nan() {
                         return Err(format!("{what}: the step is missing"));
                     }
@@ -173,9 +320,8 @@ impl SeriesSpec {
             }
         };
         let (from, to) = (bound(&self.from_when, "from_when")?, bound(&self.to_when, "to_when")?);
-        let pts: Vec<&Point> = run
-            .series(&self.metric)?
-            .iter()
+        let pts: Vec<Point> = points_of(&self.metric, self.paired.as_ref(), run, peers)?
+            .into_iter()
             .filter(|p| self.from_step.is_none_or(|s| p.step >= s) && self.to_step.is_none_or(|s| p.step <= s))
             .filter(|p| self.from_epoch.is_none_or(|e| p.epoch >= e) && self.to_epoch.is_none_or(|e| p.epoch <= e))
             .filter(|p| from.is_none_or(|s| p.step as f64 >= s) && to.is_none_or(|s| p.step as f64 <= s))
@@ -224,6 +370,33 @@ pub struct CrossingSpec {
     pub by: By,
     #[serde(default)]
     pub if_never: Never,
+    /// The crossing must hold at this many consecutive measurements; the value is the first of
+    /// them.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub sustained: u64,
+    /// Read the metric as its difference with a partner run's (see [`PairSpec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<PairSpec>,
+}
+
+fn one() -> u64 {
+    1
+}
+fn is_one(v: &u64) -> bool {
+    *v == 1
+}
+
+/// `partner`: a value of the partner run (the run of the same seed with the axis values `where`
+/// and this run's values of the other axes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerSpec {
+    #[serde(rename = "where")]
+    pub filter: Arm,
+    /// Axes whose values the partner shares with this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub same: Vec<String>,
+    pub value: Box<ValueSpec>,
 }
 
 /// Scale of a fit's coordinate.
@@ -348,6 +521,8 @@ pub enum ValueSpec {
     Log10(Box<ValueSpec>),
     /// The falls between consecutive elements of a vector, `v[i] - v[i + 1]` (one fewer element).
     Drops(Box<ValueSpec>),
+    /// A value of the partner run of the same seed (see [`PartnerSpec`]).
+    Partner(PartnerSpec),
 }
 
 fn elementwise(a: &Val, b: &Val, f: impl Fn(f64, f64) -> f64) -> Result<Val, String> {
@@ -365,7 +540,7 @@ fn elementwise(a: &Val, b: &Val, f: impl Fn(f64, f64) -> f64) -> Result<Val, Str
 }
 
 /// Element-wise reduction of points' values (min/max/mean over time).
-fn over_points(points: &[&Point], f: impl Fn(&[f64]) -> f64) -> Result<Val, String> {
+fn over_points(points: &[Point], f: impl Fn(&[f64]) -> f64) -> Result<Val, String> {
     match &points[0].value {
         Val::Scalar(_) => {
             let v: Vec<f64> = points.iter().map(|p| p.value.elements()[0]).collect();
@@ -409,13 +584,18 @@ fn time_of(p: &Point, by: By) -> f64 {
 impl ValueSpec {
     /// The value for one run; an error says why the run has none.
     pub fn eval(&self, run: &RunData) -> Result<Val, String> {
+        self.eval_in(run, &run.peers)
+    }
+
+    /// The value for `run`, whose partners are found among `peers` (the runs of its seed).
+    fn eval_in(&self, run: &RunData, peers: &[RunData]) -> Result<Val, String> {
         match self {
             ValueSpec::Last(m) => Ok(run.series(m)?.last().expect("non-empty").value.clone()),
             ValueSpec::At(a) => {
                 let target = match (&a.step, &a.epoch, &a.when) {
                     (Some(s), None, None) => (*s as f64, By::Step),
                     (None, Some(e), None) => (*e, By::Epoch),
-                    (None, None, Some(w)) => (w.eval(run)?.scalar()?, By::Step),
+                    (None, None, Some(w)) => (w.eval_in(run, peers)?.scalar()?, By::Step),
                     _ => return Err("at needs exactly one of step, epoch, when".into()),
                 };
                 if target.0.is_nan() {
@@ -437,11 +617,10 @@ impl ValueSpec {
                         )
                     })
             }
-            ValueSpec::Min(s) => over_points(&s.points(run)?, fmin),
-            ValueSpec::Max(s) => over_points(&s.points(run)?, fmax),
-            ValueSpec::Mean(s) => over_points(&s.points(run)?, fmean),
+            ValueSpec::Min(s) => over_points(&s.points(run, peers)?, fmin),
+            ValueSpec::Max(s) => over_points(&s.points(run, peers)?, fmax),
+            ValueSpec::Mean(s) => over_points(&s.points(run, peers)?, fmean),
             ValueSpec::FirstCrossing(c) => {
-                let pts = run.series(&c.metric)?;
                 let crossed = |v: f64| match (c.below, c.above) {
                     (Some(t), None) => v < t,
                     (None, Some(t)) => v > t,
@@ -450,22 +629,41 @@ impl ValueSpec {
                 if c.below.is_some() == c.above.is_some() {
                     return Err("first_crossing needs exactly one of below, above".into());
                 }
+                if c.sustained == 0 {
+                    return Err("first_crossing: sustained must be at least 1".into());
+                }
+                let pts = points_of(&c.metric, c.paired.as_ref(), run, peers)?;
+                let k = usize::try_from(c.sustained).unwrap_or(usize::MAX);
                 let end = time_of(pts.last().expect("non-empty"), c.by);
+                let n = pts[0].value.elements().len();
+                let holds = |j: usize, i: usize| pts[j].value.elements().get(i).is_some_and(|&v| crossed(v));
+                let first = |i: usize| -> Option<f64> {
+                    let mut streak = 0usize;
+                    for j in 0..pts.len() {
+                        streak = if holds(j, i) { streak + 1 } else { 0 };
+                        if streak == k {
+                            return Some(time_of(&pts[j + 1 - k], c.by));
+                        }
+                    }
+                    None
+                };
+                let times: Vec<Option<f64>> = (0..n).map(first).collect();
                 let never = match c.if_never {
                     Never::Missing => f64::NAN,
                     Never::End => end,
                 };
-                let n = pts[0].value.elements().len();
-                let times: Vec<f64> = (0..n)
-                    .map(|i| {
-                        pts.iter()
-                            .find(|p| p.value.elements().get(i).is_some_and(|&v| crossed(v)))
-                            .map_or(never, |p| time_of(p, c.by))
-                    })
-                    .collect();
                 Ok(match pts[0].value {
-                    Val::Scalar(_) => Val::Scalar(times[0]),
-                    Val::Vector(_) => Val::Vector(times),
+                    Val::Scalar(_) => match times[0] {
+                        Some(t) => Val::Scalar(t),
+                        None if c.if_never == Never::End => Val::Scalar(end),
+                        None => {
+                            return Err(format!(
+                                "never crossed: {} (if_never = \"end\" gives the last step)",
+                                self.describe()
+                            ));
+                        }
+                    },
+                    Val::Vector(_) => Val::Vector(times.into_iter().map(|t| t.unwrap_or(never)).collect()),
                 })
             }
             ValueSpec::Slope(f) | ValueSpec::R2(f) => {
@@ -486,10 +684,10 @@ impl ValueSpec {
                 Ok(Val::Scalar(if matches!(self, ValueSpec::Slope(_)) { fit.slope } else { fit.r_squared }))
             }
             ValueSpec::Spearman(c) | ValueSpec::Kendall(c) => {
-                let x = c.x.eval(run)?;
+                let x = c.x.eval_in(run, peers)?;
                 let xs = x.elements();
                 let y: Vec<f64> = match &c.y {
-                    Some(y) => y.eval(run)?.elements().to_vec(),
+                    Some(y) => y.eval_in(run, peers)?.elements().to_vec(),
                     None => (0..xs.len()).map(|i| i as f64).collect(),
                 };
                 if xs.len() != y.len() {
@@ -504,24 +702,26 @@ impl ValueSpec {
                 };
                 r.map(Val::Scalar).map_err(|e| e.to_string())
             }
-            ValueSpec::Ratio(v) => elementwise(&v[0].eval(run)?, &v[1].eval(run)?, |a, b| a / b),
-            ValueSpec::Difference(v) => elementwise(&v[0].eval(run)?, &v[1].eval(run)?, |a, b| a - b),
+            ValueSpec::Ratio(v) => elementwise(&v[0].eval_in(run, peers)?, &v[1].eval_in(run, peers)?, |a, b| a / b),
+            ValueSpec::Difference(v) => {
+                elementwise(&v[0].eval_in(run, peers)?, &v[1].eval_in(run, peers)?, |a, b| a - b)
+            }
             ValueSpec::Product(v) | ValueSpec::Sum(v) | ValueSpec::Greatest(v) => {
                 let op = |a: f64, b: f64| match self {
                     ValueSpec::Product(_) => a * b,
                     ValueSpec::Sum(_) => a + b,
                     _ => a.max(b),
                 };
-                let mut acc = v[0].eval(run)?;
+                let mut acc = v[0].eval_in(run, peers)?;
                 for t in &v[1..] {
-                    acc = elementwise(&acc, &t.eval(run)?, op)?;
+                    acc = elementwise(&acc, &t.eval_in(run, peers)?, op)?;
                 }
                 Ok(acc)
             }
             ValueSpec::Axis(a) => run.axis(a).map(Val::Scalar),
             ValueSpec::Constant(c) => Ok(Val::Scalar(*c)),
             ValueSpec::Drops(v) => {
-                let v = v.eval(run)?;
+                let v = v.eval_in(run, peers)?;
                 let xs = v.elements();
                 if xs.len() < 2 {
                     return Err(format!("drops need a vector of at least 2 elements, not {}", xs.len()));
@@ -529,7 +729,7 @@ impl ValueSpec {
                 Ok(Val::Vector(xs.windows(2).map(|w| w[0] - w[1]).collect()))
             }
             ValueSpec::Element(e) => {
-                let v = e.of.eval(run)?;
+                let v = e.of.eval_in(run, peers)?;
                 let xs = v.elements();
                 let i = if e.index < 0 { xs.len() as i64 + e.index } else { e.index };
                 usize::try_from(i)
@@ -539,7 +739,7 @@ impl ValueSpec {
                     .ok_or_else(|| format!("element {} of a vector of {}", e.index, xs.len()))
             }
             ValueSpec::Reduce(r) => {
-                let v = r.of.eval(run)?;
+                let v = r.of.eval_in(run, peers)?;
                 let xs = v.elements();
                 Ok(Val::Scalar(match r.op {
                     ReduceOp::Min => fmin(xs),
@@ -554,15 +754,16 @@ impl ValueSpec {
             }
             ValueSpec::Fraction(f) => {
                 let pred = f.predicate()?;
-                let v = f.of.eval(run)?;
+                let v = f.of.eval_in(run, peers)?;
                 let xs = v.elements();
                 if xs.is_empty() {
                     return Err("fraction of an empty vector".into());
                 }
                 Ok(Val::Scalar(xs.iter().filter(|&&x| !x.is_nan() && pred.holds(x)).count() as f64 / xs.len() as f64))
             }
-            ValueSpec::Abs(v) => Ok(v.eval(run)?.map(f64::abs)),
-            ValueSpec::Log10(v) => Ok(v.eval(run)?.map(f64::log10)),
+            ValueSpec::Partner(p) => p.value.eval_in(run.partner(peers, &p.filter, &p.same)?, peers),
+            ValueSpec::Abs(v) => Ok(v.eval_in(run, peers)?.map(f64::abs)),
+            ValueSpec::Log10(v) => Ok(v.eval_in(run, peers)?.map(f64::log10)),
         }
     }
 
@@ -582,6 +783,7 @@ impl ValueSpec {
             ValueSpec::Reduce(r) => vec![r.of.as_ref()],
             ValueSpec::Fraction(f) => vec![f.of.as_ref()],
             ValueSpec::Abs(v) | ValueSpec::Log10(v) | ValueSpec::Drops(v) => vec![v.as_ref()],
+            ValueSpec::Partner(p) => vec![p.value.as_ref()],
             ValueSpec::Min(s) | ValueSpec::Max(s) | ValueSpec::Mean(s) => {
                 [&s.from_when, &s.to_when].into_iter().flatten().map(|b| b.as_ref()).collect()
             }
@@ -616,15 +818,40 @@ impl ValueSpec {
             | ValueSpec::Fraction(_)
             | ValueSpec::Abs(_)
             | ValueSpec::Log10(_)
-            | ValueSpec::Drops(_) => None,
+            | ValueSpec::Drops(_)
+            | ValueSpec::Partner(_) => None,
         }
     }
 
-    /// Every metric the value reads.
+    /// The partner arms the value reads (`partner` and `paired`), for checks against the plan.
+    pub fn partner_arms(&self) -> Vec<&Arm> {
+        let mut out: Vec<&Arm> = self.own_partners().into_iter().map(|(a, _)| a).collect();
+        for c in self.children() {
+            out.extend(c.partner_arms());
+        }
+        out
+    }
+
+    fn own_partners(&self) -> Vec<(&Arm, &[String])> {
+        match self {
+            ValueSpec::Partner(p) => vec![(&p.filter, &p.same)],
+            ValueSpec::FirstCrossing(CrossingSpec { paired: Some(p), .. }) => vec![(&p.filter, &p.same)],
+            ValueSpec::Min(s) | ValueSpec::Max(s) | ValueSpec::Mean(s) => {
+                s.paired.iter().map(|p| (&p.filter, p.same.as_slice())).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every metric the value reads, each once, in the order first read.
     pub fn metrics(&self) -> Vec<&str> {
         let mut out: Vec<&str> = self.own_metric().into_iter().collect();
         for c in self.children() {
-            out.extend(c.metrics());
+            for m in c.metrics() {
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
         }
         out
     }
@@ -675,7 +902,26 @@ impl ValueSpec {
             ValueSpec::Fraction(f) => {
                 f.predicate()?;
             }
+            ValueSpec::FirstCrossing(c) if c.sustained == 0 => {
+                return Err(format!("first_crossing (of {}): sustained must be at least 1", c.metric));
+            }
             _ => {}
+        }
+        let known =
+            || if axes.is_empty() { "the study has none".to_string() } else { format!("axes: {}", axes.join(", ")) };
+        for (arm, same) in self.own_partners() {
+            if arm.is_empty() {
+                return Err("partner and paired need where = { axis = value, ... } naming the partner run".into());
+            }
+            if let Some(k) = arm.keys().find(|k| !axes.contains(&k.as_str())) {
+                return Err(format!("partner/paired where names '{k}', which is not an axis ({})", known()));
+            }
+            if let Some(k) = same.iter().find(|k| !axes.contains(&k.as_str())) {
+                return Err(format!("partner/paired same names '{k}', which is not an axis ({})", known()));
+            }
+            if let Some(k) = same.iter().find(|k| arm.contains_key(*k)) {
+                return Err(format!("partner/paired: axis '{k}' is both in where and in same"));
+            }
         }
         for c in self.children() {
             c.check_axes(axes)?;
@@ -743,6 +989,7 @@ impl ValueSpec {
                 false
             }
             ValueSpec::Abs(v) | ValueSpec::Log10(v) => v.is_vector(metric_is_vector)?,
+            ValueSpec::Partner(p) => p.value.is_vector(metric_is_vector)?,
             ValueSpec::Drops(v) => {
                 if !v.is_vector(metric_is_vector)? {
                     return Err("drops need a vector".into());
@@ -785,21 +1032,22 @@ impl ValueSpec {
                 (_, _, Some(w)) => format!("{} at the step of ({})", a.metric, d(w)),
                 (None, None, None) => a.metric.clone(),
             },
-            ValueSpec::Min(s) => format!("minimum of {}{}", s.metric, window(s)),
-            ValueSpec::Max(s) => format!("maximum of {}{}", s.metric, window(s)),
-            ValueSpec::Mean(s) => format!("mean of {}{}", s.metric, window(s)),
+            ValueSpec::Min(s) => format!("minimum of {}{}", series_name(&s.metric, s.paired.as_ref()), window(s)),
+            ValueSpec::Max(s) => format!("maximum of {}{}", series_name(&s.metric, s.paired.as_ref()), window(s)),
+            ValueSpec::Mean(s) => format!("mean of {}{}", series_name(&s.metric, s.paired.as_ref()), window(s)),
             ValueSpec::FirstCrossing(c) => format!(
-                "first {} at which {} {}",
+                "first {} at which {} {}{}",
                 match c.by {
                     By::Step => "step",
                     By::Epoch => "epoch",
                 },
-                c.metric,
+                series_name(&c.metric, c.paired.as_ref()),
                 match (c.below, c.above) {
                     (Some(t), _) => format!("falls below {t}"),
                     (_, Some(t)) => format!("rises above {t}"),
                     (None, None) => String::new(),
-                }
+                },
+                if c.sustained > 1 { format!(" for {} consecutive measurements", c.sustained) } else { String::new() }
             ),
             ValueSpec::Slope(f) | ValueSpec::R2(f) => format!(
                 "{} of a {} fit of {} against {}",
@@ -841,8 +1089,13 @@ impl ValueSpec {
             ValueSpec::Abs(v) => format!("|{}|", d(v)),
             ValueSpec::Log10(v) => format!("log10({})", d(v)),
             ValueSpec::Drops(v) => format!("falls between consecutive elements of ({})", d(v)),
+            ValueSpec::Partner(p) => format!("({}) of its partner ({})", d(&p.value), describe_arm(&p.filter)),
         }
     }
+}
+
+fn series_name(metric: &str, paired: Option<&PairSpec>) -> String {
+    paired.map_or_else(|| metric.to_string(), |p| p.describe(metric))
 }
 
 impl FractionSpec {
@@ -928,14 +1181,20 @@ mod tests {
         );
         assert_eq!(s(&from_when), 1.0 / 31.0);
         let never = r#"{ min = { metric = "train/loss", to_when = { first_crossing = { metric = "train/loss", below = -1.0 } } } }"#;
-        assert!(v(never).eval(&run()).unwrap_err().contains("to_when: the step is missing"));
+        let e = v(never).eval(&run()).unwrap_err();
+        assert_eq!(
+            e,
+            "never crossed: first step at which train/loss falls below -1 (if_never = \"end\" gives the last step)"
+        );
         assert_eq!(
             s(r#"{ mean = { metric = "train/loss", from_step = 10, to_step = 20 } }"#),
             (1.0 / 11.0 + 1.0 / 21.0) / 2.0
         );
         assert_eq!(s(r#"{ first_crossing = { metric = "train/loss", below = 0.06 } }"#), 20.0);
         assert_eq!(s(r#"{ first_crossing = { metric = "train/loss", below = 0.06, by = "epoch" } }"#), 2.0);
-        assert!(s(r#"{ first_crossing = { metric = "train/loss", below = 0.0 } }"#).is_nan());
+        // Never crossed: no value, and the reason (a vector gets NaN for that element).
+        let e = v(r#"{ first_crossing = { metric = "train/loss", below = 0.0 } }"#).eval(&run()).unwrap_err();
+        assert!(e.starts_with("never crossed: first step at which train/loss falls below 0"), "{e}");
         assert_eq!(s(r#"{ first_crossing = { metric = "train/loss", below = 0.0, if_never = "end" } }"#), 40.0);
         // 1/(1+s) on a log-log scale over s >= 10 is nearly a line of slope -1.
         let slope = s(r#"{ slope = { metric = "train/loss", x_scale = "log", y_scale = "log", from_step = 10 } }"#);
@@ -992,5 +1251,156 @@ mod tests {
         assert!(v(r#"{ first_crossing = { metric = "a/b" } }"#).check_axes(&[]).is_err());
         assert!(v(r#"{ fraction = { of = { last = "a/b" }, greater = 1.0, less = 2.0 } }"#).check_axes(&[]).is_err());
         assert_eq!(v(r#"{ last = "a/b" }"#).describe(), "final a/b");
+    }
+
+    /// Three runs of one seed on the steps 0, 1, 2, 3, 5, 8, 13, 20, arms `data` = real, gp and
+    /// gpiso: the accuracies of real plus these differences.
+    fn paired_runs(seed: u64, gp: &[f64; 8], gpiso: &[f64; 8]) -> Vec<RunData> {
+        let steps = [0u64, 1, 2, 3, 5, 8, 13, 20];
+        let real = [0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9];
+        let mk = |arm: &str, diff: &[f64; 8]| {
+            let rows: Vec<MetricRecord> = steps
+                .iter()
+                .zip(real.iter().zip(diff))
+                .map(|(&st, (&r, &d))| row(st, "test", "accuracy", None, r - d))
+                .collect();
+            RunData::from_rows(seed, [("data".to_string(), serde_json::json!(arm))].into(), &rows)
+        };
+        let mut runs = vec![mk("real", &[0.0; 8]), mk("gp", gp), mk("gpiso", gpiso)];
+        let mut refs: Vec<&mut RunData> = runs.iter_mut().collect();
+        link_peers(&mut refs, &[true, true, true]);
+        runs
+    }
+
+    const T_DIV: &str = r#"{ first_crossing = { metric = "test/accuracy", paired = { where = { data = "real" }, difference = "abs" }, above = 0.02, sustained = 3 } }"#;
+
+    #[test]
+    fn a_paired_crossing_gives_the_first_step_of_a_sustained_difference() {
+        // gp: a one-evaluation excursion at step 1, then more than 2 points below real from step 5 on.
+        // gpiso: below real by more than 2 points from step 2 on (signed: real - gpiso > 0).
+        let gp = [0.0, 0.03, 0.01, 0.0, 0.03, 0.04, 0.05, 0.06];
+        let gpiso = [0.0, 0.01, 0.05, 0.06, 0.07, 0.1, 0.1, 0.1];
+        let runs = paired_runs(4, &gp, &gpiso);
+        let at = |r: &RunData, t: &str| v(t).eval(r).unwrap().scalar().unwrap();
+        assert_eq!(at(&runs[1], T_DIV), 5.0);
+        assert_eq!(at(&runs[2], T_DIV), 2.0);
+        // Without `sustained` the excursion at step 1 counts.
+        let once = T_DIV.replace(", sustained = 3", "");
+        assert_eq!(at(&runs[1], &once), 1.0);
+        // Signed: this run minus real, so gp lies below 0 by more than 2 points.
+        let signed = r#"{ first_crossing = { metric = "test/accuracy", paired = { where = { data = "real" } }, below = -0.02, sustained = 2 } }"#;
+        assert_eq!(at(&runs[1], signed), 5.0);
+        // By epoch (rows carry epoch = step / 10).
+        assert_eq!(at(&runs[2], &T_DIV.replace("sustained = 3", "sustained = 3, by = \"epoch\"")), 0.2);
+        // The real run paired with itself never differs.
+        let e = v(T_DIV).eval(&runs[0]).unwrap_err();
+        assert!(e.starts_with("never crossed: first step at which |test/accuracy minus its partner's (data = \"real\")| rises above 0.02 for 3 consecutive measurements"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+        assert_eq!(at(&runs[0], &T_DIV.replace("sustained = 3", "sustained = 3, if_never = \"end\"")), 20.0);
+        // A partner's value: t_div(gpiso) - t_div(gp), read on the gpiso run.
+        let order =
+            format!("{{ difference = [{T_DIV}, {{ partner = {{ where = {{ data = \"gp\" }}, value = {T_DIV} }} }}] }}");
+        assert_eq!(at(&runs[2], &order), -3.0);
+        // The largest |gp - real| before t_div(gp): steps 0..=4 (the excursion of 0.03 at step 1).
+        let before = format!(
+            "{{ max = {{ metric = \"test/accuracy\", paired = {{ where = {{ data = \"real\" }}, difference = \"abs\" }}, to_when = {{ difference = [{T_DIV}, {{ constant = 1 }}] }} }} }}"
+        );
+        assert!((at(&runs[1], &before) - 0.03).abs() < 1e-12);
+        assert!(
+            v(&before)
+                .describe()
+                .starts_with("maximum of |test/accuracy minus its partner's (data = \"real\")| (to the step of")
+        );
+    }
+
+    #[test]
+    fn paired_values_say_what_is_missing() {
+        let z = [0.0; 8];
+        let mut runs = paired_runs(0, &z, &z);
+        // A partner that does not exist, and a run that was never linked to its seed's runs.
+        let e = v(&T_DIV.replace("\"real\"", "\"wgan\"")).eval(&runs[1]).unwrap_err();
+        assert_eq!(e, "no completed run of seed 0 with data = \"wgan\" to pair with");
+        let lone = RunData { peers: Arc::from(Vec::new()), ..runs[1].clone() };
+        assert!(v(T_DIV).eval(&lone).unwrap_err().starts_with("no completed run of seed 0"));
+        // A step measured in one run only: an error naming it, unless unpaired = "skip".
+        let gp = &mut runs[1];
+        gp.series.get_mut("test/accuracy").unwrap().retain(|p| p.step != 8);
+        let mut refs: Vec<&mut RunData> = runs.iter_mut().collect();
+        link_peers(&mut refs, &[true, true, true]);
+        let e = v(T_DIV).eval(&runs[1]).unwrap_err();
+        assert_eq!(
+            e,
+            "test/accuracy is measured at step 8 in its partner (data = \"real\") but not in this run; unpaired = \"skip\" compares the steps both measured"
+        );
+        let skip = T_DIV
+            .replace("difference = \"abs\"", "difference = \"abs\", unpaired = \"skip\"")
+            .replace("sustained = 3", "sustained = 3, if_never = \"end\"");
+        assert_eq!(v(&skip).eval(&runs[1]).unwrap().scalar().unwrap(), 20.0);
+        // The partner must have the metric.
+        let e = v(&T_DIV.replace("test/accuracy", "test/loss")).eval(&runs[1]).unwrap_err();
+        assert_eq!(e, "no test/loss measured");
+        // Excluded runs are not partners: link without the real run.
+        let mut refs: Vec<&mut RunData> = runs.iter_mut().collect();
+        link_peers(&mut refs, &[false, true, true]);
+        assert!(v(T_DIV).eval(&runs[1]).unwrap_err().starts_with("no completed run of seed 0 with data = \"real\""));
+    }
+
+    #[test]
+    fn several_candidate_partners_need_same() {
+        // Two learning rates per arm: data = "real" matches two runs of the seed.
+        // gpiso parts from its own real run at step 5; the real run of the other lr is 0.1 away.
+        let base = paired_runs(1, &[0.0; 8], &[0.0, 0.0, 0.0, 0.0, 0.05, 0.05, 0.05, 0.05]);
+        let mut runs: Vec<RunData> = Vec::new();
+        for (lr, shift) in [(0.1, 0.0), (0.2, 0.1)] {
+            for r in &base {
+                let mut r = r.clone();
+                r.axes.insert("lr".into(), serde_json::json!(lr));
+                for p in r.series.get_mut("test/accuracy").unwrap() {
+                    p.value = p.value.map(|x| x + shift);
+                }
+                runs.push(r);
+            }
+        }
+        let mut refs: Vec<&mut RunData> = runs.iter_mut().collect();
+        link_peers(&mut refs, &[true; 6]);
+        let gpiso_lr2 = &runs[5];
+        let e = v(T_DIV).eval(gpiso_lr2).unwrap_err();
+        assert_eq!(
+            e,
+            "2 runs of seed 1 have data = \"real\": name the axes the partner shares with this run in same = [...]"
+        );
+        let same = T_DIV.replace("difference = \"abs\"", "same = [\"lr\"], difference = \"abs\"");
+        assert_eq!(v(&same).eval(gpiso_lr2).unwrap().scalar().unwrap(), 5.0);
+        assert!(v(&same).check_axes(&["data", "lr"]).is_ok());
+        let e = v(&same).check_axes(&["data"]).unwrap_err();
+        assert_eq!(e, "partner/paired same names 'lr', which is not an axis (axes: data)");
+        let both = T_DIV.replace("difference = \"abs\"", "same = [\"data\"], difference = \"abs\"");
+        assert!(v(&both).check_axes(&["data"]).unwrap_err().contains("both in where and in same"));
+    }
+
+    #[test]
+    fn paired_and_partner_forms_are_checked_before_running() {
+        let axes = ["data"];
+        let e = v(&T_DIV.replace("where = { data", "where = { kind")).check_axes(&axes).unwrap_err();
+        assert_eq!(e, "partner/paired where names 'kind', which is not an axis (axes: data)");
+        let e = v(&T_DIV.replace("sustained = 3", "sustained = 0")).check_axes(&axes).unwrap_err();
+        assert!(e.contains("sustained must be at least 1"), "{e}");
+        let e = v(r#"{ partner = { where = {}, value = { last = "a/b" } } }"#).check_axes(&axes).unwrap_err();
+        assert!(e.contains("need where = { axis = value"), "{e}");
+        assert!(v(r#"{ partner = { where = { data = "gp" }, value = { last = "a/b" } } }"#).check_axes(&axes).is_ok());
+        let bad = |t: &str| {
+            #[derive(Deserialize, Debug)]
+            #[allow(dead_code)]
+            struct W {
+                v: ValueSpec,
+            }
+            toml::from_str::<W>(&format!("v = {t}")).unwrap_err().to_string()
+        };
+        assert!(bad(&T_DIV.replace("\"abs\"", "\"absolute\"")).contains("unknown variant `absolute`"));
+        assert!(bad(&T_DIV.replace("difference = \"abs\"", "diff = \"abs\"")).contains("unknown field `diff`"));
+        let p = v(&format!("{{ partner = {{ where = {{ data = \"gp\" }}, value = {T_DIV} }} }}"));
+        assert_eq!(p.metrics(), vec!["test/accuracy"]);
+        assert_eq!(p.partner_arms().len(), 2);
+        assert!(!p.is_vector(&|_| Some(false)).unwrap());
     }
 }

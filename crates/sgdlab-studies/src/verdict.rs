@@ -60,6 +60,11 @@ pub fn load_runs(
             data: RunData::from_rows(r.seed, r.axes.clone(), &rows),
         });
     }
+    // Values that read another run of the same seed (`partner`, `paired`) find it among the
+    // completed runs of that seed.
+    let completed: Vec<bool> = out.iter().map(|r| r.summary.status == RunState::Completed).collect();
+    let mut data: Vec<&mut RunData> = out.iter_mut().map(|r| &mut r.data).collect();
+    crate::value::link_peers(&mut data, &completed);
     Ok(out)
 }
 

@@ -406,6 +406,33 @@ fn a_huge_learning_rate_diverges_with_its_step_recorded() {
     assert!(!dir.path().join("final.safetensors").exists());
 }
 
+/// The steps at which `test/accuracy` was written.
+fn eval_steps(dir: &Path) -> Vec<u64> {
+    let mut s: Vec<u64> = sgdlab_train::read_metrics(dir)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.probe == "test" && m.name == "accuracy")
+        .map(|m| m.step)
+        .collect();
+    s.dedup();
+    s
+}
+
+#[test]
+fn evaluations_follow_every_at_and_log_spaced_steps() {
+    // 100 steps, 10 log-spaced points round(100^(i/9)): 1, 2, 3, 5, 8, 13, 22, 36, 60, 100
+    // (checked by hand: 100^(1/9) = 1.668), with step 0 and the steps listed in `at`.
+    let s = spec(&MNIST1D_SGD.replace("every = 25\ntrain_subset", "log_spaced = 10\nat = [50, 51]\ntrain_subset"));
+    let dir = tempfile::tempdir().unwrap();
+    run_in(&s, dir.path(), None);
+    assert_eq!(eval_steps(dir.path()), [0, 1, 2, 3, 5, 8, 13, 22, 36, 50, 51, 60, 100]);
+    // With `every` as well: the union.
+    let s = spec(&MNIST1D_SGD.replace("every = 25\ntrain_subset", "every = 40\nlog_spaced = 3\ntrain_subset"));
+    let dir = tempfile::tempdir().unwrap();
+    run_in(&s, dir.path(), None);
+    assert_eq!(eval_steps(dir.path()), [0, 1, 10, 40, 80, 100]);
+}
+
 #[test]
 fn checkpoints_follow_the_schedule_and_keep_the_latest() {
     let s = spec(&MNIST1D_SGD.replace("[checkpoint]\nevery = 50", "[checkpoint]\nevery = 20\nkeep = 2"));
