@@ -13,7 +13,7 @@ if [[ -z "${SGDLAB_BIN:-}" ]]; then
   cargo build --release --quiet
   export SGDLAB_BIN=target/release/sgdlab
 fi
-STUDIES=(increasing-complexity gaussian-clones edge-of-stability shift-curvature entropy-sgd
+STUDIES=(increasing-complexity distribution-clones edge-of-stability shift-curvature entropy-sgd
   sgd-noise-escape iterate-tails sobolev-flatness sgd-adam-tails)
 mapfile -t BUILTIN < <("$SGDLAB_BIN" study list | tail -n +2 | awk '{print $1}')
 present=()
