@@ -62,6 +62,7 @@ pub const BUILTIN: &[Builtin] = &[
     Builtin { name: "distribution-clones", toml: include_str!("../studies/distribution-clones.toml") },
     Builtin { name: "batch-sharpness", toml: include_str!("../studies/batch-sharpness.toml") },
     Builtin { name: "batch-sharpness-conv", toml: include_str!("../studies/batch-sharpness-conv.toml") },
+    Builtin { name: "edge-of-stability", toml: include_str!("../studies/edge-of-stability.toml") },
     Builtin { name: "shift-curvature", toml: include_str!("../studies/shift-curvature.toml") },
     Builtin { name: "sgd-noise-escape", toml: include_str!("../studies/sgd-noise-escape.toml") },
     Builtin { name: "iterate-tails", toml: include_str!("../studies/iterate-tails.toml") },
