@@ -659,10 +659,12 @@ fn a_second_trainer_on_the_directory_is_refused() {
 /// count and its beta2 and eps.
 #[test]
 fn the_hook_receives_adams_second_moment_after_the_first_step() {
+    /// What the hook saw of the state: (length of v, steps, beta2, eps, v finite and >= 0).
+    type Seen = Option<(usize, u64, f64, f64, bool)>;
     #[derive(Default)]
     struct Recording {
         adam: Option<sgdlab_train::AdamSecondMoment>,
-        seen: Vec<(u64, Option<(usize, u64, f64, f64, bool)>)>,
+        seen: Vec<(u64, Seen)>,
     }
     impl sgdlab_train::MeasurementHook for Recording {
         fn due(&self, step: u64, _: u64) -> bool {

@@ -489,7 +489,7 @@ pub fn precondition_rows<T: Scalar>(x: &mut Array2<T>, denominator: &[f64]) -> R
     let inv: Vec<T> = denominator.iter().map(|d| T::from_f64(1.0 / d)).collect();
     for mut row in x.rows_mut() {
         for (v, &s) in row.iter_mut().zip(&inv) {
-            *v = *v * s;
+            *v *= s;
         }
     }
     Ok(())
