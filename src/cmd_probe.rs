@@ -102,6 +102,7 @@ pub fn run(a: ProbeArgs) -> Result<()> {
             data_spec: loaded.data.as_ref().map(|(_, p)| p.spec.as_str()),
             eval: &eval,
             stream: RngStream::new(eval.seed),
+            adam: None,
         };
         probe.measure(&input, &options, shared.dtype).map_err(|e| anyhow!("{}: {e}", a.name))
     };

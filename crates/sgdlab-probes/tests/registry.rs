@@ -97,6 +97,7 @@ fn try_measure(probe: &dyn Probe, s: &Setup, options: &Value, precision: Precisi
         data_spec: s.data.as_ref().map(|(_, spec)| spec.as_str()),
         eval: &s.eval,
         stream: RngStream::new(0).child(probe.name()),
+        adam: None,
     };
     probe.measure(&input, &checked, precision).map_err(|e| e.to_string())
 }
@@ -331,6 +332,7 @@ fn an_unknown_representation_layer_names_the_layers() {
         data_spec: None,
         eval: &s.eval,
         stream: RngStream::new(0),
+        adam: None,
     };
     let e = probe.measure(&input, &checked, Precision::F64).err().unwrap().to_string();
     assert!(e.contains("'7'") && e.contains("logits") && e.contains("input"), "{e}");
@@ -345,7 +347,15 @@ fn a_probe_refuses_missing_inputs_and_data_that_does_not_fit() {
     let p = init(&m, 0);
     let data = load_dataset(CLASSES).unwrap();
     fn input<'a>(m: &'a Model, p: &'a Params<f64>, data: Option<&'a Dataset>, eval: &'a EvalOptions) -> ProbeInput<'a> {
-        ProbeInput { model: Some(m), params: Some(p), data, data_spec: Some(CLASSES), eval, stream: RngStream::new(0) }
+        ProbeInput {
+            model: Some(m),
+            params: Some(p),
+            data,
+            data_spec: Some(CLASSES),
+            eval,
+            stream: RngStream::new(0),
+            adam: None,
+        }
     }
     let e = probe.measure(&input(&m, &p, None, &eval), &checked, Precision::F64).err().unwrap().to_string();
     assert!(e.contains("needs data"), "{e}");

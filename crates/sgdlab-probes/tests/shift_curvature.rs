@@ -155,6 +155,7 @@ fn bad_options_are_one_line_errors() {
         data_spec: None,
         eval: &eval,
         stream: RngStream::new(0),
+        adam: None,
     };
     let checked = probe.options_from_json(json!({ "test_split": "heldout" })).unwrap();
     let e = probe.measure(&input, &checked, registry::Precision::F64).err().unwrap().to_string();

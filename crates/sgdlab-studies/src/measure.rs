@@ -10,8 +10,10 @@ use crate::spec::{At, MeasureSpec};
 use sgdlab_data::Dataset;
 use sgdlab_linalg::RngStream;
 use sgdlab_nn::{Loss, Model, Params};
-use sgdlab_probes::registry::{self, CheckedOptions, EvalOptions, MetricValue, Precision, Probe, ProbeInput};
-use sgdlab_train::{Measurement, MeasurementHook};
+use sgdlab_probes::registry::{
+    self, AdamState, CheckedOptions, EvalOptions, MetricValue, Precision, Probe, ProbeInput,
+};
+use sgdlab_train::{AdamSecondMoment, Measurement, MeasurementHook};
 use std::collections::BTreeMap;
 
 /// The steps of a log-spaced schedule of `points` points up to `total` (with 0 and `total`).
@@ -31,6 +33,9 @@ pub fn log_steps(total: u64, points: usize) -> Vec<u64> {
 /// Whether a measurement is due after update `step` of `total`.
 pub fn due(m: &MeasureSpec, step: u64, total: u64) -> bool {
     let (every, points) = (m.every, m.points);
+    if step < m.from_step {
+        return false;
+    }
     match m.at {
         At::Init => step == 0,
         At::Final => step == total,
@@ -105,6 +110,9 @@ pub struct StudyHook<'a> {
     loss: Loss,
     seed: u64,
     data_spec: String,
+    /// Adam's second moment at the current measurement (from the trainer), for probes that
+    /// precondition like Adam.
+    adam: Option<AdamState>,
 }
 
 impl<'a> StudyHook<'a> {
@@ -132,7 +140,7 @@ impl<'a> StudyHook<'a> {
                 probe.options_from_json(json).map_err(|e| format!("plan.json: probe '{}': {e}", m.spec.probe))?;
             out.push((m, probe, opts));
         }
-        Ok(StudyHook { measures: out, loss, seed, data_spec: data_spec.to_string() })
+        Ok(StudyHook { measures: out, loss, seed, data_spec: data_spec.to_string(), adam: None })
     }
 
     fn measure_one(
@@ -159,6 +167,7 @@ impl<'a> StudyHook<'a> {
             data_spec: Some(&self.data_spec),
             eval: &eval,
             stream: RngStream::new(self.seed).child("measure").child(&label),
+            adam: self.adam.as_ref(),
         };
         let out = probe.measure(&input, opts, Precision::F64).map_err(|e| format!("probe {label}: {e}"))?;
         let mut rows = Vec::new();
@@ -182,6 +191,10 @@ impl<'a> StudyHook<'a> {
 impl MeasurementHook for StudyHook<'_> {
     fn due(&self, step: u64, total: u64) -> bool {
         self.measures.iter().any(|(m, _, _)| due(&m.spec, step, total))
+    }
+
+    fn optimizer_state(&mut self, adam: Option<AdamSecondMoment>) {
+        self.adam = adam.map(|a| AdamState { exp_avg_sq: a.exp_avg_sq, steps: a.steps, beta2: a.beta2, eps: a.eps });
     }
 
     fn measure(
@@ -230,5 +243,11 @@ mod tests {
         assert!(
             due(&early, 975, 2000) && due(&early, 1000, 2000) && !due(&early, 1025, 2000) && due(&early, 1125, 2000)
         );
+        // from_step = 1 skips the initialisation and keeps the rest of the schedule.
+        let later = MeasureSpec { from_step: 1, ..m(At::Every, 500, 0) };
+        let steps: Vec<u64> = (0..=2500).filter(|&s| due(&later, s, 2500)).collect();
+        assert_eq!(steps, vec![500, 1000, 1500, 2000, 2500]);
+        let from_final = MeasureSpec { from_step: 3000, ..m(At::Final, 0, 0) };
+        assert!(!due(&from_final, 2500, 2500));
     }
 }

@@ -162,8 +162,9 @@ fn check_metrics(st: &LoadedStudy, measures: &[PlannedMeasure]) -> Result<(), St
         }
         match c.value.is_vector(&is_vec) {
             Ok(false) => {}
+            Ok(true) if matches!(c.statistic, crate::spec::StatisticSpec::PairedFraction(_)) => {}
             Ok(true) => {
-                return Err(st.error_at(&at, "a claim needs one number per run, but this value is a vector (use element, reduce or a correlation)"));
+                return Err(st.error_at(&at, "a claim needs one number per run, but this value is a vector (use element, reduce or a correlation; only paired_fraction compares vectors)"));
             }
             Err(e) => return Err(st.error_at(&at, e)),
         }

@@ -108,6 +108,10 @@ pub struct MeasureSpec {
     /// up to step `early.until` (e.g. every 25 steps for the first 1,000, then every epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early: Option<EarlySpec>,
+    /// No measurement before this step (e.g. `from_step = 1` skips the initialisation, where an
+    /// optimiser has no state yet).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub from_step: u64,
     /// The split evaluated (`train` falls back to `all` for single-split sets).
     #[serde(default = "default_split")]
     pub split: String,
@@ -123,6 +127,10 @@ pub struct MeasureSpec {
     /// Only on runs with these axis values (e.g. a probe of residual blocks on the residual arm).
     #[serde(default, rename = "where", skip_serializing_if = "BTreeMap::is_empty")]
     pub filter: Arm,
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 fn default_split() -> String {
@@ -195,6 +203,29 @@ pub enum StatisticSpec {
     /// The gap recovered, (mean C - mean B) / (mean A - mean B): e.g. A = SGD, B = GD, C = GD
     /// with the explicit regulariser.
     GapRecovered { a: Arm, b: Arm, c: Arm },
+    /// Fraction of seeds (with both arms) in which the paired difference value(a) - value(b)
+    /// satisfies `difference` in at least a share `elements_at_least` of its elements (a number
+    /// has one element; vectors, e.g. a `series` over checkpoints, are compared element by
+    /// element and must be equally long).
+    PairedFraction(PairedFractionSpec),
+}
+
+/// `paired_fraction`: per seed, the share of elements `i` whose difference
+/// `value(a)[i] - value(b)[i]` satisfies a predicate; the seed counts when that share is at
+/// least `elements_at_least` (default 1: every element).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairedFractionSpec {
+    pub a: Arm,
+    pub b: Arm,
+    /// The predicate on each element of value(a) - value(b) (`{ less = 0.0 }`: a below b).
+    pub difference: DecisionSpec,
+    #[serde(default = "default_elements_at_least")]
+    pub elements_at_least: f64,
+}
+
+fn default_elements_at_least() -> f64 {
+    1.0
 }
 
 /// A decision rule on the effect's confidence interval `[lo, hi]` (or a predicate on one value).
@@ -696,6 +727,12 @@ impl LoadedStudy {
         };
         for (i, m) in s.measure.iter().enumerate() {
             check_arm(&m.filter, &format!("measure.{i}.where"))?;
+            if m.from_step > 0 && m.at == At::Init {
+                return Err(self.error_at(
+                    &key(&format!("measure.{i}.from_step")),
+                    format!("from_step = {} with at = \"init\" never measures", m.from_step),
+                ));
+            }
         }
         if s.claim.is_empty() {
             return Err(self.error_at(&[], "a study needs at least one [[claim]]"));
@@ -761,6 +798,22 @@ impl LoadedStudy {
                     check_arm(a, &here("statistic.gap_recovered.a"))?;
                     check_arm(b, &here("statistic.gap_recovered.b"))?;
                     check_arm(cc, &here("statistic.gap_recovered.c"))?;
+                }
+                StatisticSpec::PairedFraction(p) => {
+                    check_arm(&p.a, &here("statistic.paired_fraction.a"))?;
+                    check_arm(&p.b, &here("statistic.paired_fraction.b"))?;
+                    if let Some(t) = p.difference.thresholds().into_iter().find(|t| !t.is_finite()) {
+                        return Err(self.error_at(
+                            &key(&here("statistic.paired_fraction.difference")),
+                            format!("threshold {t} is not finite"),
+                        ));
+                    }
+                    if !(p.elements_at_least > 0.0 && p.elements_at_least <= 1.0) {
+                        return Err(self.error_at(
+                            &key(&here("statistic.paired_fraction.elements_at_least")),
+                            format!("elements_at_least {} must lie in (0, 1]", p.elements_at_least),
+                        ));
+                    }
                 }
             }
             c.value.check_axes(&axes).map_err(|m| self.error_at(&key(&here("value")), m))?;

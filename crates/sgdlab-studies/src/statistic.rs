@@ -18,6 +18,16 @@ pub struct Obs<'a> {
     pub seed: u64,
     pub axes: &'a BTreeMap<String, serde_json::Value>,
     pub value: f64,
+    /// The elements of a vector value (`paired_fraction` only; empty for a number, whose one
+    /// element is `value`).
+    pub elements: &'a [f64],
+}
+
+impl Obs<'_> {
+    /// The value's elements: the vector's, or the number alone.
+    pub fn elements(&self) -> &[f64] {
+        if self.elements.is_empty() { std::slice::from_ref(&self.value) } else { self.elements }
+    }
 }
 
 /// Whether a TOML value (from a spec) equals a JSON value (from a plan): numbers by value, so
@@ -74,6 +84,13 @@ pub fn describe(s: &StatisticSpec) -> String {
             describe_arm(b),
             describe_arm(c)
         ),
+        StatisticSpec::PairedFraction(p) => format!(
+            "fraction of seeds in which value({}) - value({}) is {} in {} of the elements, paired by seed",
+            describe_arm(&p.a),
+            describe_arm(&p.b),
+            p.difference.predicate(),
+            if p.elements_at_least >= 1.0 { "all".to_string() } else { format!("at least {}", p.elements_at_least) }
+        ),
     }
 }
 
@@ -88,10 +105,15 @@ fn units(obs: &[Obs<'_>]) -> Vec<(u64, Vec<usize>)> {
 
 /// The one observation of `seed` in `arm` (an error if there are several).
 fn arm_value(obs: &[Obs<'_>], ids: &[usize], arm: &Arm) -> Result<Option<f64>, String> {
+    Ok(arm_obs(obs, ids, arm)?.map(|i| obs[i].value))
+}
+
+/// The index of the one observation of `seed` in `arm` (an error if there are several).
+fn arm_obs(obs: &[Obs<'_>], ids: &[usize], arm: &Arm) -> Result<Option<usize>, String> {
     let mut found = ids.iter().filter(|&&i| in_arm(arm, obs[i].axes));
     match (found.next(), found.next()) {
         (None, _) => Ok(None),
-        (Some(&i), None) => Ok(Some(obs[i].value)),
+        (Some(&i), None) => Ok(Some(i)),
         (Some(&i), Some(_)) => Err(format!(
             "seed {} has several runs with {}: restrict the population or decide within an axis",
             obs[i].seed,
@@ -162,6 +184,35 @@ pub fn effect(
             }
             Prepared::Paired { per_unit, exp: ratio }
         }
+        StatisticSpec::PairedFraction(p) => {
+            let mut per_unit = Vec::new();
+            for (seed, ids) in &all_units {
+                if let (Some(i), Some(j)) = (arm_obs(obs, ids, &p.a)?, arm_obs(obs, ids, &p.b)?) {
+                    let (x, y) = (obs[i].elements(), obs[j].elements());
+                    if x.len() != y.len() {
+                        return Err(format!(
+                            "seed {seed}: the arms' values have {} and {} elements; paired_fraction compares them \
+                             element by element",
+                            x.len(),
+                            y.len()
+                        ));
+                    }
+                    let holds = x.iter().zip(y).filter(|(u, v)| p.difference.holds(*u - *v)).count();
+                    per_unit.push(if holds as f64 >= p.elements_at_least * x.len() as f64 - 1e-9 { 1.0 } else { 0.0 });
+                }
+            }
+            if per_unit.is_empty() {
+                let count = |arm: &Arm| obs.iter().filter(|o| in_arm(arm, o.axes)).count();
+                return Err(format!(
+                    "no seed has runs in both arms ({}: {} runs; {}: {} runs)",
+                    describe_arm(&p.a),
+                    count(&p.a),
+                    describe_arm(&p.b),
+                    count(&p.b)
+                ));
+            }
+            Prepared::Paired { per_unit, exp: false }
+        }
         StatisticSpec::GapRecovered { a, b, c } => {
             for arm in [a, b, c] {
                 if !obs.iter().any(|o| in_arm(arm, o.axes)) {
@@ -213,7 +264,9 @@ pub fn effect(
                 let (ma, mb, mc) = (arm_mean(obs, &idx, a), arm_mean(obs, &idx, b), arm_mean(obs, &idx, c));
                 if ma == mb { f64::NAN } else { (mc - mb) / (ma - mb) }
             }
-            StatisticSpec::Ratio { .. } | StatisticSpec::Difference { .. } => f64::NAN,
+            StatisticSpec::Ratio { .. } | StatisticSpec::Difference { .. } | StatisticSpec::PairedFraction(_) => {
+                f64::NAN
+            }
         }
     };
     let (n_units, runs) = match &prepared {
@@ -277,10 +330,10 @@ mod tests {
         let a2k = axes(&[("b", json!(2000.0))]);
         // Ratios 2 and 8 per seed: geometric mean 4.
         let obs = [
-            Obs { seed: 0, axes: &a32, value: 1.0 },
-            Obs { seed: 0, axes: &a2k, value: 2.0 },
-            Obs { seed: 1, axes: &a32, value: 0.5 },
-            Obs { seed: 1, axes: &a2k, value: 4.0 },
+            Obs { seed: 0, axes: &a32, value: 1.0, elements: &[] },
+            Obs { seed: 0, axes: &a2k, value: 2.0, elements: &[] },
+            Obs { seed: 1, axes: &a32, value: 0.5, elements: &[] },
+            Obs { seed: 1, axes: &a2k, value: 4.0, elements: &[] },
         ];
         let s = StatisticSpec::Ratio { numerator: arm("b", 2000), denominator: arm("b", 32) };
         let e = effect(&s, &obs, 0.95, 1000, &stream()).unwrap();
@@ -294,11 +347,14 @@ mod tests {
     #[test]
     fn a_missing_arm_gives_no_effect_and_says_why() {
         let a32 = axes(&[("b", json!(32))]);
-        let obs = [Obs { seed: 0, axes: &a32, value: 1.0 }, Obs { seed: 1, axes: &a32, value: 2.0 }];
+        let obs = [
+            Obs { seed: 0, axes: &a32, value: 1.0, elements: &[] },
+            Obs { seed: 1, axes: &a32, value: 2.0, elements: &[] },
+        ];
         let s = StatisticSpec::Ratio { numerator: arm("b", 2000), denominator: arm("b", 32) };
         let e = effect(&s, &obs, 0.95, 1000, &stream()).unwrap_err();
         assert!(e.contains("no seed has runs in both arms") && e.contains("b = 2000: 0 runs"), "{e}");
-        let neg = [Obs { seed: 0, axes: &a32, value: -1.0 }];
+        let neg = [Obs { seed: 0, axes: &a32, value: -1.0, elements: &[] }];
         let e = effect(
             &StatisticSpec::Ratio { numerator: arm("b", 32), denominator: arm("b", 32) },
             &neg,
@@ -316,7 +372,7 @@ mod tests {
         let mut obs = Vec::new();
         for seed in 0..3u64 {
             for (i, a) in ax.iter().enumerate() {
-                obs.push(Obs { seed, axes: a, value: 10f64.powi(2 * i as i32 + 1) + seed as f64 });
+                obs.push(Obs { seed, axes: a, value: 10f64.powi(2 * i as i32 + 1) + seed as f64, elements: &[] });
             }
         }
         // Three runs per lr value (ties in the axis): scipy.stats.spearmanr / kendalltau of the same
@@ -342,9 +398,55 @@ mod tests {
     }
 
     #[test]
+    fn paired_fraction_counts_seeds_whose_elements_mostly_satisfy_the_predicate() {
+        use crate::spec::PairedFractionSpec;
+        let sgd = axes(&[("opt", json!(1))]);
+        let adam = axes(&[("opt", json!(2))]);
+        // Five checkpoints per run. Seed 0: sgd below adam at all 5; seed 1: at 4 of 5; seed 2:
+        // at 3 of 5; seed 3: adam has no run (left out).
+        let a = [[1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0, 3.0], [1.0, 1.0, 1.0, 3.0, 3.0]];
+        let b = [2.0; 5];
+        let mut obs = Vec::new();
+        for (seed, x) in a.iter().enumerate() {
+            obs.push(Obs { seed: seed as u64, axes: &sgd, value: f64::NAN, elements: x });
+            obs.push(Obs { seed: seed as u64, axes: &adam, value: f64::NAN, elements: &b });
+        }
+        obs.push(Obs { seed: 3, axes: &sgd, value: f64::NAN, elements: &b });
+        let spec = |share: f64| {
+            StatisticSpec::PairedFraction(PairedFractionSpec {
+                a: arm("opt", 1),
+                b: arm("opt", 2),
+                difference: DecisionSpec::Less(0.0),
+                elements_at_least: share,
+            })
+        };
+        let e = effect(&spec(0.8), &obs, 0.95, 500, &stream()).unwrap();
+        assert!((e.value - 2.0 / 3.0).abs() < 1e-12 && e.seeds == 3, "seeds 0 and 1 of 3 count: {e:?}");
+        assert!((effect(&spec(1.0), &obs, 0.95, 500, &stream()).unwrap().value - 1.0 / 3.0).abs() < 1e-12);
+        assert!((effect(&spec(0.6), &obs, 0.95, 500, &stream()).unwrap().value - 1.0).abs() < 1e-12);
+        // Numbers: one element each; seed 0 has 1 - 2 < 0, seed 1 has 3 - 2 > 0.
+        let nums = [
+            Obs { seed: 0, axes: &sgd, value: 1.0, elements: &[] },
+            Obs { seed: 0, axes: &adam, value: 2.0, elements: &[] },
+            Obs { seed: 1, axes: &sgd, value: 3.0, elements: &[] },
+            Obs { seed: 1, axes: &adam, value: 2.0, elements: &[] },
+        ];
+        assert!((effect(&spec(1.0), &nums, 0.95, 500, &stream()).unwrap().value - 0.5).abs() < 1e-12);
+        // Vectors of different lengths are refused, naming the seed.
+        let short = [Obs { seed: 0, axes: &sgd, value: 1.0, elements: &[1.0, 2.0] }, nums[1]];
+        let err = effect(&spec(1.0), &short, 0.95, 500, &stream()).unwrap_err();
+        assert!(err.contains("seed 0") && err.contains("2 and 1 elements"), "{err}");
+        let err = effect(&spec(1.0), &nums[..1], 0.95, 500, &stream()).unwrap_err();
+        assert!(err.contains("no seed has runs in both arms"), "{err}");
+    }
+
+    #[test]
     fn ties_and_constant_values_give_no_correlation() {
         let a = axes(&[("lr", json!(1.0))]);
-        let obs = [Obs { seed: 0, axes: &a, value: 1.0 }, Obs { seed: 1, axes: &a, value: 2.0 }];
+        let obs = [
+            Obs { seed: 0, axes: &a, value: 1.0, elements: &[] },
+            Obs { seed: 1, axes: &a, value: 2.0, elements: &[] },
+        ];
         let e = effect(&StatisticSpec::Spearman { axis: "lr".into() }, &obs, 0.95, 100, &stream()).unwrap_err();
         assert!(e.contains("undefined"), "{e}");
     }

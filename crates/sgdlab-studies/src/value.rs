@@ -9,8 +9,9 @@
 //! | `{ last = "probe/name" }` | the last measured value |
 //! | `{ at = { metric = "...", step = 500 } }` (or `epoch = 2.0`, or `when = VALUE`) | the first measurement at or after that step / epoch / the step a value gives |
 //! | `{ min = { metric = "...", from_step = 0, to_step = 1000 } }`, `max`, `mean` | over the measurements in the window (`from_*`/`to_*` in steps or epochs, inclusive, all optional), element-wise for vectors |
-//! | `{ first_crossing = { metric = "...", below = 0.1, by = "step" } }` (or `above`) | the first step (or epoch) whose value is below (above) the threshold, at `sustained` (default 1) consecutive measurements: the first of them; per element for a vector; never: `if_never = "missing"` (default: no value, with the reason; NaN for a vector's element) or `"end"` (the last measured step) |
-//! | `paired = { where = { axis = value }, difference = "abs" }` inside `first_crossing`, `min`, `max`, `mean` | the metric read as this run's minus its partner's (the one run of the same seed with those axis values, and this run's values of the axes listed in `same = [...]`), step by step; `difference` = `signed` (default) or `abs`; a step only one of them measured is an error, or left out with `unpaired = "skip"` |
+//! | `{ series = { metric = "...", from_step = 1 } }` | the measurements of a scalar metric in the window, as a vector (one element per measurement, in step order) |
+//! | `{ first_crossing = { metric = "...", below = 0.1, by = "step" } }` (or `above`) | the first step (or epoch) whose value is below (above) the threshold (`relative = true`: the threshold times the metric's first measured value), at `sustained` (default 1) consecutive measurements: the first of them; per element for a vector; never: `if_never = "missing"` (default: no value, with the reason; NaN for a vector's element) or `"end"` (the last measured step) |
+//! | `paired = { where = { axis = value }, difference = "abs" }` inside `first_crossing`, `min`, `max`, `mean`, `series` | the metric read as this run's minus its partner's (the one run of the same seed with those axis values, and this run's values of the axes listed in `same = [...]`), step by step; `difference` = `signed` (default) or `abs`; a step only one of them measured is an error, or left out with `unpaired = "skip"` |
 //! | `{ partner = { where = { axis = value }, value = VALUE } }` | VALUE of the partner run |
 //! | `{ slope = { metric = "...", against = "step", x_scale = "log", y_scale = "log" } }`, `r2` | least-squares slope (R^2) of the series against step or epoch; scales `linear`, `log` (base 10), `sqrt` (x only) |
 //! | `{ spearman = { x = VALUE, y = VALUE } }`, `kendall` | rank correlation of two vectors (without `y`: of `x` with its index) |
@@ -377,6 +378,10 @@ pub struct CrossingSpec {
     /// Read the metric as its difference with a partner run's (see [`PairSpec`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paired: Option<PairSpec>,
+    /// The threshold is a multiple of the metric's first measured value (per element), e.g.
+    /// `below = 0.5, relative = true`: the first step at which it has halved.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relative: bool,
 }
 
 fn one() -> u64 {
@@ -500,6 +505,9 @@ pub enum ValueSpec {
     Min(SeriesSpec),
     Max(SeriesSpec),
     Mean(SeriesSpec),
+    /// The measurements of a scalar metric in the window, as a vector (one element per
+    /// measurement, in step order).
+    Series(SeriesSpec),
     FirstCrossing(CrossingSpec),
     Slope(FitSpec),
     R2(FitSpec),
@@ -620,12 +628,13 @@ impl ValueSpec {
             ValueSpec::Min(s) => over_points(&s.points(run, peers)?, fmin),
             ValueSpec::Max(s) => over_points(&s.points(run, peers)?, fmax),
             ValueSpec::Mean(s) => over_points(&s.points(run, peers)?, fmean),
+            ValueSpec::Series(s) => s
+                .points(run, peers)?
+                .iter()
+                .map(|p| p.value.scalar())
+                .collect::<Result<Vec<f64>, String>>()
+                .map(Val::Vector),
             ValueSpec::FirstCrossing(c) => {
-                let crossed = |v: f64| match (c.below, c.above) {
-                    (Some(t), None) => v < t,
-                    (None, Some(t)) => v > t,
-                    _ => false,
-                };
                 if c.below.is_some() == c.above.is_some() {
                     return Err("first_crossing needs exactly one of below, above".into());
                 }
@@ -633,10 +642,19 @@ impl ValueSpec {
                     return Err("first_crossing: sustained must be at least 1".into());
                 }
                 let pts = points_of(&c.metric, c.paired.as_ref(), run, peers)?;
+                let start = pts[0].value.elements().to_vec();
+                let crossed = |v: f64, i: usize| {
+                    let scale = if c.relative { start.get(i).copied().unwrap_or(f64::NAN) } else { 1.0 };
+                    match (c.below, c.above) {
+                        (Some(t), None) => v < t * scale,
+                        (None, Some(t)) => v > t * scale,
+                        _ => false,
+                    }
+                };
                 let k = usize::try_from(c.sustained).unwrap_or(usize::MAX);
                 let end = time_of(pts.last().expect("non-empty"), c.by);
                 let n = pts[0].value.elements().len();
-                let holds = |j: usize, i: usize| pts[j].value.elements().get(i).is_some_and(|&v| crossed(v));
+                let holds = |j: usize, i: usize| pts[j].value.elements().get(i).is_some_and(|&v| crossed(v, i));
                 let first = |i: usize| -> Option<f64> {
                     let mut streak = 0usize;
                     for j in 0..pts.len() {
@@ -784,7 +802,7 @@ impl ValueSpec {
             ValueSpec::Fraction(f) => vec![f.of.as_ref()],
             ValueSpec::Abs(v) | ValueSpec::Log10(v) | ValueSpec::Drops(v) => vec![v.as_ref()],
             ValueSpec::Partner(p) => vec![p.value.as_ref()],
-            ValueSpec::Min(s) | ValueSpec::Max(s) | ValueSpec::Mean(s) => {
+            ValueSpec::Min(s) | ValueSpec::Max(s) | ValueSpec::Mean(s) | ValueSpec::Series(s) => {
                 [&s.from_when, &s.to_when].into_iter().flatten().map(|b| b.as_ref()).collect()
             }
             ValueSpec::Last(_)
@@ -801,7 +819,7 @@ impl ValueSpec {
         match self {
             ValueSpec::Last(m) => Some(m),
             ValueSpec::At(a) => Some(&a.metric),
-            ValueSpec::Min(s) | ValueSpec::Max(s) | ValueSpec::Mean(s) => Some(&s.metric),
+            ValueSpec::Min(s) | ValueSpec::Max(s) | ValueSpec::Mean(s) | ValueSpec::Series(s) => Some(&s.metric),
             ValueSpec::FirstCrossing(c) => Some(&c.metric),
             ValueSpec::Slope(f) | ValueSpec::R2(f) => Some(&f.metric),
             ValueSpec::Spearman(_)
@@ -955,6 +973,15 @@ impl ValueSpec {
                 }
                 m(&s.metric)
             }
+            ValueSpec::Series(s) => {
+                for w in [&s.from_when, &s.to_when].into_iter().flatten() {
+                    if w.is_vector(metric_is_vector)? {
+                        return Err("from_when and to_when must give one step, not a vector".into());
+                    }
+                }
+                scalar_metric(&s.metric, "series")?;
+                true
+            }
             ValueSpec::FirstCrossing(c) => m(&c.metric),
             ValueSpec::Slope(f) | ValueSpec::R2(f) => scalar_metric(&f.metric, "a fit over steps")?,
             ValueSpec::Spearman(c) | ValueSpec::Kendall(c) => {
@@ -1035,6 +1062,9 @@ impl ValueSpec {
             ValueSpec::Min(s) => format!("minimum of {}{}", series_name(&s.metric, s.paired.as_ref()), window(s)),
             ValueSpec::Max(s) => format!("maximum of {}{}", series_name(&s.metric, s.paired.as_ref()), window(s)),
             ValueSpec::Mean(s) => format!("mean of {}{}", series_name(&s.metric, s.paired.as_ref()), window(s)),
+            ValueSpec::Series(s) => {
+                format!("the measurements of {}{}", series_name(&s.metric, s.paired.as_ref()), window(s))
+            }
             ValueSpec::FirstCrossing(c) => format!(
                 "first {} at which {} {}{}",
                 match c.by {
@@ -1042,10 +1072,12 @@ impl ValueSpec {
                     By::Epoch => "epoch",
                 },
                 series_name(&c.metric, c.paired.as_ref()),
-                match (c.below, c.above) {
-                    (Some(t), _) => format!("falls below {t}"),
-                    (_, Some(t)) => format!("rises above {t}"),
-                    (None, None) => String::new(),
+                match (c.below, c.above, c.relative) {
+                    (Some(t), _, false) => format!("falls below {t}"),
+                    (_, Some(t), false) => format!("rises above {t}"),
+                    (Some(t), _, true) => format!("falls below {t} x its first value"),
+                    (_, Some(t), true) => format!("rises above {t} x its first value"),
+                    (None, None, _) => String::new(),
                 },
                 if c.sustained > 1 { format!(" for {} consecutive measurements", c.sustained) } else { String::new() }
             ),
@@ -1146,6 +1178,9 @@ mod tests {
         rows.push(row(40, "sb", "frequency", Some(1), 10.0));
         rows.push(row(40, "sb", "frequency", Some(2), 50.0));
         rows.push(row(40, "h", "lam", None, 8.0));
+        for (st, x) in [(0u64, 4.0), (10, 3.0), (20, 2.0), (30, 1.5), (40, 1.0)] {
+            rows.push(row(st, "h", "decay", None, x));
+        }
         let axes = [("lr".to_string(), serde_json::json!(0.25))].into();
         RunData::from_rows(3, axes, &rows)
     }
@@ -1222,6 +1257,26 @@ mod tests {
                 r#"{ fraction = { of = { first_crossing = { metric = "sb/residual", below = 0.05 } }, at_least = 0.0 } }"#
             ),
             0.0
+        );
+    }
+
+    #[test]
+    fn series_as_vectors_and_relative_crossings() {
+        let all = v(r#"{ series = { metric = "h/decay", from_step = 10 } }"#).eval(&run()).unwrap();
+        assert_eq!(all, Val::Vector(vec![3.0, 2.0, 1.5, 1.0]));
+        let window = v(r#"{ series = { metric = "train/loss", from_step = 10, to_step = 20 } }"#).eval(&run()).unwrap();
+        assert_eq!(window, Val::Vector(vec![1.0 / 11.0, 1.0 / 21.0]));
+        // Halved from its first value 4 (below 2) first at step 30; 0.5 itself is never reached.
+        assert_eq!(s(r#"{ first_crossing = { metric = "h/decay", below = 0.5, relative = true } }"#), 30.0);
+        assert!(s(r#"{ first_crossing = { metric = "h/decay", below = 0.5 } }"#).is_nan());
+        assert!(s(r#"{ first_crossing = { metric = "h/decay", above = 1.1, relative = true } }"#).is_nan());
+        let shape = |name: &str| Some(name == "sb/residual");
+        assert!(v(r#"{ series = { metric = "h/decay" } }"#).is_vector(&shape).unwrap());
+        let e = v(r#"{ series = { metric = "sb/residual" } }"#).is_vector(&shape).unwrap_err();
+        assert!(e.contains("series needs a scalar metric"), "{e}");
+        assert_eq!(
+            v(r#"{ first_crossing = { metric = "h/decay", below = 0.5, relative = true } }"#).describe(),
+            "first step at which h/decay falls below 0.5 x its first value"
         );
     }
 

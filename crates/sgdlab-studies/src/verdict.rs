@@ -6,10 +6,10 @@ use crate::records::{
     ClaimRecord, ClaimRunValue, ExcludedRun, GroupRecord, PlanRecord, RunCounts, RunState, RunSummary, Verdict,
     VerdictRecord, write_json,
 };
-use crate::spec::{ClaimSpec, PopulationSpec, StudySpec};
+use crate::spec::{ClaimSpec, PopulationSpec, StatisticSpec, StudySpec};
 use crate::statistic::{self, Obs, in_arm};
 use crate::value::{RunData, Val};
-use sgdlab_linalg::RngStream;
+use sgdlab_linalg::{RngStream, stats};
 use sgdlab_train::{RunContext, read_record};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -98,7 +98,9 @@ pub fn value_order(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Or
 /// Decides one claim over the runs.
 pub fn decide_claim(c: &ClaimSpec, runs: &[LoadedRun]) -> ClaimRecord {
     let mut rec = ClaimRecord::from_spec(c);
-    let mut used: Vec<(&LoadedRun, f64)> = Vec::new();
+    // (run, value, elements of a vector value: paired_fraction compares vectors element-wise).
+    let mut used: Vec<(&LoadedRun, f64, Vec<f64>)> = Vec::new();
+    let vectors_allowed = matches!(c.statistic, StatisticSpec::PairedFraction(_));
     for r in runs.iter().filter(|r| in_population(&c.population, &r.summary)) {
         let s = &r.summary;
         let excluded = |reason: String| ExcludedRun { id: s.id.clone(), status: s.status, step: s.step, reason };
@@ -107,16 +109,18 @@ pub fn decide_claim(c: &ClaimSpec, runs: &[LoadedRun]) -> ClaimRecord {
             continue;
         }
         match c.value.eval(&r.data).and_then(|v| match v {
-            Val::Scalar(x) => Ok(x),
+            Val::Scalar(x) => Ok((x, Vec::new())),
+            Val::Vector(xs) if vectors_allowed && !xs.is_empty() => Ok((stats::mean(&xs), xs)),
             Val::Vector(_) => Err("the value is a vector".to_string()),
         }) {
-            Ok(x) if x.is_finite() => {
+            Ok((x, xs)) if x.is_finite() && xs.iter().all(|v| v.is_finite()) => {
                 rec.per_run.push(ClaimRunValue { id: s.id.clone(), value: Some(x) });
-                used.push((r, x));
+                used.push((r, x, xs));
             }
-            Ok(x) => {
+            Ok((x, xs)) => {
                 rec.per_run.push(ClaimRunValue { id: s.id.clone(), value: None });
-                rec.excluded.push(excluded(format!("its value is {x}")));
+                let what = if xs.is_empty() { format!("{x}") } else { format!("{xs:?}") };
+                rec.excluded.push(excluded(format!("its value is {what}")));
             }
             Err(e) => rec.excluded.push(excluded(e)),
         }
@@ -126,7 +130,7 @@ pub fn decide_claim(c: &ClaimSpec, runs: &[LoadedRun]) -> ClaimRecord {
         None => vec![None],
         Some(w) => {
             let mut g: Vec<serde_json::Value> = Vec::new();
-            for (r, _) in &used {
+            for (r, _, _) in &used {
                 if let Some(v) = r.summary.axes.get(w)
                     && !g.contains(v)
                 {
@@ -143,11 +147,11 @@ pub fn decide_claim(c: &ClaimSpec, runs: &[LoadedRun]) -> ClaimRecord {
     for (gi, g) in groups.iter().enumerate() {
         let obs: Vec<Obs<'_>> = used
             .iter()
-            .filter(|(r, _)| match (g, &c.within) {
+            .filter(|(r, _, _)| match (g, &c.within) {
                 (Some(v), Some(w)) => r.summary.axes.get(w) == Some(v),
                 _ => true,
             })
-            .map(|(r, x)| Obs { seed: r.summary.seed, axes: &r.summary.axes, value: *x })
+            .map(|(r, x, xs)| Obs { seed: r.summary.seed, axes: &r.summary.axes, value: *x, elements: xs })
             .collect();
         let stream = RngStream::new(0).child("bootstrap").child(&c.id).child(&gi.to_string());
         let group = match statistic::effect(&c.statistic, &obs, c.level, c.resamples, &stream) {

@@ -199,6 +199,33 @@ fn non_finite_thresholds_and_malformed_claims_are_refused() {
 }
 
 #[test]
+fn paired_fraction_vectors_and_from_step_are_checked_at_plan_time() {
+    let paired = "statistic = { paired_fraction = { a = { batch_size = 16 }, b = { batch_size = 32 }, difference = { less = 0.0 }, elements_at_least = 0.8 } }\npopulation = { sweep = \"batch\" }";
+    let series = "value = { series = { metric = \"loss/loss\", from_step = 1 } }";
+    let ok = STUDY
+        .replace("statistic = { spearman = { axis = \"lr\" } }\npopulation = { sweep = \"lr\" }", paired)
+        .replace("value = { last = \"loss/loss\" }", series);
+    assert_ne!(ok, STUDY);
+    let st = load(&ok).unwrap();
+    plan(&st).unwrap();
+    // A vector value under another statistic, a share outside (0, 1], an unknown arm axis, and a
+    // measurement that can never be due are one-line errors pointing into the file.
+    for (from, to, want) in [
+        (paired, "statistic = \"mean\"", "only paired_fraction compares vectors"),
+        ("elements_at_least = 0.8", "elements_at_least = 1.5", "must lie in (0, 1]"),
+        ("a = { batch_size = 16 }", "a = { batch = 16 }", "'batch' is not an axis"),
+        ("samples = 100", "samples = 100\nat = \"init\"\nfrom_step = 5", "never measures"),
+        (series, "value = { series = { metric = \"los/loss\" } }", "did you mean"),
+    ] {
+        let t = ok.replace(from, to);
+        assert_ne!(t, ok, "{from}");
+        let e = plan_err(&t);
+        assert!(e.contains(want) && e.starts_with("s.toml"), "{to}: {e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+}
+
+#[test]
 fn a_template_that_a_sweep_does_not_fill_is_an_error() {
     let t = STUDY.replace("model = \"mlp:40-16-10:relu\"", "model = \"mlp:40-16-10:{act}\"").replace(
         "[[sweep]]\nname = \"batch\"",

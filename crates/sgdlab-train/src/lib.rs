@@ -18,5 +18,5 @@ pub use record::{MetricRecord, RunRecord, RunStatus, content_hash, read_metrics,
 pub use spec::{
     BudgetSpec, CheckpointSpec, Dtype, EvalSpec, NoiseSpec, OptimizerSpec, RegularizerSpec, RunSpec, ScheduleSpec,
 };
-pub use trainer::{Measurement, MeasurementHook, NoHook, Progress, RunContext, RunOptions, train};
+pub use trainer::{AdamSecondMoment, Measurement, MeasurementHook, NoHook, Progress, RunContext, RunOptions, train};
 pub use verify::{RunState, inspect_run};

@@ -65,10 +65,26 @@ pub struct Measurement {
     pub value: f64,
 }
 
+/// Adam's second moment at a measurement, for probes that precondition like Adam (the
+/// `tail-index` probe with `precondition = "adam"`): `exp_avg_sq` is `v` (PyTorch's name), `steps`
+/// the number `t` of Adam steps taken, and `beta2`, `eps` the optimiser's; Adam divides the first
+/// moment by `sqrt(v / (1 - beta2^t)) + eps` ([`crate::optim::adam_step`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdamSecondMoment {
+    pub exp_avg_sq: Vec<f64>,
+    pub steps: u64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
 /// Measurements the runner asks for (the trainer itself never calls probes).
 pub trait MeasurementHook {
     /// Whether to measure after update `step` of `total` (step 0 = initialisation).
     fn due(&self, step: u64, total: u64) -> bool;
+    /// Called before each [`MeasurementHook::measure`] with Adam's second moment at that step:
+    /// `Some` for Adam and AdamW runs after their first step, `None` otherwise (other optimisers,
+    /// or step 0 of a fresh run). The default ignores it.
+    fn optimizer_state(&mut self, _adam: Option<AdamSecondMoment>) {}
     /// Measures after update `step` of `total`; parameters are given in f64 (probes run in f64
     /// by default).
     fn measure(
@@ -806,6 +822,22 @@ impl<'a, T: Scalar> Run<'a, T> {
         false
     }
 
+    /// Adam's second moment now (Adam and AdamW after at least one step), for the hook.
+    fn adam_second_moment(&self) -> Option<AdamSecondMoment> {
+        let (OptimizerSpec::Adam { beta2, eps, .. } | OptimizerSpec::Adamw { beta2, eps, .. }) = &self.spec.optimizer
+        else {
+            return None;
+        };
+        let (beta2, eps) = (*beta2, *eps);
+        let v = self.state.exp_avg_sq.as_ref()?;
+        (self.state.adam_steps > 0).then(|| AdamSecondMoment {
+            exp_avg_sq: v.iter().map(|&x| Scalar::to_f64(x)).collect(),
+            steps: self.state.adam_steps,
+            beta2,
+            eps,
+        })
+    }
+
     fn checkpoint_dir(&self) -> PathBuf {
         self.opts.out_dir.join("checkpoints")
     }
@@ -1142,6 +1174,7 @@ impl<'a, T: Scalar> Run<'a, T> {
             }
         }
         if hook.due(step, self.total) {
+            hook.optimizer_state(self.adam_second_moment());
             let p64: Params<f64> = self.theta.cast();
             let ms = hook
                 .measure(step, self.total, &self.model, &p64, self.data)

@@ -680,3 +680,68 @@ fn a_second_trainer_on_the_directory_is_refused() {
     drop(held);
     assert_eq!(run_in(&s, dir.path(), None).status, RunStatus::Completed);
 }
+
+/// The hook sees Adam's second moment before each measurement: none at step 0 or for SGD; for
+/// Adam after its first step, the optimiser's v (non-negative, one value per parameter), its step
+/// count and its beta2 and eps.
+#[test]
+fn the_hook_receives_adams_second_moment_after_the_first_step() {
+    /// What the hook saw of the state: (length of v, steps, beta2, eps, v finite and >= 0).
+    type Seen = Option<(usize, u64, f64, f64, bool)>;
+    #[derive(Default)]
+    struct Recording {
+        adam: Option<sgdlab_train::AdamSecondMoment>,
+        seen: Vec<(u64, Seen)>,
+    }
+    impl sgdlab_train::MeasurementHook for Recording {
+        fn due(&self, step: u64, _: u64) -> bool {
+            step.is_multiple_of(10)
+        }
+        fn optimizer_state(&mut self, adam: Option<sgdlab_train::AdamSecondMoment>) {
+            self.adam = adam;
+        }
+        fn measure(
+            &mut self,
+            step: u64,
+            _: u64,
+            _: &Model,
+            _: &sgdlab_nn::Params<f64>,
+            _: &sgdlab_data::Dataset,
+        ) -> Result<Vec<sgdlab_train::Measurement>, String> {
+            let s = self.adam.take().map(|a| {
+                (a.exp_avg_sq.len(), a.steps, a.beta2, a.eps, a.exp_avg_sq.iter().all(|v| *v >= 0.0 && v.is_finite()))
+            });
+            self.seen.push((step, s));
+            Ok(Vec::new())
+        }
+    }
+    let adam = MNIST1D_SGD
+        .replace("name = \"sgd\"", "name = \"adam\"\nbeta2 = 0.99\neps = 1e-7")
+        .replace("momentum = 0.9\nnesterov = true\n", "")
+        .replace("steps = 100", "steps = 20");
+    for (text, is_adam) in [(adam, true), (MNIST1D_SGD.replace("steps = 100", "steps = 20"), false)] {
+        let s = spec(&text);
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RunOptions {
+            out_dir: dir.path().to_path_buf(),
+            stop: None,
+            context: ctx(),
+            dataset: None,
+            fresh: false,
+            base_dir: None,
+        };
+        let mut hook = Recording::default();
+        train(&s, &opts, &mut hook, &mut |_| {}).unwrap();
+        let d = Model::new(&s.model).num_params();
+        let steps: Vec<u64> = hook.seen.iter().map(|(s, _)| *s).collect();
+        assert_eq!(steps, vec![0, 10, 20]);
+        assert_eq!(hook.seen[0].1, None, "no state at step 0");
+        for (step, got) in &hook.seen[1..] {
+            if is_adam {
+                assert_eq!(*got, Some((d, *step, 0.99, 1e-7, true)), "step {step}");
+            } else {
+                assert_eq!(*got, None, "SGD has no Adam state (step {step})");
+            }
+        }
+    }
+}

@@ -422,6 +422,10 @@ pub struct TailIndexEstimate {
     pub mohammadi_alpha: f64,
     /// Hill's estimator on the norms `||X_i||` with the `k` largest.
     pub hill_alpha: f64,
+    /// Both estimators on the raw noise `g_B - g` of the same minibatches (equal to the two
+    /// above without a preconditioner).
+    pub raw_mohammadi_alpha: f64,
+    pub raw_hill_alpha: f64,
     pub hill_k: usize,
     pub block_size: usize,
     pub blocks: usize,
@@ -465,15 +469,44 @@ pub fn mohammadi_estimator<T: Scalar>(x: &Array2<T>, m: usize) -> Result<f64, Pr
     Ok((m as f64).ln() / (mean_log_y - mean_log_x))
 }
 
+/// Divides every noise vector (row of `x`) element-wise by `denominator` (one positive value
+/// per coordinate): `x_ij <- x_ij / d_j`, the noise as a diagonal preconditioner such as Adam's
+/// `sqrt(v_hat) + eps` passes it on to the step.
+pub fn precondition_rows<T: Scalar>(x: &mut Array2<T>, denominator: &[f64]) -> Result<(), ProbeError> {
+    if denominator.len() != x.ncols() {
+        return Err(ProbeError::Invalid(format!(
+            "preconditioner has {} values for vectors of length {}",
+            denominator.len(),
+            x.ncols()
+        )));
+    }
+    if let Some(j) = denominator.iter().position(|d| !(d.is_finite() && *d > 0.0)) {
+        return Err(ProbeError::Invalid(format!(
+            "preconditioner value {j} is {}, not a positive number",
+            denominator[j]
+        )));
+    }
+    let inv: Vec<T> = denominator.iter().map(|d| T::from_f64(1.0 / d)).collect();
+    for mut row in x.rows_mut() {
+        for (v, &s) in row.iter_mut().zip(&inv) {
+            *v *= s;
+        }
+    }
+    Ok(())
+}
+
 /// Minibatch gradient noise `g_B - g` for `blocks * block_size` minibatches of `batch_size`
 /// examples (drawn without replacement within a batch, from the stream `tail-batches`), and
-/// its tail indices.
+/// its tail indices. With `precondition` (one positive value `d_j` per parameter), every noise
+/// vector is first divided element-wise by it ([`precondition_rows`]); the minibatches drawn are
+/// the same with and without it.
 pub fn gradient_noise_tail_index<T: Scalar>(
     ctx: &CurvatureContext<'_, T>,
     batch_size: usize,
     blocks: usize,
     block_size: usize,
     hill_fraction: f64,
+    precondition: Option<&[f64]>,
     stream: &RngStream,
 ) -> Result<TailIndexEstimate, ProbeError> {
     ctx.loss.check_per_example("minibatch gradients (random subsets of the examples)")?;
@@ -511,14 +544,25 @@ pub fn gradient_noise_tail_index<T: Scalar>(
             *dst = gb[k] * c - g[k];
         }
     }
-    let mohammadi_alpha = mohammadi_estimator(&x, block_size)?;
-    let norms: Vec<f64> =
-        x.rows().into_iter().map(|r| r.iter().map(|&v| v.to_f64() * v.to_f64()).sum::<f64>().sqrt()).collect();
     let k = ((hill_fraction * total as f64).round() as usize).clamp(1, total - 1);
-    let hill_alpha = hill_estimator(&norms, k)?;
+    let estimates = |x: &Array2<T>| -> Result<(f64, f64), ProbeError> {
+        let norms: Vec<f64> =
+            x.rows().into_iter().map(|r| r.iter().map(|&v| v.to_f64() * v.to_f64()).sum::<f64>().sqrt()).collect();
+        Ok((mohammadi_estimator(x, block_size)?, hill_estimator(&norms, k)?))
+    };
+    let (raw_mohammadi_alpha, raw_hill_alpha) = estimates(&x)?;
+    let (mohammadi_alpha, hill_alpha) = match precondition {
+        Some(d) => {
+            precondition_rows(&mut x, d)?;
+            estimates(&x)?
+        }
+        None => (raw_mohammadi_alpha, raw_hill_alpha),
+    };
     Ok(TailIndexEstimate {
         mohammadi_alpha,
         hill_alpha,
+        raw_mohammadi_alpha,
+        raw_hill_alpha,
         hill_k: k,
         block_size,
         blocks,

@@ -14,7 +14,7 @@ pub use measures::{
     DensityGrid, ExactSpectrum, LandscapeParams, LossSummary, NoiseEstimate, NoiseParams, SharpnessEstimate,
     SlicePoint, TailIndexEstimate, epsilon_sharpness, exact_spectrum, filter_normalized_direction, gradient_noise,
     gradient_noise_tail_index, grid_points, hill_estimator, interpolation, landscape, landscape_slice, linspace,
-    loss_summary, mohammadi_estimator, smoothed_density,
+    loss_summary, mohammadi_estimator, precondition_rows, smoothed_density,
 };
 pub use operators::{
     CurvatureContext, FisherKind, FisherOperator, GgnOperator, GradientNoiseOperator, HessianOperator,

@@ -451,18 +451,48 @@ pub struct TailIndexOptions {
     /// Fraction of the largest noise norms used by the Hill estimator.
     #[arg(long, value_name = "F", default_value_t = 0.05)]
     pub hill_fraction: f64,
+    /// The noise measured: `none` = the raw minibatch gradient noise g_B - g; `adam` = that noise
+    /// divided element-wise by Adam's sqrt(v_hat) + eps from the run's optimiser state (the
+    /// noise of Adam's update direction with the second moment held at its current value).
+    #[arg(long, value_enum, default_value_t = NoisePreconditioner::None)]
+    pub precondition: NoisePreconditioner,
+}
+
+/// What the `tail-index` probe divides the noise vectors by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NoisePreconditioner {
+    /// Nothing: the raw minibatch gradient noise.
+    #[default]
+    None,
+    /// Adam's denominator sqrt(v / (1 - beta2^t)) + eps of the run's optimiser state.
+    Adam,
 }
 
 impl Default for TailIndexOptions {
     fn default() -> Self {
-        TailIndexOptions { noise_batch_size: 32, blocks: 50, block_size: 10, hill_fraction: 0.05 }
+        TailIndexOptions {
+            noise_batch_size: 32,
+            blocks: 50,
+            block_size: 10,
+            hill_fraction: 0.05,
+            precondition: NoisePreconditioner::None,
+        }
     }
 }
 
 impl ProbeImpl for TailIndexProbe {
     const NAME: &'static str = "tail-index";
     const ABOUT: &'static str = "Tail index of minibatch gradient noise by the Mohammadi and Hill estimators \
-        (Simsekli et al. 2019; PROTOCOLS 8.2).";
+        (Simsekli et al. 2019; PROTOCOLS 8.2). The noise vectors are X_i = g_B(theta) - g(theta) for \
+        blocks x block-size minibatches of noise-batch-size examples drawn at the fixed parameters (g: the \
+        gradient on all evaluated examples). With --precondition adam (Zhou et al. 2020; PROTOCOLS 8.4) each \
+        X_i is divided element-wise by d = sqrt(v / (1 - beta2^t)) + eps, Adam's denominator from the run's \
+        optimiser state (v = exp_avg_sq after t Adam steps): X_i / d is the minibatch noise of Adam's update \
+        direction m / (sqrt(v_hat) + eps) against its full-batch counterpart when v is held at its current \
+        value, up to a constant factor (1 - beta1) / (1 - beta1^(t+1)) that both estimators ignore; the \
+        (1 - beta2) g_B^2 change of v in that step is neglected. Only runs of a study with Adam or AdamW \
+        after their first step carry that state; elsewhere the probe stops with an error.";
     const NEEDS: Needs = Needs::ALL;
     const METRICS: &'static [MetricInfo] = &[
         MetricInfo::scalar(
@@ -471,6 +501,16 @@ impl ProbeImpl for TailIndexProbe {
             "alpha-stable tail index of the noise: 2 = Gaussian, below 2 = heavy-tailed",
         ),
         MetricInfo::scalar("hill_alpha", "tail index alpha (Hill)", "Hill's estimate on the noise norms"),
+        MetricInfo::scalar(
+            "raw_mohammadi_alpha",
+            "tail index alpha of the raw noise (Mohammadi)",
+            "Mohammadi's estimate on the raw noise g_B - g of the same minibatches (= mohammadi_alpha without precondition)",
+        ),
+        MetricInfo::scalar(
+            "raw_hill_alpha",
+            "tail index alpha of the raw noise (Hill)",
+            "Hill's estimate on the raw noise norms of the same minibatches (= hill_alpha without precondition)",
+        ),
         MetricInfo::scalar("hill_k", "Hill order statistics", "number k of largest norms Hill's estimator used"),
         MetricInfo::scalar("gradient_evaluations", "gradient evaluations", "minibatch and full gradients used"),
     ];
@@ -484,6 +524,19 @@ impl ProbeImpl for TailIndexProbe {
     }
 
     fn measure<T: Scalar>(input: &ProbeInput<'_>, o: &TailIndexOptions) -> Result<ProbeOutput, ProbeError> {
+        let denominator = match o.precondition {
+            NoisePreconditioner::None => None,
+            NoisePreconditioner::Adam => {
+                let adam = input.adam.ok_or_else(|| {
+                    ProbeError::Invalid(
+                        "precondition = adam needs Adam's optimiser state, and this run has none (not Adam or \
+                         AdamW, step 0, or a checkpoint probed outside a study run)"
+                            .into(),
+                    )
+                })?;
+                Some(adam.denominator(input.model()?.num_params())?)
+            }
+        };
         let e = input.evaluation::<T>()?;
         let t = gradient_noise_tail_index(
             &e.context()?,
@@ -491,19 +544,28 @@ impl ProbeImpl for TailIndexProbe {
             o.blocks,
             o.block_size,
             o.hill_fraction,
+            denominator.as_deref(),
             &input.stream.child("tail"),
         )?;
         let values = vec![
             scalar("mohammadi_alpha", t.mohammadi_alpha),
             scalar("hill_alpha", t.hill_alpha),
+            scalar("raw_mohammadi_alpha", t.raw_mohammadi_alpha),
+            scalar("raw_hill_alpha", t.raw_hill_alpha),
             scalar("hill_k", t.hill_k as f64),
             scalar("gradient_evaluations", t.gradient_evaluations as f64),
         ];
         let text = format!(
-            "Mohammadi alpha {:.4}  (2 = Gaussian)\nHill alpha      {:.4}  (k = {})\nminibatches     {} of {}\n",
+            "noise           {}\nMohammadi alpha {:.4}  (2 = Gaussian; raw noise {:.4})\nHill alpha      {:.4}  (k = {}; raw noise {:.4})\nminibatches     {} of {}\n",
+            match o.precondition {
+                NoisePreconditioner::None => "g_B - g",
+                NoisePreconditioner::Adam => "(g_B - g) / (sqrt(v_hat) + eps)",
+            },
             t.mohammadi_alpha,
+            t.raw_mohammadi_alpha,
             t.hill_alpha,
             t.hill_k,
+            t.raw_hill_alpha,
             t.blocks * t.block_size,
             t.batch_size
         );

@@ -58,6 +58,40 @@ pub struct ProbeInput<'a> {
     /// The probe's own random stream (derived by the caller from the seed and the probe's label,
     /// so that adding a probe never changes another's numbers).
     pub stream: RngStream,
+    /// Adam's second moment at these parameters (a study run's optimiser state), for probes
+    /// that precondition like Adam; `None` when the run has none (another optimiser, step 0, or
+    /// a checkpoint probed from the command line).
+    pub adam: Option<&'a AdamState>,
+}
+
+/// Adam's second-moment state at the measured parameters: `exp_avg_sq` = `v` (one value per
+/// parameter, PyTorch's name), `steps` = the number `t` of Adam steps taken, and the optimiser's
+/// `beta2` and `eps`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdamState {
+    pub exp_avg_sq: Vec<f64>,
+    pub steps: u64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl AdamState {
+    /// Adam's element-wise denominator `sqrt(v / (1 - beta2^t)) + eps`, as `torch.optim.Adam`
+    /// divides the (bias-corrected) first moment by it; an error for a state without steps, or
+    /// of another length than `dim`.
+    pub fn denominator(&self, dim: usize) -> Result<Vec<f64>, ProbeError> {
+        if self.steps == 0 {
+            return Err(ProbeError::Invalid("Adam's state has no steps (v_hat is undefined at step 0)".into()));
+        }
+        if self.exp_avg_sq.len() != dim {
+            return Err(ProbeError::Invalid(format!(
+                "Adam's state has {} values for {dim} parameters",
+                self.exp_avg_sq.len()
+            )));
+        }
+        let bc2 = 1.0 - self.beta2.powi(self.steps.min(i32::MAX as u64) as i32);
+        Ok(self.exp_avg_sq.iter().map(|v| (v / bc2).sqrt() + self.eps).collect())
+    }
 }
 
 impl<'a> ProbeInput<'a> {

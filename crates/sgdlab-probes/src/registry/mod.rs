@@ -40,8 +40,8 @@ mod shift;
 
 pub use curvature::{
     InterpolateOptions, InterpolateProbe, IterateTailsOptions, IterateTailsProbe, LandscapeOptions, LandscapeProbe,
-    LossOptions, LossProbe, NoiseOptions, NoiseProbe, SharpnessOptions, SharpnessProbe, TailIndexOptions,
-    TailIndexProbe,
+    LossOptions, LossProbe, NoiseOptions, NoisePreconditioner, NoiseProbe, SharpnessOptions, SharpnessProbe,
+    TailIndexOptions, TailIndexProbe,
 };
 pub use depth::{
     LesionOptions, LesionProbe, NccDepthOptions, NccDepthProbe, NeuralCollapseOptions, NeuralCollapseProbe,
@@ -58,8 +58,8 @@ pub use frequency::{
 };
 pub use hessian::{CurvatureOperator, HessianOptions, HessianProbe};
 pub use input::{
-    DEFAULT_BATCH_SIZE, DEFAULT_SAMPLES, DataProvenance, DataSource, EvalOptions, Evaluated, Evaluation, InputSummary,
-    ProbeInput, Table, TrainedOn, resolve_data,
+    AdamState, DEFAULT_BATCH_SIZE, DEFAULT_SAMPLES, DataProvenance, DataSource, EvalOptions, Evaluated, Evaluation,
+    InputSummary, ProbeInput, Table, TrainedOn, resolve_data,
 };
 pub use rank::{RepresentationRankOptions, RepresentationRankProbe, WeightSpectraOptions, WeightSpectraProbe};
 pub use shift::{ShiftCurvatureOptions, ShiftCurvatureProbe};
