@@ -22,7 +22,9 @@
 //! there. The bound with the GGN is exact (up to the Hutchinson error of the trace). The Hessian
 //! is `H = G + (2/(n K)) sum_i sum_k r_ik grad^2_theta f_k(x_i)` with residuals `r = f - y`, so
 //! the bound with `Tr(H_WW)` holds near an interpolating minimum (`r -> 0`) but is not guaranteed
-//! elsewhere.
+//! elsewhere. For a network with piecewise-linear activations (ReLU) `f` is piecewise linear in
+//! `W` alone (`W` enters once, before the first activation), so `grad^2_W f_k = 0` almost
+//! everywhere and `H_WW = G_WW`: there the Hessian form is exact too.
 //!
 //! The learning rate enters through linear stability: with sgdlab's loss (the one SGD steps on)
 //! a minimum is linearly stable under GD only if `lambda_max(H) <= 2 / eta`; no `K/2` there.

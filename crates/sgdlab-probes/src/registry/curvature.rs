@@ -716,7 +716,11 @@ impl ProbeImpl for SobolevFlatnessProbe {
             "standard error of the LHS",
             "sample sd of the per-example ||d f / dx||_F^2 over sqrt(n)",
         ),
-        MetricInfo::scalar("weight_norm", "||W||_2", "spectral norm (largest singular value) of the first layer's weight"),
+        MetricInfo::scalar(
+            "weight_norm",
+            "||W||_2",
+            "spectral norm (largest singular value) of the first layer's weight",
+        ),
         MetricInfo::scalar("min_input_sq", "min ||x||^2", "smallest squared input norm over the evaluated examples"),
         MetricInfo::scalar(
             "hessian_trace_w",
