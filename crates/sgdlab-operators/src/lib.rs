@@ -3,7 +3,7 @@
 //! estimators are plain functions over the trait, tested on dense matrices with known spectra).
 //!
 //! - [`LinearOperator`]: `apply_block` on `[k, n]` blocks whose rows are vectors; dense,
-//!   sum, scaled, shifted and product-counting implementations; [`materialize`].
+//!   sum, scaled, shifted, principal-block and product-counting implementations; [`materialize`].
 //! - Eigenvalues: [`lanczos_eigenpairs`] (full re-orthogonalisation, residual-based stopping),
 //!   [`power_iteration`] (PyHessian's method, for comparison).
 //! - Trace: [`hutchinson_trace`], [`hutch_plus_plus_trace`].
@@ -45,8 +45,8 @@ pub use lanczos::{
     EigenTarget, LanczosEstimate, LanczosParams, RitzSnapshot, lanczos_eigenpairs, lanczos_eigenpairs_from,
 };
 pub use operator::{
-    CountingOperator, DENSE_SYMMETRY_RTOL, DenseOperator, LinearOperator, MATERIALIZE_BLOCK, ScaledOperator,
-    ShiftedOperator, SumOperator, materialize,
+    CountingOperator, DENSE_SYMMETRY_RTOL, DenseOperator, LinearOperator, MATERIALIZE_BLOCK, PrincipalBlockOperator,
+    ScaledOperator, ShiftedOperator, SumOperator, materialize,
 };
 pub use power::{PowerIterationEstimate, PowerIterationParams, PowerStop, power_iteration};
 pub use probes::{MeanEstimate, ProbeDistribution, ProbeSampler};

@@ -253,6 +253,69 @@ impl<T: Scalar, O: LinearOperator<T>> LinearOperator<T> for ShiftedOperator<T, O
     }
 }
 
+/// The principal block `A[S, S]` of an operator on the contiguous coordinates `S = range`
+/// (e.g. one layer's weight in a flat parameter vector), as an operator of dimension `|S|`:
+/// `apply_block(X)` pads each row of `X` with zeros outside `S`, applies `A` and keeps the
+/// coordinates in `S`. An estimator run on it therefore uses probe vectors that are zero outside
+/// `S`: Hutchinson on it estimates `tr A[S, S]` (the trace of `A` restricted to the block), and
+/// Lanczos the spectrum of the block. Each product costs one product with `A`; quadratic forms
+/// `z^T A[S, S] z` are the inner operator's forms of the padded vectors, when it has them.
+#[derive(Debug, Clone)]
+pub struct PrincipalBlockOperator<O> {
+    inner: O,
+    range: std::ops::Range<usize>,
+    full: usize,
+}
+
+impl<O> PrincipalBlockOperator<O> {
+    /// `A[range, range]`; `range` must be non-empty and lie inside `0..A.dim()`.
+    pub fn new<T: Scalar>(inner: O, range: std::ops::Range<usize>) -> Result<Self, OperatorError>
+    where
+        O: LinearOperator<T>,
+    {
+        let full = inner.dim();
+        if range.start >= range.end || range.end > full {
+            return Err(OperatorError::InvalidParams(format!(
+                "PrincipalBlockOperator::new: the block {}..{} is not a non-empty range inside 0..{full}",
+                range.start, range.end
+            )));
+        }
+        Ok(PrincipalBlockOperator { inner, range, full })
+    }
+
+    /// The coordinates of the block in the inner operator's space.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.range.clone()
+    }
+
+    /// The wrapped operator.
+    pub fn inner(&self) -> &O {
+        &self.inner
+    }
+
+    fn pad<T: Scalar>(&self, block: ArrayView2<'_, T>) -> Array2<T> {
+        let mut padded = Array2::zeros((block.nrows(), self.full));
+        padded.slice_mut(s![.., self.range.clone()]).assign(&block);
+        padded
+    }
+}
+
+impl<T: Scalar, O: LinearOperator<T>> LinearOperator<T> for PrincipalBlockOperator<O> {
+    fn dim(&self) -> usize {
+        self.range.len()
+    }
+    fn apply_block(&self, block: ArrayView2<'_, T>) -> Array2<T> {
+        let y = self.inner.apply_block(self.pad(block).view());
+        y.slice(s![.., self.range.clone()]).to_owned()
+    }
+    fn is_symmetric(&self) -> bool {
+        self.inner.is_symmetric()
+    }
+    fn quadratic_forms(&self, block: ArrayView2<'_, T>) -> Option<Vec<f64>> {
+        self.inner.quadratic_forms(self.pad(block).view())
+    }
+}
+
 /// A pass-through wrapper that counts matrix-vector products (rows of every block applied) and
 /// `apply_block` calls, with atomics so that it is `Sync` like the operator it wraps.
 ///

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use sgdlab_data::{Dataset, load_dataset};
 use sgdlab_linalg::RngStream;
-use sgdlab_nn::{ArchSpec, InitSpec, Model, Params, save_checkpoint};
+use sgdlab_nn::{ArchSpec, InitSpec, Loss, Model, Params, save_checkpoint};
 use sgdlab_probes::registry::{
     self, DataSource, EvalOptions, MetricShape, MetricValue, Precision, Probe, ProbeInput, ProbeOutput, TrainedOn,
     resolve_data,
@@ -22,13 +22,15 @@ struct Fixture {
     arch: &'static str,
     data: Option<&'static str>,
     options: Value,
+    /// The loss curvature refers to (cross-entropy unless the probe needs another).
+    loss: Loss,
 }
 
 const CLASSES: &str = "gaussian-mixture:classes=3,d=6,n=60,n_test=30";
 const BINARY: &str = "lms:k=5,d=6,n=100,n_test=50";
 
 fn fixture(probe: &str, dir: &Path) -> Fixture {
-    let f = |arch, data: Option<&'static str>| Fixture { arch, data, options: json!({}) };
+    let f = |arch, data: Option<&'static str>| Fixture { arch, data, options: json!({}), loss: Loss::CrossEntropy };
     match probe {
         "spectral-bias" => f("mlp:1-8-1:tanh", Some("sines:n=32,freqs=3,step=2")),
         "randomisation" | "performance-correlation" => f("mlp:6-8-2:relu", Some(BINARY)),
@@ -38,11 +40,15 @@ fn fixture(probe: &str, dir: &Path) -> Fixture {
             arch: "mlp:6-1:identity",
             data: Some("teacher:d=6,hidden=none,n=200,n_test=10,noise=0.1"),
             options: json!({ "chains": 200, "steps": 100, "hill_k": 10 }),
+            loss: Loss::CrossEntropy,
         },
+        // Ma & Ying's bound is derived for the mse loss only.
+        "sobolev-flatness" => Fixture { loss: Loss::Mse, ..f("mlp:6-8-8-3:relu", Some(CLASSES)) },
         "interpolate" => Fixture {
             arch: "mlp:6-8-8-3:relu",
             data: Some(CLASSES),
             options: json!({ "to": other_checkpoint("mlp:6-8-8-3:relu", dir) }),
+            loss: Loss::CrossEntropy,
         },
         _ => f("mlp:6-8-8-3:relu", Some(CLASSES)),
     }
@@ -81,7 +87,7 @@ fn setup(probe: &dyn Probe, f: &Fixture) -> Setup {
         (load_dataset(spec).unwrap(), spec.to_string())
     });
     // Batches of 16 so that sums over several (unequal) batches are exercised.
-    Setup { model, params, data, eval: EvalOptions { batch_size: 16, ..EvalOptions::default() } }
+    Setup { model, params, data, eval: EvalOptions { batch_size: 16, loss: f.loss, ..EvalOptions::default() } }
 }
 
 fn measure(probe: &dyn Probe, s: &Setup, options: &Value, precision: Precision) -> ProbeOutput {
@@ -210,7 +216,7 @@ fn every_metric_is_described_and_names_are_unique() {
         }
         assert!(!names.is_empty(), "{} writes no metric", probe.name());
     }
-    assert_eq!(probes.len(), 24);
+    assert_eq!(probes.len(), 25);
     assert!(registry::find("no-such-probe").is_none());
     assert!(registry::names().contains("neural-collapse"));
 }

@@ -66,6 +66,7 @@ pub const BUILTIN: &[Builtin] = &[
     Builtin { name: "shift-curvature", toml: include_str!("../studies/shift-curvature.toml") },
     Builtin { name: "sgd-noise-escape", toml: include_str!("../studies/sgd-noise-escape.toml") },
     Builtin { name: "iterate-tails", toml: include_str!("../studies/iterate-tails.toml") },
+    Builtin { name: "sobolev-flatness", toml: include_str!("../studies/sobolev-flatness.toml") },
     Builtin { name: "sgd-adam-tails", toml: include_str!("../studies/sgd-adam-tails.toml") },
 ];
 

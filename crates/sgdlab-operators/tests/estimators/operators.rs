@@ -1,11 +1,12 @@
 //! The operator trait, its implementations and `materialize`.
 
-use crate::common::{Known, NanOperator, WrongShape, flat};
+use crate::common::{Known, NanOperator, WrongShape, flat, indefinite};
 use ndarray::{Array1, Array2};
 use sgdlab_linalg::{RngStream, standard_normal};
 use sgdlab_operators::{
-    CountingOperator, DenseOperator, HutchinsonParams, LanczosParams, LinearOperator, OperatorError, ScaledOperator,
-    ShiftedOperator, SumOperator, hutchinson_trace, lanczos_eigenpairs, materialize,
+    CountingOperator, DenseOperator, HutchinsonParams, LanczosParams, LinearOperator, OperatorError,
+    PrincipalBlockOperator, ScaledOperator, ShiftedOperator, SumOperator, hutchinson_trace, lanczos_eigenpairs,
+    materialize,
 };
 
 /// Composite operators are a few products and additions away from the dense reference.
@@ -60,6 +61,65 @@ fn composite_operators_equal_their_dense_formula() {
         SumOperator::new(&oa, &small),
         Err(OperatorError::DimensionMismatch { expected: 40, actual: 3, .. })
     ));
+}
+
+/// A dense matrix that also computes its quadratic forms itself (as a network's Hessian does),
+/// counting them, to check that wrappers pass them through.
+struct WithForms {
+    a: DenseOperator<f64>,
+    forms: std::cell::Cell<usize>,
+}
+
+impl LinearOperator<f64> for WithForms {
+    fn dim(&self) -> usize {
+        self.a.dim()
+    }
+    fn apply_block(&self, block: ndarray::ArrayView2<'_, f64>) -> Array2<f64> {
+        self.a.apply_block(block)
+    }
+    fn quadratic_forms(&self, block: ndarray::ArrayView2<'_, f64>) -> Option<Vec<f64>> {
+        self.forms.set(self.forms.get() + block.nrows());
+        Some(block.rows().into_iter().map(|z| z.dot(&self.a.matrix().dot(&z))).collect())
+    }
+}
+
+#[test]
+fn a_principal_block_is_the_submatrix_and_its_trace_the_block_trace() {
+    // A symmetric indefinite 30 x 30 matrix; the block 7..19 (12 coordinates).
+    let k = Known::new(indefinite(30), &RngStream::new(5).child("a"));
+    let (lo, hi) = (7, 19);
+    let block = PrincipalBlockOperator::new(k.op(), lo..hi).unwrap();
+    assert_eq!((block.dim(), block.range()), (12, lo..hi));
+    assert!(block.is_symmetric());
+    // Each entry of the block's columns is one entry of A e_j: exact.
+    let m = materialize(&block, 100).unwrap();
+    assert_eq!(m, k.matrix.slice(ndarray::s![lo..hi, lo..hi]).to_owned());
+    // Hutchinson on the block (probes zero outside it) estimates tr A[S, S], not tr A; with the
+    // inner operator's quadratic forms the samples are the same up to rounding.
+    let want: f64 = (lo..hi).map(|i| k.matrix[(i, i)]).sum();
+    let r = RngStream::new(6).child("block-trace");
+    let p = HutchinsonParams { probes: 400, ..Default::default() };
+    let by_products = hutchinson_trace(&block, &p, &r).unwrap();
+    assert_eq!(by_products.quadratic_forms, 0);
+    // 4 standard errors: a two-sided normal failure probability of 6e-5 for a random seed.
+    assert!(
+        (by_products.trace - want).abs() <= 4.0 * by_products.standard_error,
+        "block trace {} +- {} vs {want}",
+        by_products.trace,
+        by_products.standard_error
+    );
+    let with_forms = WithForms { a: k.op(), forms: std::cell::Cell::new(0) };
+    let block_forms = PrincipalBlockOperator::new(&with_forms, lo..hi).unwrap();
+    let by_forms = hutchinson_trace(&block_forms, &p, &r).unwrap();
+    assert_eq!((by_forms.quadratic_forms, by_forms.matvecs, with_forms.forms.get()), (400, 0, 400));
+    for (a, b) in by_forms.samples.iter().zip(&by_products.samples) {
+        assert!((a - b).abs() <= COMPOSITE_RTOL * 30.0 * a.abs().max(1.0), "{a} vs {b}");
+    }
+    // Empty or out-of-range blocks are refused with the range and the dimension.
+    for bad in [5..5, 25..31] {
+        let e = PrincipalBlockOperator::new(k.op(), bad.clone()).unwrap_err().to_string();
+        assert!(e.contains(&format!("{}..{}", bad.start, bad.end)) && e.contains("0..30"), "{e}");
+    }
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod iterates;
 mod measures;
 mod operators;
 mod shift;
+mod sobolev;
 
 pub use iterates::{IterateTailEstimate, IterateTailParams, StepScale, iterate_tails, mean_square_step_limit};
 pub use measures::{
@@ -24,3 +25,4 @@ pub use shift::{
     MinimiseReport, NewtonCgParams, ShiftCurvatureEstimate, ShiftCurvatureParams, ShiftData, TraceValue,
     mean_curvature, minimise_regularised, shift_curvature,
 };
+pub use sobolev::{SobolevFlatnessEstimate, SobolevFlatnessParams, sobolev_flatness};

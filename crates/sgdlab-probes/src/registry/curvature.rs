@@ -1,13 +1,15 @@
 //! Registry entries of the loss and curvature measures other than the spectrum (PROTOCOLS 7, 8):
-//! loss, epsilon-sharpness, landscape slices, interpolation, gradient noise, tail index.
+//! loss, epsilon-sharpness, landscape slices, interpolation, gradient noise, tail index, iterate tails,
+//! the flatness bound of the input gradient (sobolev-flatness).
 
 use super::{
     DataUse, Evaluated, MetricInfo, Needs, ProbeImpl, ProbeInput, ProbeOutput, Table, details_of, scalar, vector,
 };
 use crate::common::ProbeError;
 use crate::curvature::{
-    IterateTailParams, NoiseParams, SlicePoint, StepScale, epsilon_sharpness, filter_normalized_direction,
-    gradient_noise, gradient_noise_tail_index, interpolation, iterate_tails, landscape_slice, linspace, loss_summary,
+    IterateTailParams, NoiseParams, SlicePoint, SobolevFlatnessParams, StepScale, epsilon_sharpness,
+    filter_normalized_direction, gradient_noise, gradient_noise_tail_index, interpolation, iterate_tails,
+    landscape_slice, linspace, loss_summary, sobolev_flatness,
 };
 use serde::{Deserialize, Serialize};
 use sgdlab_data::Targets;
@@ -735,3 +737,140 @@ impl ProbeImpl for IterateTailsProbe {
 }
 
 const HILL_K: &str = "Hill-plot point (k ascending)";
+
+// ---------------------------------------------------------------------------------------------
+// sobolev-flatness
+
+/// `sobolev-flatness`: Ma & Ying's bound of the input gradient by the flatness of the first layer.
+pub struct SobolevFlatnessProbe;
+
+/// Options of [`SobolevFlatnessProbe`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct SobolevFlatnessOptions {
+    /// Rademacher probes (zero outside the first layer's weight) for each of Tr(H_WW) and Tr(G_WW).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub probes: usize,
+}
+
+impl Default for SobolevFlatnessOptions {
+    fn default() -> Self {
+        SobolevFlatnessOptions { probes: SobolevFlatnessParams::default().probes }
+    }
+}
+
+impl ProbeImpl for SobolevFlatnessProbe {
+    const NAME: &'static str = "sobolev-flatness";
+    const ABOUT: &'static str = "Flatness bounds the input gradient (Ma & Ying 2021; PROTOCOLS 8.3): for a model \
+        f(x) = g(W x + b) whose first layer is linear and the mse loss (mean over n examples and K outputs), \
+        (1/n) sum_i ||d f(x_i)/dx||_F^2 <= (K/2) ||W||_2^2 Tr(H_WW) / min_i ||x_i||^2, with H_WW the block of \
+        the loss Hessian (or, exactly, of the Gauss-Newton matrix) on W; K/2 converts sgdlab's mse to Ma & \
+        Ying's (1/2n) sum ||f - y||^2. Traces by Hutchinson with probes zero outside W.";
+    const NEEDS: Needs = Needs::ALL;
+    const METRICS: &'static [MetricInfo] = &[
+        MetricInfo::scalar(
+            "input_gradient_sq",
+            "mean ||d f / dx||_F^2",
+            "LHS: mean over examples of the squared Frobenius norm of the K x d input Jacobian of the outputs (all K outputs; the geometric complexity)",
+        ),
+        MetricInfo::scalar(
+            "input_gradient_sq_stderr",
+            "standard error of the LHS",
+            "sample sd of the per-example ||d f / dx||_F^2 over sqrt(n)",
+        ),
+        MetricInfo::scalar(
+            "weight_norm",
+            "||W||_2",
+            "spectral norm (largest singular value) of the first layer's weight",
+        ),
+        MetricInfo::scalar("min_input_sq", "min ||x||^2", "smallest squared input norm over the evaluated examples"),
+        MetricInfo::scalar(
+            "hessian_trace_w",
+            "Tr(H_WW)",
+            "trace of the loss Hessian's block on the first layer's weight (Hutchinson)",
+        ),
+        MetricInfo::scalar("hessian_trace_w_stderr", "standard error of Tr(H_WW)", "Hutchinson standard error"),
+        MetricInfo::scalar(
+            "ggn_trace_w",
+            "Tr(G_WW)",
+            "trace of the Gauss-Newton matrix's block on the first layer's weight (Hutchinson, the same probe vectors as Tr(H_WW))",
+        ),
+        MetricInfo::scalar("ggn_trace_w_stderr", "standard error of Tr(G_WW)", "Hutchinson standard error"),
+        MetricInfo::scalar(
+            "ggn_trace_w_exact",
+            "Tr(G_WW) (exact)",
+            "(2 / (n K)) sum_i ||d f / dz||_F^2 ||x_i||^2, z = W x + b: the exact value the Hutchinson estimate should match",
+        ),
+        MetricInfo::scalar(
+            "bound_hessian",
+            "RHS (Hessian)",
+            "(K/2) ||W||_2^2 Tr(H_WW) / min ||x||^2: holds near an interpolating minimum",
+        ),
+        MetricInfo::scalar("bound_ggn", "RHS (GGN)", "(K/2) ||W||_2^2 Tr(G_WW) / min ||x||^2: an exact bound"),
+        MetricInfo::scalar("ratio_hessian", "LHS / RHS (Hessian)", "at most 1 when the bound holds"),
+        MetricInfo::scalar("ratio_ggn", "LHS / RHS (GGN)", "at most 1 (up to the Hutchinson error)"),
+        MetricInfo::scalar("matvecs", "matrix-vector products", "products of both traces"),
+        MetricInfo::scalar("quadratic_forms", "quadratic forms", "quadratic forms z^T A z of both traces"),
+    ];
+    type Options = SobolevFlatnessOptions;
+
+    fn check(o: &SobolevFlatnessOptions) -> Result<(), String> {
+        if o.probes < 2 {
+            return Err(format!("probes must be at least 2 (for the standard error), got {}", o.probes));
+        }
+        Ok(())
+    }
+
+    fn measure<T: Scalar>(input: &ProbeInput<'_>, o: &SobolevFlatnessOptions) -> Result<ProbeOutput, ProbeError> {
+        let e = input.evaluation::<T>()?;
+        let s = sobolev_flatness(
+            &e.context()?,
+            &SobolevFlatnessParams { probes: o.probes },
+            &input.stream.child("sobolev-flatness"),
+        )?;
+        let values = vec![
+            scalar("input_gradient_sq", s.input_gradient_sq),
+            scalar("input_gradient_sq_stderr", s.input_gradient_sq_stderr),
+            scalar("weight_norm", s.weight_norm),
+            scalar("min_input_sq", s.min_input_sq),
+            scalar("hessian_trace_w", s.hessian_trace_w),
+            scalar("hessian_trace_w_stderr", s.hessian_trace_w_stderr),
+            scalar("ggn_trace_w", s.ggn_trace_w),
+            scalar("ggn_trace_w_stderr", s.ggn_trace_w_stderr),
+            scalar("ggn_trace_w_exact", s.ggn_trace_w_exact),
+            scalar("bound_hessian", s.bound_hessian),
+            scalar("bound_ggn", s.bound_ggn),
+            scalar("ratio_hessian", s.ratio_hessian),
+            scalar("ratio_ggn", s.ratio_ggn),
+            scalar("matvecs", s.matvecs as f64),
+            scalar("quadratic_forms", s.quadratic_forms as f64),
+        ];
+        let text = format!(
+            "LHS (1/n) sum ||df/dx||_F^2   {:.6e} +- {:.2e} (n = {})\n\
+             ||W||_2 ({})               {:.6}\nmin ||x||^2                   {:.6}\n\
+             Tr(H_WW)                      {:.6e} +- {:.2e}\nTr(G_WW)                      {:.6e} +- {:.2e} (exact {:.6e})\n\
+             RHS = (K/2) ||W||^2 Tr / min ||x||^2, K/2 = {}:\n  Hessian  {:.6e}  (LHS / RHS {:.4})\n  GGN      {:.6e}  (LHS / RHS {:.4})\n\
+             {} probes per trace; matvecs {}, quadratic forms {}\n",
+            s.input_gradient_sq,
+            s.input_gradient_sq_stderr,
+            s.samples,
+            s.weight,
+            s.weight_norm,
+            s.min_input_sq,
+            s.hessian_trace_w,
+            s.hessian_trace_w_stderr,
+            s.ggn_trace_w,
+            s.ggn_trace_w_stderr,
+            s.ggn_trace_w_exact,
+            s.output_factor,
+            s.bound_hessian,
+            s.ratio_hessian,
+            s.bound_ggn,
+            s.ratio_ggn,
+            s.probes,
+            s.matvecs,
+            s.quadratic_forms
+        );
+        Ok(ProbeOutput::new(values, details_of(&s), text).evaluated(vec![e.evaluated]))
+    }
+}

@@ -41,7 +41,7 @@ mod shift;
 pub use curvature::{
     InterpolateOptions, InterpolateProbe, IterateTailsOptions, IterateTailsProbe, LandscapeOptions, LandscapeProbe,
     LossOptions, LossProbe, NoiseOptions, NoisePreconditioner, NoiseProbe, SharpnessOptions, SharpnessProbe,
-    TailIndexOptions, TailIndexProbe,
+    SobolevFlatnessOptions, SobolevFlatnessProbe, TailIndexOptions, TailIndexProbe,
 };
 pub use depth::{
     LesionOptions, LesionProbe, NccDepthOptions, NccDepthProbe, NeuralCollapseOptions, NeuralCollapseProbe,
@@ -511,6 +511,7 @@ pub static ALL: &[&dyn Probe] = &[
     &Entry::<NoiseProbe>::new(),
     &Entry::<TailIndexProbe>::new(),
     &Entry::<IterateTailsProbe>::new(),
+    &Entry::<SobolevFlatnessProbe>::new(),
     &Entry::<WeightSpectraProbe>::new(),
     &Entry::<RepresentationRankProbe>::new(),
     &Entry::<SpectralBiasProbe>::new(),
