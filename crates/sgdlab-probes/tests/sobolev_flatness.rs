@@ -236,6 +236,7 @@ fn the_registry_probe_writes_both_sides_on_mse_and_refuses_cross_entropy() {
             data_spec: None,
             eval: &eval,
             stream: RngStream::new(0).child("sobolev-flatness"),
+            adam: None,
         };
         match probe.measure(&input, &options, Precision::F64) {
             Ok(out) => {

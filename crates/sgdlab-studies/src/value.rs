@@ -1268,8 +1268,14 @@ mod tests {
         assert_eq!(window, Val::Vector(vec![1.0 / 11.0, 1.0 / 21.0]));
         // Halved from its first value 4 (below 2) first at step 30; 0.5 itself is never reached.
         assert_eq!(s(r#"{ first_crossing = { metric = "h/decay", below = 0.5, relative = true } }"#), 30.0);
-        assert!(s(r#"{ first_crossing = { metric = "h/decay", below = 0.5 } }"#).is_nan());
-        assert!(s(r#"{ first_crossing = { metric = "h/decay", above = 1.1, relative = true } }"#).is_nan());
+        // Never crossed: the run has no value, with the reason.
+        for never in [
+            r#"{ first_crossing = { metric = "h/decay", below = 0.5 } }"#,
+            r#"{ first_crossing = { metric = "h/decay", above = 1.1, relative = true } }"#,
+        ] {
+            let e = v(never).eval(&run()).unwrap_err();
+            assert!(e.contains("never crossed"), "{e}");
+        }
         let shape = |name: &str| Some(name == "sb/residual");
         assert!(v(r#"{ series = { metric = "h/decay" } }"#).is_vector(&shape).unwrap());
         let e = v(r#"{ series = { metric = "sb/residual" } }"#).is_vector(&shape).unwrap_err();
