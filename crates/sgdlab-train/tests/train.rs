@@ -14,16 +14,14 @@ fn ctx() -> RunContext {
     RunContext { sgdlab_version: "test".into(), git_revision: "test".into() }
 }
 
+/// Options for a run into `dir` with the test context, nothing else set.
+fn opts<'a>(dir: &Path, stop: Option<&'a AtomicBool>) -> RunOptions<'a> {
+    RunOptions { out_dir: dir.to_path_buf(), stop, context: ctx(), dataset: None, fresh: false, base_dir: None }
+}
+
 fn run_in(spec: &RunSpec, dir: &Path, stop_at: Option<u64>) -> RunRecord {
     let stop = AtomicBool::new(false);
-    let opts = RunOptions {
-        out_dir: dir.to_path_buf(),
-        stop: Some(&stop),
-        context: ctx(),
-        dataset: None,
-        fresh: false,
-        base_dir: None,
-    };
+    let opts = opts(dir, Some(&stop));
     let mut cb = |p: &Progress| {
         if Some(p.step) == stop_at {
             stop.store(true, Ordering::SeqCst);
@@ -458,14 +456,7 @@ fn checkpoints_follow_the_schedule_and_keep_the_latest() {
 fn mismatched_data_and_spec_are_clear_errors() {
     let s = spec(&MNIST1D_SGD.replace("mlp:40-32-10:relu", "mlp:41-32-10:relu"));
     let dir = tempfile::tempdir().unwrap();
-    let opts = RunOptions {
-        out_dir: dir.path().to_path_buf(),
-        stop: None,
-        context: ctx(),
-        dataset: None,
-        fresh: false,
-        base_dir: None,
-    };
+    let opts = opts(dir.path(), None);
     let e = train(&s, &opts, &mut NoHook, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("takes 41 inputs") && e.contains("40 features"), "{e}");
     let s = spec(&MNIST1D_SGD.replace("mlp:40-32-10:relu", "mlp:40-32-7:relu"));
@@ -626,14 +617,7 @@ fn an_error_mid_run_leaves_a_failed_record() {
     }
     let s = spec(MNIST1D_SGD);
     let dir = tempfile::tempdir().unwrap();
-    let opts = RunOptions {
-        out_dir: dir.path().to_path_buf(),
-        stop: None,
-        context: ctx(),
-        dataset: None,
-        fresh: false,
-        base_dir: None,
-    };
+    let opts = opts(dir.path(), None);
     let e = train(&s, &opts, &mut Failing, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("the probe broke"), "{e}");
     let rec = sgdlab_train::read_record(dir.path()).unwrap().unwrap();
@@ -646,14 +630,7 @@ fn an_error_mid_run_leaves_a_failed_record() {
 fn a_batch_larger_than_the_training_split_is_an_error() {
     let s = spec(&MNIST1D_SGD.replace("batch_size = 32", "batch_size = 481"));
     let dir = tempfile::tempdir().unwrap();
-    let opts = RunOptions {
-        out_dir: dir.path().to_path_buf(),
-        stop: None,
-        context: ctx(),
-        dataset: None,
-        fresh: false,
-        base_dir: None,
-    };
+    let opts = opts(dir.path(), None);
     let e = train(&s, &opts, &mut NoHook, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("optimizer.batch_size = 481") && e.contains("480 examples of the train split"), "{e}");
     assert!(!dir.path().join("record.json").exists());
@@ -666,14 +643,7 @@ fn a_second_trainer_on_the_directory_is_refused() {
     let s = spec(MNIST1D_SGD);
     let dir = tempfile::tempdir().unwrap();
     let held = sgdlab_train::DirLock::acquire(dir.path()).unwrap();
-    let opts = RunOptions {
-        out_dir: dir.path().to_path_buf(),
-        stop: None,
-        context: ctx(),
-        dataset: None,
-        fresh: false,
-        base_dir: None,
-    };
+    let opts = opts(dir.path(), None);
     let e = train(&s, &opts, &mut NoHook, &mut |_| {}).unwrap_err();
     assert!(matches!(e, sgdlab_train::TrainError::Busy { pid: Some(p), .. } if p == std::process::id()), "{e}");
     assert!(!dir.path().join("record.json").exists(), "nothing written");
@@ -722,14 +692,7 @@ fn the_hook_receives_adams_second_moment_after_the_first_step() {
     for (text, is_adam) in [(adam, true), (MNIST1D_SGD.replace("steps = 100", "steps = 20"), false)] {
         let s = spec(&text);
         let dir = tempfile::tempdir().unwrap();
-        let opts = RunOptions {
-            out_dir: dir.path().to_path_buf(),
-            stop: None,
-            context: ctx(),
-            dataset: None,
-            fresh: false,
-            base_dir: None,
-        };
+        let opts = opts(dir.path(), None);
         let mut hook = Recording::default();
         train(&s, &opts, &mut hook, &mut |_| {}).unwrap();
         let d = Model::new(&s.model).num_params();
