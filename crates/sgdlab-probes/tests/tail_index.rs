@@ -137,3 +137,40 @@ fn preconditioning_uncovers_heavy_tailed_coordinates_hidden_by_scale() {
     let e = precondition_rows(&mut x, &[0.0; 10]).unwrap_err().to_string();
     assert!(e.contains("value 0 is 0"), "{e}");
 }
+
+/// The streaming estimator (`MohammadiBlocks`, which the probe feeds one noise vector at a time)
+/// against the formula written out on a stored matrix: 7 vectors in blocks of 3 use the first 6
+/// (the trailing incomplete block is left out), and the value is the same to the last bit.
+#[test]
+fn streamed_mohammadi_estimate_equals_the_formula_on_the_stored_vectors() {
+    use sgdlab_probes::curvature::MohammadiBlocks;
+    let mut rng = RngStream::new(5).child("stream").rng();
+    let x = Array2::from_shape_fn((7, 4), |_| standard_normal::<f64, _>(&mut rng));
+    let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
+    let rows: Vec<Vec<f64>> = x.rows().into_iter().map(|r| r.to_vec()).collect();
+    let mean_log_x = rows[..6].iter().map(|r| norm(r).ln()).sum::<f64>() / 6.0;
+    let mut mean_log_y = 0.0;
+    for b in 0..2 {
+        let mut y = vec![0.0; 4];
+        for r in &rows[3 * b..3 * b + 3] {
+            for (s, v) in y.iter_mut().zip(r) {
+                *s += v;
+            }
+        }
+        mean_log_y += norm(&y).ln();
+    }
+    mean_log_y /= 2.0;
+    let expected = 3f64.ln() / (mean_log_y - mean_log_x);
+    let mut acc = MohammadiBlocks::<f64>::new(3, 4).unwrap();
+    for r in &rows {
+        let n = acc.push(r).unwrap();
+        assert_eq!(n, norm(r));
+    }
+    assert_eq!(acc.alpha().unwrap(), expected);
+    assert_eq!(mohammadi_estimator(&x, 3).unwrap(), expected);
+    let e = acc.push(&[1.0; 3]).unwrap_err().to_string();
+    assert!(e.contains("length 3 among vectors of length 4"), "{e}");
+    assert!(MohammadiBlocks::<f64>::new(1, 4).is_err());
+    let lone = MohammadiBlocks::<f64>::new(3, 4).unwrap();
+    assert!(lone.alpha().unwrap_err().to_string().contains("at least one block"));
+}

@@ -747,18 +747,26 @@ impl<'a, T: Scalar> Run<'a, T> {
                     let mut rng = self.root.child("langevin").child(&step.to_string()).rng();
                     let mut first_loss = f64::NAN;
                     let noise_sd = noise * (2.0 * inner_lr).sqrt();
+                    let (g_, a, ilr) = (T::from_f64(gamma), T::from_f64(*alpha), T::from_f64(*inner_lr));
+                    // The Langevin noise of one inner step, drawn first (in coordinate order, so
+                    // the draws are those of a fused loop) and then applied in a loop the
+                    // compiler can vectorise.
+                    let mut eps = vec![T::zero(); xp.len()];
                     for l in 0..*inner_steps {
                         let idx = self.minibatch(m + l as u64);
                         let loss = self.gradient_at(&xp, &idx, step)?;
                         if l == 0 {
                             first_loss = loss;
                         }
-                        let (g_, a) = (T::from_f64(gamma), T::from_f64(*alpha));
-                        for i in 0..xp.len() {
-                            let d = self.grad[i] - g_ * (x[i] - xp[i]);
-                            xp[i] = xp[i] - T::from_f64(*inner_lr) * d
-                                + T::from_f64(noise_sd * standard_normal::<f64, _>(&mut rng));
-                            mu[i] = (T::one() - a) * mu[i] + a * xp[i];
+                        for e in eps.iter_mut() {
+                            *e = T::from_f64(noise_sd * standard_normal::<f64, _>(&mut rng));
+                        }
+                        for ((((p, m_), &xi), &gi), &e) in
+                            xp.iter_mut().zip(mu.iter_mut()).zip(&x).zip(&self.grad).zip(&eps)
+                        {
+                            let d = gi - g_ * (xi - *p);
+                            *p = *p - ilr * d + e;
+                            *m_ = (T::one() - a) * *m_ + a * *p;
                         }
                     }
                     // Outer step along x - mu with Nesterov momentum.

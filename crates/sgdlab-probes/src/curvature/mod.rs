@@ -12,10 +12,10 @@ mod sobolev;
 
 pub use iterates::{IterateTailEstimate, IterateTailParams, StepScale, iterate_tails, mean_square_step_limit};
 pub use measures::{
-    DensityGrid, ExactSpectrum, LandscapeParams, LossSummary, NoiseEstimate, NoiseParams, SharpnessEstimate,
-    SlicePoint, TailIndexEstimate, epsilon_sharpness, exact_spectrum, filter_normalized_direction, gradient_noise,
-    gradient_noise_tail_index, grid_points, hill_estimator, interpolation, landscape, landscape_slice, linspace,
-    loss_summary, mohammadi_estimator, precondition_rows, smoothed_density,
+    DensityGrid, ExactSpectrum, LandscapeParams, LossSummary, MohammadiBlocks, NoiseEstimate, NoiseParams,
+    SharpnessEstimate, SlicePoint, TailIndexEstimate, epsilon_sharpness, exact_spectrum, filter_normalized_direction,
+    gradient_noise, gradient_noise_tail_index, grid_points, hill_estimator, interpolation, landscape, landscape_slice,
+    linspace, loss_summary, mohammadi_estimator, precondition_rows, smoothed_density,
 };
 pub use operators::{
     CurvatureContext, FisherKind, FisherOperator, GgnOperator, GradientNoiseOperator, HessianOperator,
