@@ -64,6 +64,7 @@ pub const BUILTIN: &[Builtin] = &[
     Builtin { name: "batch-sharpness-conv", toml: include_str!("../studies/batch-sharpness-conv.toml") },
     Builtin { name: "edge-of-stability", toml: include_str!("../studies/edge-of-stability.toml") },
     Builtin { name: "shift-curvature", toml: include_str!("../studies/shift-curvature.toml") },
+    Builtin { name: "entropy-sgd", toml: include_str!("../studies/entropy-sgd.toml") },
     Builtin { name: "sgd-noise-escape", toml: include_str!("../studies/sgd-noise-escape.toml") },
     Builtin { name: "iterate-tails", toml: include_str!("../studies/iterate-tails.toml") },
     Builtin { name: "sobolev-flatness", toml: include_str!("../studies/sobolev-flatness.toml") },
