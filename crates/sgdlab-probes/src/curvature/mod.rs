@@ -4,12 +4,16 @@
 //! vector, for the mean loss over an [`crate::EvalSet`] evaluated in a fixed list of batches;
 //! the estimators of `sgdlab-operators` (Lanczos, Hutchinson, SLQ) apply to them directly.
 
+mod backward;
 mod iterates;
 mod measures;
 mod operators;
 mod shift;
 mod sobolev;
 
+pub use backward::{
+    BackwardErrorEstimate, BackwardErrorParams, BackwardErrorPoint, backward_error, least_squares_slope,
+};
 pub use iterates::{IterateTailEstimate, IterateTailParams, StepScale, iterate_tails, mean_square_step_limit};
 pub use measures::{
     DensityGrid, ExactSpectrum, LandscapeParams, LossSummary, MohammadiBlocks, NoiseEstimate, NoiseParams,

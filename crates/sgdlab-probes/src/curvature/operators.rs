@@ -168,6 +168,22 @@ impl<'a, T: Scalar> CurvatureContext<'a, T> {
         (loss * c.to_f64(), g)
     }
 
+    /// The Hessian of the mean loss at parameters `p` (not the context's) times `v`, by exact
+    /// HVPs over the batches.
+    pub fn hvp_at(&self, p: &[T], v: &[T]) -> Vec<T> {
+        let vs = ArrayView2::from_shape((1, v.len()), v).expect("one direction");
+        let mut out = vec![T::zero(); self.dim()];
+        for r in &self.batches {
+            let h = self.model.hvp_block(p, &self.batch(r.clone()), &self.sum(), vs).expect("checked in new");
+            for (a, &b) in out.iter_mut().zip(h.hvps.row(0)) {
+                *a += b;
+            }
+        }
+        let c = self.scale();
+        out.iter_mut().for_each(|x| *x *= c);
+        out
+    }
+
     /// `c * sum over batches` of per-batch quadratic forms of the rows of `block`, in f64.
     fn forms_over_batches(
         &self,

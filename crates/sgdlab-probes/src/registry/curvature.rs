@@ -7,9 +7,9 @@ use super::{
 };
 use crate::common::ProbeError;
 use crate::curvature::{
-    IterateTailParams, NoiseParams, SlicePoint, SobolevFlatnessParams, StepScale, epsilon_sharpness,
-    filter_normalized_direction, gradient_noise, gradient_noise_tail_index, interpolation, iterate_tails,
-    landscape_slice, linspace, loss_summary, sobolev_flatness,
+    BackwardErrorParams, IterateTailParams, NoiseParams, SlicePoint, SobolevFlatnessParams, StepScale, backward_error,
+    epsilon_sharpness, filter_normalized_direction, gradient_noise, gradient_noise_tail_index, interpolation,
+    iterate_tails, landscape_slice, linspace, loss_summary, sobolev_flatness,
 };
 use serde::{Deserialize, Serialize};
 use sgdlab_data::Targets;
@@ -870,6 +870,121 @@ impl ProbeImpl for SobolevFlatnessProbe {
             s.probes,
             s.matvecs,
             s.quadratic_forms
+        );
+        Ok(ProbeOutput::new(values, details_of(&s), text).evaluated(vec![e.evaluated]))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// backward-error
+
+/// `backward-error`: one GD step against the gradient flows of the loss and of the modified loss.
+pub struct BackwardErrorProbe;
+
+/// Options of [`BackwardErrorProbe`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackwardErrorOptions {
+    /// Step sizes h (repeatable or comma-separated, at least two); PROTOCOLS 9.1 doubles from 0.004
+    /// to 0.128. Keep h well below 2 / lambda_max, where the expansion holds.
+    #[serde(deserialize_with = "super::one_or_many")]
+    #[arg(long, value_delimiter = ',', value_name = "H", default_values_t = [0.004, 0.008, 0.016, 0.032, 0.064, 0.128])]
+    pub steps: Vec<f64>,
+    /// RK4 sub-steps for each flow over the time h (each one 4 gradients, and for the modified
+    /// loss 4 HVPs).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub substeps: usize,
+}
+
+impl Default for BackwardErrorOptions {
+    fn default() -> Self {
+        BackwardErrorOptions { steps: vec![0.004, 0.008, 0.016, 0.032, 0.064, 0.128], substeps: 200 }
+    }
+}
+
+impl ProbeImpl for BackwardErrorProbe {
+    const NAME: &'static str = "backward-error";
+    const ABOUT: &'static str = "Backward error analysis of one gradient-descent step (Barrett & Dherin 2021; \
+        PROTOCOLS 9.1): theta_1 = theta_0 - h grad L(theta_0) against the gradient flow of L and of the modified \
+        loss L + (h/4) ||grad L||^2 for time h (RK4; the modified gradient by one exact HVP), for each step size h; \
+        the errors should fall as h^2 and h^3, and their log-log slopes are reported. Use f64: the errors at small \
+        h are below f32's resolution.";
+    const NEEDS: Needs = Needs::ALL;
+    const METRICS: &'static [MetricInfo] = &[
+        MetricInfo::vector("h", "step size h", "step", "the step sizes, in the order given"),
+        MetricInfo::vector(
+            "error_original",
+            "||theta_1 - phi_L(h)||",
+            "step",
+            "distance of the GD step from the gradient flow of L for time h",
+        ),
+        MetricInfo::vector(
+            "error_modified",
+            "||theta_1 - phi_L~(h)||",
+            "step",
+            "distance of the GD step from the gradient flow of L + (h/4) ||grad L||^2 for time h",
+        ),
+        MetricInfo::scalar(
+            "slope_original",
+            "log-log slope (L)",
+            "least-squares slope of log error against log h: 2 in theory",
+        ),
+        MetricInfo::scalar(
+            "slope_modified",
+            "log-log slope (modified loss)",
+            "least-squares slope of log error against log h: 3 in theory",
+        ),
+        MetricInfo::scalar("grad_norm", "||grad L(theta_0)||", "gradient norm at the start"),
+        MetricInfo::scalar("gradient_evaluations", "gradient evaluations", "full-set gradients of both flows"),
+        MetricInfo::scalar("hvps", "Hessian-vector products", "full-set HVPs of the modified flow"),
+    ];
+    type Options = BackwardErrorOptions;
+
+    fn check(o: &BackwardErrorOptions) -> Result<(), String> {
+        if o.steps.len() < 2 {
+            return Err(format!("steps: give at least two step sizes for a slope, got {}", o.steps.len()));
+        }
+        if let Some(h) = o.steps.iter().find(|h| !(h.is_finite() && **h > 0.0)) {
+            return Err(format!("steps: {h} is not a positive number"));
+        }
+        if o.steps.iter().all(|&h| h == o.steps[0]) {
+            return Err("steps: the step sizes are all equal; a slope needs two".into());
+        }
+        if o.substeps == 0 {
+            return Err("substeps must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn measure<T: Scalar>(input: &ProbeInput<'_>, o: &BackwardErrorOptions) -> Result<ProbeOutput, ProbeError> {
+        let e = input.evaluation::<T>()?;
+        let s = backward_error(&e.context()?, &BackwardErrorParams { steps: o.steps.clone(), substeps: o.substeps })?;
+        let values = vec![
+            vector("h", s.points.iter().map(|q| q.h).collect()),
+            vector("error_original", s.points.iter().map(|q| q.error_original).collect()),
+            vector("error_modified", s.points.iter().map(|q| q.error_modified).collect()),
+            scalar("slope_original", s.slope_original),
+            scalar("slope_modified", s.slope_modified),
+            scalar("grad_norm", s.grad_norm),
+            scalar("gradient_evaluations", s.gradient_evaluations as f64),
+            scalar("hvps", s.hvps as f64),
+        ];
+        let mut text = format!(
+            "one GD step from theta_0 (||grad L|| {:.6e}) against the flows of L and L + (h/4)||grad L||^2 (RK4, {} sub-steps)\n\
+             {:>10}  {:>14}  {:>14}  {:>14}\n",
+            s.grad_norm, s.substeps, "h", "err L", "err L~", "step length"
+        );
+        for q in &s.points {
+            let _ = writeln!(
+                text,
+                "{:>10}  {:>14.6e}  {:>14.6e}  {:>14.6e}",
+                q.h, q.error_original, q.error_modified, q.step_length
+            );
+        }
+        let _ = writeln!(
+            text,
+            "log-log slopes: L {:.4} (theory 2), modified loss {:.4} (theory 3)",
+            s.slope_original, s.slope_modified
         );
         Ok(ProbeOutput::new(values, details_of(&s), text).evaluated(vec![e.evaluated]))
     }

@@ -39,9 +39,10 @@ mod rank;
 mod shift;
 
 pub use curvature::{
-    InterpolateOptions, InterpolateProbe, IterateTailsOptions, IterateTailsProbe, LandscapeOptions, LandscapeProbe,
-    LossOptions, LossProbe, NoiseOptions, NoisePreconditioner, NoiseProbe, SharpnessOptions, SharpnessProbe,
-    SobolevFlatnessOptions, SobolevFlatnessProbe, TailIndexOptions, TailIndexProbe,
+    BackwardErrorOptions, BackwardErrorProbe, InterpolateOptions, InterpolateProbe, IterateTailsOptions,
+    IterateTailsProbe, LandscapeOptions, LandscapeProbe, LossOptions, LossProbe, NoiseOptions, NoisePreconditioner,
+    NoiseProbe, SharpnessOptions, SharpnessProbe, SobolevFlatnessOptions, SobolevFlatnessProbe, TailIndexOptions,
+    TailIndexProbe,
 };
 pub use depth::{
     LesionOptions, LesionProbe, NccDepthOptions, NccDepthProbe, NeuralCollapseOptions, NeuralCollapseProbe,
@@ -512,6 +513,7 @@ pub static ALL: &[&dyn Probe] = &[
     &Entry::<TailIndexProbe>::new(),
     &Entry::<IterateTailsProbe>::new(),
     &Entry::<SobolevFlatnessProbe>::new(),
+    &Entry::<BackwardErrorProbe>::new(),
     &Entry::<WeightSpectraProbe>::new(),
     &Entry::<RepresentationRankProbe>::new(),
     &Entry::<SpectralBiasProbe>::new(),
