@@ -495,7 +495,7 @@ impl<T: Scalar> MohammadiBlocks<T> {
         let norm = vector_norm(x.iter().copied());
         self.pending_log_norms.push(norm.ln());
         for (y, &v) in self.block.iter_mut().zip(x) {
-            *y = *y + v;
+            *y += v;
         }
         if self.pending_log_norms.len() == self.m {
             for l in self.pending_log_norms.drain(..) {
