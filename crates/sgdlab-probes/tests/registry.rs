@@ -216,7 +216,7 @@ fn every_metric_is_described_and_names_are_unique() {
         }
         assert!(!names.is_empty(), "{} writes no metric", probe.name());
     }
-    assert_eq!(probes.len(), 25);
+    assert_eq!(probes.len(), 26);
     assert!(registry::find("no-such-probe").is_none());
     assert!(registry::names().contains("neural-collapse"));
 }
